@@ -1,0 +1,622 @@
+// mte: the M2M Trust Enabler's operator command (init, serve, admin).
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <sstream>
+
+#include "base/log.h"
+#include "client/https_client.h"
+#include "crypto/aead.h"
+#include "crypto/keys.h"
+#include "crypto/password.h"
+#include "crypto/pki.h"
+#include "crypto/random.h"
+#include "mte/config.h"
+#include "mte/enrolees.h"
+#include "mte/maf.h"
+#include "mte/mef.h"
+#include "mte/outbox.h"
+#include "mte/portal.h"
+#include "net/server.h"
+#include "store/store.h"
+
+namespace fs = std::filesystem;
+using namespace mte;
+
+namespace {
+
+int Die(const std::string& message) {
+  std::fprintf(stderr, "mte: %s\n", message.c_str());
+  return 1;
+}
+
+int Die(const Error& error) { return Die(Describe(error)); }
+
+std::string Time(int64_t t) {
+  if (t == 0) return "-";
+  char buf[32];
+  return std::string(FormatRfc3339(t, buf));
+}
+
+// ---------------------------------------------------------------- init
+
+struct InitArgs {
+  std::string data;
+  std::string mef_fqdn;
+  std::string maf_fqdn;
+  std::string maf_id;
+  std::string bind = "127.0.0.1";
+  std::vector<std::string> portal_names{"localhost"};
+  uint16_t mef_port = 8443, maf_port = 8444, maf_delivery_port = 8445, portal_port = 8446;
+  bool force = false;
+};
+
+int Init(const InitArgs& args) {
+  Config config;
+  config.data_dir = args.data;
+  config.mef_fqdn = args.mef_fqdn;
+  config.maf_fqdn = args.maf_fqdn;
+  config.maf_id = args.maf_id.empty() ? args.maf_fqdn : args.maf_id;
+  config.bind_address = args.bind;
+  config.mef_port = args.mef_port;
+  config.maf_port = args.maf_port;
+  config.maf_delivery_port = args.maf_delivery_port;
+  config.portal_port = args.portal_port;
+  for (const auto* id : {&config.mef_fqdn, &config.maf_fqdn, &config.maf_id}) {
+    if (auto ok = crypto::CheckIdentifier(*id, "FQDN"); !ok) return Die(ok.error());
+    if (id->find('*') != std::string::npos) return Die("wildcard names are not allowed: " + *id);
+  }
+  std::error_code ec;
+  if (fs::exists(args.data, ec) && !fs::is_empty(args.data, ec)) {
+    if (!args.force) {
+      return Die(args.data + " exists and is not empty; use --force to replace it");
+    }
+    fs::remove_all(args.data, ec);
+    if (ec) return Die("cannot remove " + args.data + ": " + ec.message());
+  }
+  fs::create_directories(args.data, ec);
+  if (ec) return Die("cannot create " + args.data + ": " + ec.message());
+  fs::permissions(args.data, fs::perms::owner_all, fs::perm_options::replace, ec);
+  crypto::SystemRng rng;
+  if (auto ok = crypto::KeyEncryptionKey::CreateFile(config.kek_file(), rng); !ok) {
+    return Die(ok.error());
+  }
+  std::vector<crypto::LeafSpec> leaves;
+  leaves.push_back({"mef", config.mef_fqdn, {config.mef_fqdn}, {}, true, true});
+  leaves.push_back({"maf", config.maf_fqdn, {config.maf_fqdn}, {}, true, false});
+  crypto::LeafSpec portal{"portal", args.portal_names.front(), {}, {"127.0.0.1", "::1"}, true,
+                          false};
+  for (const auto& n : args.portal_names) portal.dns_names.push_back(n);
+  leaves.push_back(portal);
+  if (auto ok = crypto::CreateDevPki(config.pki_dir(), "OpenMTE development CA", leaves,
+                                     std::chrono::system_clock::now());
+      !ok) {
+    return Die(ok.error());
+  }
+  auto store = store::OpenSqliteStore(config.db_file().string());
+  if (!store) return Die(store.error());
+  if (auto ok = SaveConfig(config); !ok) return Die(ok.error());
+  std::printf("initialised %s\n", args.data.c_str());
+  std::printf("  MEF %s port %u, MAF %s port %u (delivery %u), portal port %u on %s\n",
+              config.mef_fqdn.c_str(), config.mef_port, config.maf_fqdn.c_str(), config.maf_port,
+              config.maf_delivery_port, config.portal_port, config.bind_address.c_str());
+  std::printf("  development CA: %s\n", config.ca_cert().c_str());
+  return 0;
+}
+
+// ---------------------------------------------------------------- serve
+
+struct Roles {
+  bool portal = false, mef = false, maf = false;
+};
+
+Result<Roles> ParseRoles(const std::string& text) {
+  Roles roles;
+  std::stringstream ss(text);
+  std::string role;
+  while (std::getline(ss, role, ',')) {
+    if (role == "portal") roles.portal = true;
+    else if (role == "mef") roles.mef = true;
+    else if (role == "maf") roles.maf = true;
+    else return Fail(ErrorKind::kLocalUsage, Errc::kConfig,
+                     "unknown role '" + role + "' (use portal, mef, maf)");
+  }
+  if (!roles.portal && !roles.mef && !roles.maf) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "no role given");
+  }
+  return roles;
+}
+
+struct ServeArgs {
+  std::string data;
+  std::string roles = "portal,mef,maf";
+  std::string log_level = "info";
+  bool log_json = false;
+};
+
+void HardenProcess() {
+  // Secrets live in this process: no core dumps, no ptrace by other users.
+  rlimit none{0, 0};
+  setrlimit(RLIMIT_CORE, &none);
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+int Serve(const ServeArgs& args) {
+  if (auto ok = log::Init(args.log_level, args.log_json ? log::Format::kJson : log::Format::kText);
+      !ok) {
+    return Die(ok.error());
+  }
+  HardenProcess();
+  auto roles = ParseRoles(args.roles);
+  if (!roles) return Die(roles.error());
+  auto config = LoadConfig(args.data);
+  if (!config) return Die(config.error());
+  auto kek = crypto::KeyEncryptionKey::LoadFile(config->kek_file());
+  if (!kek) return Die(kek.error());
+  auto store = store::OpenSqliteStore(config->db_file().string());
+  if (!store) return Die(store.error());
+  crypto::SystemRng rng;
+  SystemClock clock;
+  net::Server server(config->io_threads, config->worker_threads);
+  auto handshake = std::chrono::milliseconds(config->handshake_timeout_ms);
+  auto idle = std::chrono::milliseconds(config->idle_timeout_ms);
+  nlohmann::json ready = {{"pid", ::getpid()}};
+
+  std::unique_ptr<Maf> maf;
+  uint16_t maf_delivery_port = config->maf_delivery_port;
+  if (roles->maf) {
+    maf = std::make_unique<Maf>(**store, *kek, rng, clock,
+                                MafSettings{config->maf_fqdn, config->mef_fqdn});
+    crypto::TlsServerOptions psk;
+    psk.server_name = config->maf_fqdn;
+    psk.psk = true;
+    auto psk_ctx = crypto::TlsContext::Server(psk);
+    if (!psk_ctx) return Die(psk_ctx.error());
+    net::ListenerOptions device;
+    device.name = "maf";
+    device.address = config->bind_address;
+    device.port = config->maf_port;
+    device.tls = *psk_ctx;
+    device.psk_lookup = [m = maf.get()](std::string_view id) { return m->LookupKm(id); };
+    device.handler = [m = maf.get()](const proto::HttpRequest& r, const crypto::TlsEngine& t,
+                                     const net::ConnectionInfo&) { return m->HandleDevice(r, t); };
+    device.handshake_timeout = handshake;
+    device.idle_timeout = idle;
+    auto port = server.Listen(std::move(device));
+    if (!port) return Die(port.error());
+    ready["mafPort"] = *port;
+
+    crypto::TlsServerOptions mtls;
+    mtls.server_name = config->maf_fqdn;
+    mtls.cert_chain_pem_file = config->cert("maf").string();
+    mtls.key_pem_file = config->key("maf").string();
+    mtls.client_ca_pem_file = config->ca_cert().string();
+    auto mtls_ctx = crypto::TlsContext::Server(mtls);
+    if (!mtls_ctx) return Die(mtls_ctx.error());
+    net::ListenerOptions delivery;
+    delivery.name = "maf-delivery";
+    delivery.address = config->bind_address;
+    delivery.port = config->maf_delivery_port;
+    delivery.tls = *mtls_ctx;
+    delivery.handler = [m = maf.get()](const proto::HttpRequest& r, const crypto::TlsEngine& t,
+                                       const net::ConnectionInfo&) {
+      return m->HandleDelivery(r, t);
+    };
+    delivery.handshake_timeout = handshake;
+    delivery.idle_timeout = idle;
+    auto dport = server.Listen(std::move(delivery));
+    if (!dport) return Die(dport.error());
+    maf_delivery_port = *dport;
+    ready["mafDeliveryPort"] = *dport;
+  }
+
+  std::unique_ptr<Mef> mef;
+  std::unique_ptr<OutboxWorker> outbox;
+  if (roles->mef) {
+    mef = std::make_unique<Mef>(**store, *kek, rng, clock,
+                                MefSettings{config->mef_fqdn, config->maf_id, config->maf_fqdn,
+                                            config->enrolment_expiry_seconds});
+    crypto::TlsServerOptions psk;
+    psk.server_name = config->mef_fqdn;
+    psk.psk = true;
+    auto ctx = crypto::TlsContext::Server(psk);
+    if (!ctx) return Die(ctx.error());
+    net::ListenerOptions listener;
+    listener.name = "mef";
+    listener.address = config->bind_address;
+    listener.port = config->mef_port;
+    listener.tls = *ctx;
+    listener.psk_lookup = [m = mef.get()](std::string_view id) { return m->LookupKpm(id); };
+    listener.handler = [m = mef.get()](const proto::HttpRequest& r, const crypto::TlsEngine& t,
+                                       const net::ConnectionInfo&) { return m->Handle(r, t); };
+    listener.handshake_timeout = handshake;
+    listener.idle_timeout = idle;
+    auto port = server.Listen(std::move(listener));
+    if (!port) return Die(port.error());
+    ready["mefPort"] = *port;
+
+    // MEF -> MAF delivery client: mutual TLS with the MEF's certificate.
+    crypto::TlsClientOptions client;
+    client.server_name = config->maf_fqdn;
+    client.trust_pem_file = config->ca_cert().string();
+    client.cert_chain_pem_file = config->cert("mef").string();
+    client.key_pem_file = config->key("mef").string();
+    auto client_ctx = crypto::TlsContext::Client(client);
+    if (!client_ctx) return Die(client_ctx.error());
+    client::Endpoint endpoint{config->bind_address, maf_delivery_port};
+    std::string maf_host = config->maf_fqdn;
+    auto deliver = [ctx = *client_ctx, endpoint, maf_host](const SecretBytes& payload)
+        -> Result<void> {
+      MTE_TRY_ASSIGN(auto engine, crypto::TlsEngine::Client(ctx));
+      proto::HttpRequest request;
+      request.method = "POST";
+      request.target = "/maf/v1/credentials";
+      request.headers.Set("Host", maf_host);
+      request.headers.Set("Content-Type", "application/json");
+      request.headers.Set("X-M2M-Origin", "mef");
+      request.headers.Set("X-M2M-RVI", "3");
+      request.body = std::string(AsText(payload.Expose(SecretAccess::ForCrypto())));
+      request.keep_alive = false;
+      client::ExchangeOptions options;
+      options.deadline = std::chrono::seconds(10);
+      auto result = client::Exchange(endpoint, std::move(engine), request, options);
+      SecureWipe(request.body.data(), request.body.size());
+      if (!result) return Fail(result.error());
+      if (result->response.status != 200 && result->response.status != 201) {
+        return Fail(ErrorKind::kPeerProtocol, Errc::kForbidden,
+                    "MAF answered HTTP " + std::to_string(result->response.status) + ": " +
+                        result->response.body.substr(0, 200));
+      }
+      return {};
+    };
+    outbox = std::make_unique<OutboxWorker>(**store, *kek, clock, deliver);
+    mef->set_on_commit([o = outbox.get()] { o->Wake(); });
+  }
+
+  std::unique_ptr<Portal> portal;
+  if (roles->portal) {
+    PortalSettings settings;
+    settings.session_seconds = config->portal_session_seconds;
+    portal = std::make_unique<Portal>(**store, rng, clock, settings);
+    crypto::TlsServerOptions tls;
+    tls.server_name = "portal";
+    tls.require_sni = false;
+    tls.cert_chain_pem_file = config->cert("portal").string();
+    tls.key_pem_file = config->key("portal").string();
+    auto ctx = crypto::TlsContext::Server(tls);
+    if (!ctx) return Die(ctx.error());
+    net::ListenerOptions listener;
+    listener.name = "portal";
+    listener.address = config->bind_address;
+    listener.port = config->portal_port;
+    listener.tls = *ctx;
+    listener.handler = [p = portal.get()](const proto::HttpRequest& r, const crypto::TlsEngine&,
+                                          const net::ConnectionInfo& info) {
+      return p->Handle(r, info.peer_address);
+    };
+    listener.handshake_timeout = handshake;
+    listener.idle_timeout = idle;
+    auto port = server.Listen(std::move(listener));
+    if (!port) return Die(port.error());
+    ready["portalPort"] = *port;
+  }
+
+  if (outbox) outbox->Start();
+  // Readiness file for scripts and tests: the bound ports (useful with port 0).
+  fs::path ready_file = config->data_dir / "serve.json";
+  {
+    std::ofstream out(ready_file.string() + ".tmp");
+    out << ready.dump() << "\n";
+  }
+  fs::rename(ready_file.string() + ".tmp", ready_file);
+  spdlog::info("serving roles {} from {}: {}", args.roles, args.data, ready.dump());
+  server.Run(/*handle_signals=*/true);
+  if (outbox) outbox->Stop();
+  std::error_code ec;
+  fs::remove(ready_file, ec);
+  return 0;
+}
+
+// ---------------------------------------------------------------- admin
+
+struct AdminContext {
+  Config config;
+  std::unique_ptr<store::Store> store;
+};
+
+Result<AdminContext> OpenAdmin(const std::string& data) {
+  MTE_TRY_ASSIGN(auto config, LoadConfig(data));
+  MTE_TRY_ASSIGN(auto store, store::OpenSqliteStore(config.db_file().string()));
+  return AdminContext{std::move(config), std::move(store)};
+}
+
+int ImportDevices(const std::string& data, const std::string& file) {
+  auto ctx = OpenAdmin(data);
+  if (!ctx) return Die(ctx.error());
+  auto kek = crypto::KeyEncryptionKey::LoadFile(ctx->config.kek_file());
+  if (!kek) return Die(kek.error());
+  std::ifstream in(file);
+  if (!in) return Die("cannot read " + file);
+  std::stringstream text;
+  text << in.rdbuf();
+  auto manifest = nlohmann::json::parse(text.str(), nullptr, false);
+  if (manifest.is_discarded()) return Die(file + ": not valid JSON; nothing imported");
+  if (!manifest.is_array()) return Die(file + ": expected a JSON array; nothing imported");
+  std::vector<std::string> problems;
+  std::set<std::string> device_ids, kpm_ids;
+  struct Entry {
+    std::string device_id, kpm_id;
+    Bytes kpm;
+    std::string claim;
+  };
+  std::vector<Entry> entries;
+  for (size_t i = 0; i < manifest.size(); ++i) {
+    const auto& item = manifest[i];
+    std::string where = "entry " + std::to_string(i);
+    if (!item.is_object()) {
+      problems.push_back(where + ": not an object");
+      continue;
+    }
+    Entry entry;
+    bool ok = true;
+    for (auto it = item.begin(); it != item.end(); ++it) {
+      static const std::set<std::string> known = {"deviceId", "kpmId", "kpmHex", "claimCode"};
+      if (!known.count(it.key())) {
+        problems.push_back(where + ": unknown member '" + it.key().substr(0, 64) + "'");
+        ok = false;
+      }
+    }
+    for (const char* name : {"deviceId", "kpmId", "kpmHex", "claimCode"}) {
+      if (!item.contains(name) || !item[name].is_string()) {
+        problems.push_back(where + ": member '" + name + "' missing or not a string");
+        ok = false;
+      }
+    }
+    if (!ok) continue;
+    entry.device_id = item["deviceId"].get<std::string>();
+    entry.kpm_id = item["kpmId"].get<std::string>();
+    entry.claim = item["claimCode"].get<std::string>();
+    if (auto v = crypto::CheckIdentifier(entry.device_id, "deviceId"); !v) {
+      problems.push_back(where + ": " + v.error().detail);
+    }
+    if (auto v = crypto::CheckIdentifier(entry.kpm_id, "kpmId"); !v) {
+      problems.push_back(where + ": " + v.error().detail);
+    }
+    auto kpm = HexDecode(item["kpmHex"].get<std::string>());
+    if (!kpm || kpm->size() < 16 || kpm->size() > 64) {
+      problems.push_back(where + ": kpmHex must be 16..64 octets in hex");
+    } else {
+      entry.kpm = std::move(*kpm);
+    }
+    if (entry.claim.empty() || entry.claim.size() > kMaxClaimCodeLength) {
+      problems.push_back(where + ": claimCode must be 1..128 characters");
+    }
+    if (!device_ids.insert(entry.device_id).second) {
+      problems.push_back(where + ": duplicate deviceId '" + entry.device_id + "'");
+    }
+    if (!kpm_ids.insert(entry.kpm_id).second) {
+      problems.push_back(where + ": duplicate kpmId '" + entry.kpm_id + "'");
+    }
+    entries.push_back(std::move(entry));
+  }
+  if (!problems.empty()) {
+    for (const auto& p : problems) std::fprintf(stderr, "mte: %s: %s\n", file.c_str(), p.c_str());
+    return Die(std::to_string(problems.size()) + " problem(s); nothing imported");
+  }
+  crypto::SystemRng rng;
+  int64_t now = UnixSeconds(std::chrono::system_clock::now());
+  std::vector<store::DeviceRecord> records;
+  for (auto& entry : entries) {
+    store::DeviceRecord record;
+    record.device_id = entry.device_id;
+    record.kpm_id = entry.kpm_id;
+    SecretBytes kpm(entry.kpm, SecretAccess::ForCrypto());
+    SecureWipe(entry.kpm.data(), entry.kpm.size());
+    auto sealed = kek->Seal(kpm, "kpm|" + entry.device_id, rng);
+    if (!sealed) return Die(sealed.error());
+    record.kpm_sealed = std::move(*sealed);
+    SecretString claim(std::move(entry.claim));
+    auto hash = crypto::HashPassword(claim, rng);
+    if (!hash) return Die(hash.error());
+    record.claim_hash = std::move(*hash);
+    record.created_at = now;
+    records.push_back(std::move(record));
+  }
+  if (auto ok = ctx->store->ImportDevices(records); !ok) {
+    return Die(Describe(ok.error()) + "; nothing imported");
+  }
+  (void)ctx->store->Audit({0, now, "admin", "device.import",
+                           std::to_string(records.size()) + " devices from " + file, ""});
+  std::printf("imported %zu device(s)\n", records.size());
+  return 0;
+}
+
+std::string ReadSecretLine(const char* what) {
+  std::string line;
+  std::getline(std::cin, line);
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  (void)what;
+  return line;
+}
+
+int AddStakeholder(const std::string& data, const std::string& name, bool password_stdin) {
+  if (!password_stdin) return Die("give the password on standard input with --password-stdin");
+  if (auto v = crypto::CheckIdentifier(name, "stakeholder name"); !v || name.size() > 64) {
+    return Die("stakeholder name must be 1..64 printable ASCII characters without spaces");
+  }
+  auto ctx = OpenAdmin(data);
+  if (!ctx) return Die(ctx.error());
+  SecretString password(ReadSecretLine("password"));
+  if (password.size() < 8 || password.size() > 256) {
+    return Die("password must be 8..256 characters");
+  }
+  crypto::SystemRng rng;
+  auto hash = crypto::HashPassword(password, rng);
+  if (!hash) return Die(hash.error());
+  int64_t now = UnixSeconds(std::chrono::system_clock::now());
+  auto id = ctx->store->AddStakeholder(name, *hash, now);
+  if (!id) return Die(id.error());
+  (void)ctx->store->Audit({0, now, "admin", "stakeholder.add", name, ""});
+  std::printf("added stakeholder %s (id %lld)\n", name.c_str(), static_cast<long long>(*id));
+  return 0;
+}
+
+int AddEnrolee(const std::string& data, const std::string& stakeholder_name,
+               const std::string& device, std::string claim_code, bool claim_stdin,
+               const std::string& label) {
+  if (claim_stdin) claim_code = ReadSecretLine("claim code");
+  if (claim_code.empty()) return Die("give --claim-code CODE or --claim-code-stdin");
+  SecretString code(std::move(claim_code));
+  auto ctx = OpenAdmin(data);
+  if (!ctx) return Die(ctx.error());
+  auto who = ctx->store->FindStakeholder(stakeholder_name);
+  if (!who) return Die(who.error());
+  if (!who->has_value()) return Die("no stakeholder named '" + stakeholder_name + "'");
+  int64_t now = UnixSeconds(std::chrono::system_clock::now());
+  auto enrolee = ClaimDevice(*ctx->store, **who, device, code, label, now);
+  if (!enrolee) return Die(enrolee.error());
+  std::printf("added enrolee %lld for device %s (stakeholder %s)\n",
+              static_cast<long long>(enrolee->id), enrolee->device_id.c_str(),
+              stakeholder_name.c_str());
+  return 0;
+}
+
+int ListEnrolees(const std::string& data, bool json) {
+  auto ctx = OpenAdmin(data);
+  if (!ctx) return Die(ctx.error());
+  auto list = ctx->store->ListEnrolees(std::nullopt);
+  if (!list) return Die(list.error());
+  if (json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& e : *list) out.push_back(EnroleeJson(e));
+    std::printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
+  std::printf("%-4s %-20s %-16s %-12s %-9s %-9s %-50s %s\n", "ID", "DEVICE", "LABEL",
+              "STAKEHOLDER", "STATE", "MAF", "KEID", "ENROLLED");
+  for (const auto& e : *list) {
+    std::printf("%-4lld %-20s %-16s %-12s %-9s %-9s %-50s %s\n", static_cast<long long>(e.id),
+                e.device_id.c_str(), e.label.c_str(), e.stakeholder_name.c_str(),
+                std::string(store::ToString(e.state)).c_str(),
+                std::string(store::ToString(e.maf_delivery)).c_str(),
+                e.ke_id.empty() ? "-" : e.ke_id.c_str(), Time(e.enrolled_at).c_str());
+    for (const auto& c : e.credential_ids) std::printf("     credential %s\n", c.c_str());
+  }
+  return 0;
+}
+
+int ListAudit(const std::string& data) {
+  auto ctx = OpenAdmin(data);
+  if (!ctx) return Die(ctx.error());
+  auto list = ctx->store->ListAudit();
+  if (!list) return Die(list.error());
+  for (const auto& a : *list) {
+    std::printf("%s %-22s %-24s %s %s\n", Time(a.at).c_str(), a.actor.c_str(), a.action.c_str(),
+                a.subject.c_str(), a.detail.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"mte: OpenMTE M2M Trust Enabler (Enrolment Portal, MEF, MAF) for oneM2M enrolment"};
+  app.require_subcommand(1);
+
+  InitArgs init;
+  auto* init_cmd = app.add_subcommand(
+      "init", "Create a data directory: config, key-encryption key (0600), development CA with\n"
+              "P-256 FQDN certificates for MEF, MAF and portal, and an empty SQLite store.");
+  init_cmd->add_option("--data", init.data, "data directory")->required();
+  init_cmd->add_option("--mef-fqdn", init.mef_fqdn, "MEF FQDN (SNI, certificate SAN, KeID domain)")
+      ->required();
+  init_cmd->add_option("--maf-fqdn", init.maf_fqdn, "MAF FQDN (SNI, certificate SAN)")->required();
+  init_cmd->add_option("--maf-id", init.maf_id, "MAF-ID for Km derivation (default: MAF FQDN)");
+  init_cmd->add_option("--mef-port", init.mef_port, "MEF port (0 = any free port)")
+      ->default_val(8443);
+  init_cmd->add_option("--maf-port", init.maf_port, "MAF handshake port")->default_val(8444);
+  init_cmd->add_option("--maf-delivery-port", init.maf_delivery_port,
+                       "MAF credential delivery port (mutual TLS)")
+      ->default_val(8445);
+  init_cmd->add_option("--portal-port", init.portal_port, "portal HTTPS port")->default_val(8446);
+  init_cmd->add_option("--bind", init.bind, "listen address")->default_val("127.0.0.1");
+  init_cmd->add_option("--portal-name", init.portal_names, "portal certificate DNS names")
+      ->default_val(std::vector<std::string>{"localhost"});
+  init_cmd->add_flag("--force", init.force, "replace an existing data directory");
+
+  ServeArgs serve;
+  auto* serve_cmd = app.add_subcommand(
+      "serve", "Run the MTE roles until SIGINT/SIGTERM. Writes DIR/serve.json (bound ports) when\n"
+               "ready and removes it on a clean shutdown.");
+  serve_cmd->add_option("--data", serve.data, "data directory")->required();
+  serve_cmd->add_option("--roles", serve.roles, "comma-separated roles: portal,mef,maf")
+      ->default_val("portal,mef,maf");
+  serve_cmd->add_option("--log-level", serve.log_level, "trace, debug, info, warn, error, off")
+      ->default_val("info");
+  serve_cmd->add_flag("--log-json", serve.log_json, "log one JSON object per line");
+
+  std::string admin_data;
+  auto* admin = app.add_subcommand("admin", "Operator commands on a data directory (they work "
+                                            "while 'mte serve' runs).");
+  admin->add_option("--data", admin_data, "data directory")->required();
+  admin->require_subcommand(1);
+
+  auto* device = admin->add_subcommand("device", "Manufacturer manifests");
+  device->require_subcommand(1);
+  std::string manifest;
+  auto* device_import = device->add_subcommand(
+      "import", "Import a JSON array of {deviceId, kpmId, kpmHex, claimCode}; all or nothing.");
+  device_import->add_option("FILE", manifest, "manifest file")->required();
+
+  auto* stakeholder = admin->add_subcommand("stakeholder", "Enrolling stakeholder accounts");
+  stakeholder->require_subcommand(1);
+  std::string stakeholder_name;
+  bool password_stdin = false;
+  auto* stakeholder_add = stakeholder->add_subcommand("add", "Add an account");
+  stakeholder_add->add_option("NAME", stakeholder_name, "account name")->required();
+  stakeholder_add->add_flag("--password-stdin", password_stdin,
+                            "read the password from standard input");
+
+  auto* enrolee = admin->add_subcommand("enrolee", "The MTE Enrolee Database");
+  enrolee->require_subcommand(1);
+  std::string en_stakeholder, en_device, en_code, en_label;
+  bool en_code_stdin = false;
+  auto* enrolee_add = enrolee->add_subcommand(
+      "add", "Proof of control (seed 8.y.3 steps 3-4): add a device to a stakeholder");
+  enrolee_add->add_option("--stakeholder", en_stakeholder, "stakeholder name")->required();
+  enrolee_add->add_option("--device", en_device, "device ID")->required();
+  enrolee_add->add_option("--claim-code", en_code, "claim code printed on the device");
+  enrolee_add->add_flag("--claim-code-stdin", en_code_stdin,
+                        "read the claim code from standard input");
+  enrolee_add->add_option("--label", en_label, "friendly name");
+  bool list_json = false;
+  auto* enrolee_list = enrolee->add_subcommand("list", "List all enrolees");
+  enrolee_list->add_flag("--json", list_json, "JSON output");
+
+  auto* audit = admin->add_subcommand("audit", "The append-only audit log");
+  audit->require_subcommand(1);
+  auto* audit_list = audit->add_subcommand("list", "Print the audit log");
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (init_cmd->parsed()) return Init(init);
+  if (serve_cmd->parsed()) return Serve(serve);
+  if (device_import->parsed()) return ImportDevices(admin_data, manifest);
+  if (stakeholder_add->parsed()) return AddStakeholder(admin_data, stakeholder_name, password_stdin);
+  if (enrolee_add->parsed()) {
+    return AddEnrolee(admin_data, en_stakeholder, en_device, en_code, en_code_stdin, en_label);
+  }
+  if (enrolee_list->parsed()) return ListEnrolees(admin_data, list_json);
+  if (audit_list->parsed()) return ListAudit(admin_data);
+  return 2;
+}

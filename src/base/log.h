@@ -1,0 +1,19 @@
+// Process-wide logging setup. Code logs through spdlog directly (spdlog::info(...)); this header
+// only configures the default logger: stderr, text or one JSON object per line.
+//
+// Rule (DESIGN.md §7): nothing secret is ever passed to a log call. Secret types have no
+// formatter; log identifiers (KpmID, KeID, enrolee id), never key material or codes.
+#pragma once
+
+#include <string_view>
+
+#include "base/result.h"
+
+namespace mte::log {
+
+enum class Format { kText, kJson };
+
+// level: trace, debug, info, warn, error, off. Fails (kLocalUsage/kConfig) on an unknown level.
+Result<void> Init(std::string_view level, Format format);
+
+}  // namespace mte::log

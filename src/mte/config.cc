@@ -1,0 +1,94 @@
+#include "mte/config.h"
+
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <sstream>
+
+#include "crypto/keys.h"
+
+namespace mte {
+namespace {
+
+Error ConfigError(const std::filesystem::path& file, const std::string& what) {
+  return Error{ErrorKind::kLocalUsage, Errc::kConfig, file.string() + ": " + what};
+}
+
+}  // namespace
+
+Result<Config> LoadConfig(const std::filesystem::path& data_dir) {
+  Config config;
+  config.data_dir = data_dir;
+  auto file = config.config_file();
+  std::ifstream in(file);
+  if (!in) {
+    return Fail(ConfigError(file, "cannot read (run 'mte init --data " + data_dir.string() +
+                                      " ...' first)"));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  auto j = nlohmann::json::parse(text.str(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return Fail(ConfigError(file, "not a JSON object"));
+  try {
+    config.mef_fqdn = j.at("mefFqdn").get<std::string>();
+    config.maf_fqdn = j.at("mafFqdn").get<std::string>();
+    config.maf_id = j.value("mafId", config.maf_fqdn);
+    config.bind_address = j.value("bindAddress", config.bind_address);
+    config.mef_port = j.at("mefPort").get<uint16_t>();
+    config.maf_port = j.at("mafPort").get<uint16_t>();
+    config.maf_delivery_port = j.at("mafDeliveryPort").get<uint16_t>();
+    config.portal_port = j.at("portalPort").get<uint16_t>();
+    config.enrolment_expiry_seconds =
+        j.value("enrolmentExpirySeconds", config.enrolment_expiry_seconds);
+    config.portal_session_seconds = j.value("portalSessionSeconds", config.portal_session_seconds);
+    config.handshake_timeout_ms = j.value("handshakeTimeoutMs", config.handshake_timeout_ms);
+    config.idle_timeout_ms = j.value("idleTimeoutMs", config.idle_timeout_ms);
+    config.io_threads = j.value("ioThreads", config.io_threads);
+    config.worker_threads = j.value("workerThreads", config.worker_threads);
+  } catch (const nlohmann::json::exception& e) {
+    return Fail(ConfigError(file, e.what()));
+  }
+  for (const auto* id : {&config.mef_fqdn, &config.maf_fqdn, &config.maf_id}) {
+    if (auto ok = crypto::CheckIdentifier(*id, "FQDN"); !ok) {
+      return Fail(ConfigError(file, ok.error().detail));
+    }
+  }
+  if (config.enrolment_expiry_seconds <= 0 || config.handshake_timeout_ms <= 0 ||
+      config.idle_timeout_ms <= 0 || config.io_threads < 1 || config.worker_threads < 1) {
+    return Fail(ConfigError(file, "timeouts, lifetimes and thread counts must be positive"));
+  }
+  return config;
+}
+
+Result<void> SaveConfig(const Config& config) {
+  nlohmann::json j = {
+      {"mefFqdn", config.mef_fqdn},
+      {"mafFqdn", config.maf_fqdn},
+      {"mafId", config.maf_id},
+      {"bindAddress", config.bind_address},
+      {"mefPort", config.mef_port},
+      {"mafPort", config.maf_port},
+      {"mafDeliveryPort", config.maf_delivery_port},
+      {"portalPort", config.portal_port},
+      {"enrolmentExpirySeconds", config.enrolment_expiry_seconds},
+      {"portalSessionSeconds", config.portal_session_seconds},
+      {"handshakeTimeoutMs", config.handshake_timeout_ms},
+      {"idleTimeoutMs", config.idle_timeout_ms},
+      {"ioThreads", config.io_threads},
+      {"workerThreads", config.worker_threads},
+  };
+  auto file = config.config_file();
+  auto tmp = file;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << j.dump(2) << "\n";
+    if (!out) return Fail(ConfigError(tmp, "cannot write"));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, file, ec);
+  if (ec) return Fail(ConfigError(file, ec.message()));
+  return {};
+}
+
+}  // namespace mte

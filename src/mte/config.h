@@ -1,0 +1,51 @@
+// The MTE data directory and its configuration file (DIR/mte.json), written by `mte init` and
+// read by `mte serve` / `mte admin`.
+//
+// Layout: mte.json (config, 0644), kek (key-encryption key, 0600), mte.db (SQLite, 0600),
+// pki/ (development CA and FQDN certificates; *.key 0600).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "base/result.h"
+
+namespace mte {
+
+struct Config {
+  std::filesystem::path data_dir;
+  std::string mef_fqdn;
+  std::string maf_fqdn;
+  std::string maf_id;  // MAF-ID used in the Km derivation; defaults to maf_fqdn
+  std::string bind_address = "127.0.0.1";
+  uint16_t mef_port = 8443;
+  uint16_t maf_port = 8444;            // MAF handshake (TLS-PSK with KmID/Km)
+  uint16_t maf_delivery_port = 8445;   // MEF -> MAF credential delivery (mutual TLS)
+  uint16_t portal_port = 8446;         // Enrolment Portal (HTTPS REST)
+  int64_t enrolment_expiry_seconds = 365LL * 24 * 3600;  // Ke lifetime (TS-0003 §10.7)
+  int64_t portal_session_seconds = 8 * 3600;
+  int64_t handshake_timeout_ms = 10000;
+  int64_t idle_timeout_ms = 30000;
+  int io_threads = 1;
+  int worker_threads = 2;
+
+  std::filesystem::path config_file() const { return data_dir / "mte.json"; }
+  std::filesystem::path kek_file() const { return data_dir / "kek"; }
+  std::filesystem::path db_file() const { return data_dir / "mte.db"; }
+  std::filesystem::path pki_dir() const { return data_dir / "pki"; }
+  std::filesystem::path ca_cert() const { return pki_dir() / "ca.crt"; }
+  std::filesystem::path cert(std::string_view stem) const {
+    return pki_dir() / (std::string(stem) + ".crt");
+  }
+  std::filesystem::path key(std::string_view stem) const {
+    return pki_dir() / (std::string(stem) + ".key");
+  }
+};
+
+// Reads DIR/mte.json. kLocalUsage/kConfig with the path and the problem on failure.
+Result<Config> LoadConfig(const std::filesystem::path& data_dir);
+// Writes DIR/mte.json atomically.
+Result<void> SaveConfig(const Config& config);
+
+}  // namespace mte

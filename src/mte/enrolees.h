@@ -1,0 +1,33 @@
+// Proof of control and the enrolee view shared by the portal REST API and `mte admin`
+// (seed 8.y.3 steps 3-4).
+// Blocking (Argon2id, database): worker threads only.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string_view>
+
+#include "base/clock.h"
+#include "base/result.h"
+#include "base/secret.h"
+#include "store/store.h"
+
+namespace mte {
+
+inline constexpr size_t kMaxLabelLength = 256;
+inline constexpr size_t kMaxClaimCodeLength = 128;
+
+// Adds the enrolee for `device_id` to the stakeholder after checking the claim code.
+// An unknown device and a wrong claim code give the same error (kPeerAuth/kForbidden,
+// "device ID or claim code is wrong"), so device IDs cannot be probed. kConflict if the device
+// already has an enrolee entry; kMalformed for an oversized label or code.
+Result<store::EnroleeRecord> ClaimDevice(store::Store& store,
+                                         const store::StakeholderRecord& stakeholder,
+                                         std::string_view device_id,
+                                         const SecretString& claim_code, std::string_view label,
+                                         int64_t now);
+
+// The public JSON view of an enrolee (no secrets).
+nlohmann::json EnroleeJson(const store::EnroleeRecord& enrolee);
+
+}  // namespace mte

@@ -1,0 +1,143 @@
+#include "mte/maf.h"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <strings.h>
+
+#include "crypto/keys.h"
+#include "proto/onem2m.h"
+
+namespace mte {
+
+using proto::Rsc;
+
+Maf::Maf(store::Store& store, const crypto::KeyEncryptionKey& kek, Rng& rng, const Clock& clock,
+         MafSettings settings)
+    : store_(store), kek_(kek), rng_(rng), clock_(clock), settings_(std::move(settings)) {}
+
+std::optional<SecretBytes> Maf::LookupKm(std::string_view km_id) {
+  if (!crypto::CheckIdentifier(km_id, "KmID")) return std::nullopt;
+  auto found = store_.FindMafCredential(km_id);
+  if (!found) {
+    spdlog::error("maf: credential lookup failed: {}", Describe(found.error()));
+    return std::nullopt;
+  }
+  if (!found->has_value()) {
+    spdlog::info("maf: handshake with unknown KmID '{}'", km_id);
+    return std::nullopt;
+  }
+  if ((*found)->expires_at <= UnixSeconds(clock_.Now())) {
+    spdlog::info("maf: handshake with expired KmID '{}'", km_id);
+    return std::nullopt;
+  }
+  auto km = kek_.Open((*found)->km_sealed, "km|" + (*found)->km_id);
+  if (!km) {
+    spdlog::error("maf: cannot open Km '{}': {}", (*found)->km_id, Describe(km.error()));
+    return std::nullopt;
+  }
+  return std::move(*km);
+}
+
+proto::HttpResponse Maf::HandleDelivery(const proto::HttpRequest& request,
+                                        const crypto::TlsEngine& tls) {
+  std::string request_id = proto::RequestIdOf(request);
+  bool from_mef = false;
+  for (const auto& name : tls.peer_dns_names()) {
+    if (strcasecmp(name.c_str(), settings_.mef_fqdn.c_str()) == 0) from_mef = true;
+  }
+  if (!from_mef) {
+    spdlog::warn("maf: delivery refused: client certificate does not name the MEF '{}'",
+                 settings_.mef_fqdn);
+    return proto::MakeErrorResponse(Rsc::kOriginatorHasNoPrivilege,
+                                    "only the MEF may deliver credentials", request_id);
+  }
+  if (request.target != "/maf/v1/credentials") {
+    return proto::MakeErrorResponse(Rsc::kNotFound, "no such resource", request_id);
+  }
+  if (request.method != "POST") {
+    return proto::MakeErrorResponse(Rsc::kOperationNotAllowed, "use POST", request_id);
+  }
+  auto result = Deliver(request, request_id);
+  if (result) return std::move(*result);
+  spdlog::warn("maf: delivery refused: {}", Describe(result.error()));
+  if (result.error().kind == ErrorKind::kStorage || result.error().kind == ErrorKind::kCrypto) {
+    return proto::MakeErrorResponse(Rsc::kInternalServerError, "internal error", request_id);
+  }
+  return proto::MakeErrorResponse(proto::RscFor(result.error()), result.error().detail,
+                                  request_id);
+}
+
+Result<proto::HttpResponse> Maf::Deliver(const proto::HttpRequest& request,
+                                         const std::string& request_id) {
+  if (!proto::IsJsonContentType(request)) {
+    return proto::MakeErrorResponse(Rsc::kUnsupportedMediaType,
+                                    "Content-Type must be application/json", request_id);
+  }
+  auto j = nlohmann::json::parse(request.body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, "body must be a JSON object");
+  }
+  store::MafCredential credential;
+  std::string km_hex;
+  try {
+    credential.km_id = j.at("kmId").get<std::string>();
+    km_hex = j.at("km").get<std::string>();
+    credential.enrolee_id = j.at("enroleeId").get<int64_t>();
+    credential.generation = j.at("generation").get<int64_t>();
+    credential.expires_at = j.at("expiresAt").get<int64_t>();
+  } catch (const nlohmann::json::exception&) {
+    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
+                "expected members kmId, km, enroleeId, generation, expiresAt");
+  }
+  MTE_TRY(crypto::CheckIdentifier(credential.km_id, "kmId"));
+  auto km_bytes = HexDecode(km_hex);
+  SecureWipe(km_hex.data(), km_hex.size());
+  SecureWipe(j["km"].get_ptr<std::string*>()->data(), j["km"].get_ptr<std::string*>()->size());
+  if (!km_bytes || km_bytes->size() != 32) {
+    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, "km must be 32 octets in hex");
+  }
+  SecretBytes km(*km_bytes, SecretAccess::ForCrypto());
+  SecureWipe(km_bytes->data(), km_bytes->size());
+  int64_t now = UnixSeconds(clock_.Now());
+  credential.received_at = now;
+  MTE_TRY_ASSIGN(credential.km_sealed, kek_.Seal(km, "km|" + credential.km_id, rng_));
+  MTE_TRY_ASSIGN(bool stored, store_.PutMafCredential(credential));
+  if (stored) {
+    MTE_TRY(store_.Audit({0, now, "maf", "credential.receive",
+                          "KmID " + credential.km_id + " enrolee " +
+                              std::to_string(credential.enrolee_id),
+                          "generation " + std::to_string(credential.generation)}));
+    spdlog::info("maf: stored credential KmID {} for enrolee {} (generation {})",
+                 credential.km_id, credential.enrolee_id, credential.generation);
+  } else {
+    spdlog::info("maf: credential KmID {} already stored (repeat delivery)", credential.km_id);
+  }
+  nlohmann::json body = {{"kmId", credential.km_id}, {"stored", stored}};
+  return proto::MakeResponse(stored ? Rsc::kCreated : Rsc::kOk, body.dump(), request_id);
+}
+
+proto::HttpResponse Maf::HandleDevice(const proto::HttpRequest& request,
+                                      const crypto::TlsEngine& tls) {
+  std::string request_id = proto::RequestIdOf(request);
+  if (request.target != "/maf/v1/session") {
+    return proto::MakeErrorResponse(Rsc::kNotFound, "no such resource: use GET /maf/v1/session",
+                                    request_id);
+  }
+  if (request.method != "GET") {
+    return proto::MakeErrorResponse(Rsc::kOperationNotAllowed, "use GET", request_id);
+  }
+  auto found = store_.FindMafCredential(tls.psk_identity());
+  if (!found || !found->has_value()) {
+    return proto::MakeErrorResponse(Rsc::kInternalServerError, "credential vanished", request_id);
+  }
+  nlohmann::json body = {{"kmId", (*found)->km_id},
+                         {"enroleeId", (*found)->enrolee_id},
+                         {"mafFqdn", settings_.maf_fqdn},
+                         {"tlsVersion", tls.version()},
+                         {"cipher", tls.cipher()}};
+  spdlog::info("maf: handshake with KmID {} ({} {})", (*found)->km_id, tls.version(),
+               tls.cipher());
+  return proto::MakeResponse(Rsc::kOk, body.dump(), request_id);
+}
+
+}  // namespace mte

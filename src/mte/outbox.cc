@@ -1,0 +1,94 @@
+#include "mte/outbox.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "base/failpoint.h"
+
+namespace mte {
+namespace {
+
+constexpr int kBatch = 32;
+constexpr int64_t kMaxBackoffSeconds = 60;
+constexpr auto kPollInterval = std::chrono::seconds(1);
+
+}  // namespace
+
+OutboxWorker::OutboxWorker(store::Store& store, const crypto::KeyEncryptionKey& kek,
+                           const Clock& clock, DeliverFn deliver)
+    : store_(store), kek_(kek), clock_(clock), deliver_(std::move(deliver)) {}
+
+OutboxWorker::~OutboxWorker() { Stop(); }
+
+void OutboxWorker::Start() { thread_ = std::thread([this] { Loop(); }); }
+
+void OutboxWorker::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void OutboxWorker::Wake() {
+  {
+    std::lock_guard lock(mu_);
+    woken_ = true;
+  }
+  cv_.notify_all();
+}
+
+int OutboxWorker::RunOnce() {
+  int64_t now = UnixSeconds(clock_.Now());
+  auto due = store_.DueOutbox(now, kBatch);
+  if (!due) {
+    spdlog::error("outbox: cannot read: {}", Describe(due.error()));
+    return 0;
+  }
+  int delivered = 0;
+  for (const auto& item : *due) {
+    std::string aad = "outbox|" + std::to_string(item.enrolee_id) + "|" +
+                      std::to_string(item.generation);
+    auto payload = kek_.Open(item.payload_sealed, aad);
+    Result<void> sent = payload ? deliver_(*payload) : Result<void>(Fail(payload.error()));
+    if (sent) {
+      MTE_FAILPOINT_HIT("outbox-after-send");
+      if (auto marked = store_.MarkDelivered(item.id, UnixSeconds(clock_.Now())); !marked) {
+        spdlog::error("outbox: delivered item {} but cannot mark it: {}", item.id,
+                      Describe(marked.error()));
+        continue;
+      }
+      spdlog::info("outbox: delivered credential of enrolee {} (generation {}) to the {}",
+                   item.enrolee_id, item.generation, item.target);
+      ++delivered;
+      continue;
+    }
+    int64_t backoff = std::min<int64_t>(kMaxBackoffSeconds, int64_t{1} << std::min(item.attempts, 6));
+    spdlog::warn("outbox: delivery of enrolee {} to the {} failed (attempt {}), retry in {} s: {}",
+                 item.enrolee_id, item.target, item.attempts + 1, backoff,
+                 Describe(sent.error()));
+    if (auto marked = store_.MarkAttemptFailed(item.id, now + backoff, Describe(sent.error()));
+        !marked) {
+      spdlog::error("outbox: cannot record failure: {}", Describe(marked.error()));
+    }
+  }
+  return delivered;
+}
+
+void OutboxWorker::Loop() {
+  while (true) {
+    {
+      std::unique_lock lock(mu_);
+      if (stop_) return;
+      woken_ = false;
+    }
+    RunOnce();
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, kPollInterval, [this] { return stop_ || woken_; });
+    if (stop_) return;
+  }
+}
+
+}  // namespace mte

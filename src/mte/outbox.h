@@ -1,0 +1,51 @@
+// Durable delivery of enrolee credentials to the MAF (seed step 7/18, DESIGN.md §6): a worker
+// thread that sends due outbox items, marks them delivered on success, and retries with
+// exponential backoff (1 s doubling to 60 s) on failure. A MAF that is down loses nothing; a crash
+// after the MAF stored a credential but before it was marked delivered causes one repeat
+// delivery, which the MAF recognises (idempotent per enrolee and generation).
+// Thread-safety: Start/Stop/Wake from any thread.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "base/clock.h"
+#include "crypto/aead.h"
+#include "store/store.h"
+
+namespace mte {
+
+// Sends one sealed-then-opened payload (JSON text) to the target. Blocking.
+using DeliverFn = std::function<Result<void>(const SecretBytes& payload_json)>;
+
+class OutboxWorker {
+ public:
+  OutboxWorker(store::Store& store, const crypto::KeyEncryptionKey& kek, const Clock& clock,
+               DeliverFn deliver);
+  ~OutboxWorker();
+
+  void Start();
+  void Stop();
+  void Wake();
+
+  // One pass over the due items; returns how many were delivered. Used by the thread and tests.
+  int RunOnce();
+
+ private:
+  void Loop();
+
+  store::Store& store_;
+  const crypto::KeyEncryptionKey& kek_;
+  const Clock& clock_;
+  DeliverFn deliver_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  bool woken_ = false;
+  std::thread thread_;
+};
+
+}  // namespace mte

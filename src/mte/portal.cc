@@ -1,0 +1,282 @@
+#include "mte/portal.h"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <strings.h>
+
+#include <charconv>
+
+#include "crypto/keys.h"
+#include "crypto/password.h"
+#include "mte/enrolees.h"
+
+namespace mte {
+namespace {
+
+constexpr size_t kTokenBytes = 32;
+constexpr size_t kMaxNameLength = 64;
+constexpr size_t kMaxPasswordLength = 256;
+constexpr size_t kMaxFailureEntries = 100000;
+
+proto::HttpResponse Json(int status, const nlohmann::json& body) {
+  proto::HttpResponse response;
+  response.status = status;
+  response.headers.Set("Content-Type", "application/json");
+  response.headers.Set("Cache-Control", "no-store");
+  response.headers.Set("X-Content-Type-Options", "nosniff");
+  response.headers.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
+  response.body = body.dump();
+  return response;
+}
+
+proto::HttpResponse ErrorJson(int status, std::string_view message) {
+  return Json(status, {{"error", std::string(message)}});
+}
+
+int StatusFor(const Error& error) {
+  switch (error.code) {
+    case Errc::kMalformed:
+    case Errc::kTooLarge:
+      return 400;
+    case Errc::kAuthFailed: return 401;
+    case Errc::kForbidden:
+    case Errc::kNotClaimed:
+    case Errc::kExpired:
+      return 403;
+    case Errc::kNotFound: return 404;
+    case Errc::kConflict: return 409;
+    case Errc::kRateLimited: return 429;
+    default: return 500;
+  }
+}
+
+std::string Base64Url(ByteSpan bytes) {
+  static const char* kAlphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (uint8_t b : bytes) {
+    acc = (acc << 8) | b;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out.push_back(kAlphabet[(acc >> bits) & 0x3f]);
+    }
+  }
+  if (bits > 0) out.push_back(kAlphabet[(acc << (6 - bits)) & 0x3f]);
+  return out;
+}
+
+Result<nlohmann::json> ParseObject(const proto::HttpRequest& request) {
+  auto ct = request.headers.Get("Content-Type");
+  if (!ct || strncasecmp(ct->data(), "application/json", 16) != 0) {
+    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
+                "Content-Type must be application/json");
+  }
+  auto j = nlohmann::json::parse(request.body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, "body must be a JSON object");
+  }
+  return j;
+}
+
+Result<std::string> StringMember(const nlohmann::json& j, const char* name, size_t max,
+                                 bool required) {
+  auto it = j.find(name);
+  if (it == j.end()) {
+    if (!required) return std::string();
+    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
+                std::string("missing member '") + name + "'");
+  }
+  if (!it->is_string()) {
+    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
+                std::string("member '") + name + "' must be a string");
+  }
+  if (it->get_ref<const std::string&>().size() > max) {
+    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
+                std::string("member '") + name + "' is too long");
+  }
+  return it->get<std::string>();
+}
+
+}  // namespace
+
+Portal::Portal(store::Store& store, Rng& rng, const Clock& clock, PortalSettings settings)
+    : store_(store), rng_(rng), clock_(clock), settings_(settings) {}
+
+proto::HttpResponse Portal::Handle(const proto::HttpRequest& request,
+                                   const std::string& peer_address) {
+  std::string_view target = request.target;
+  target = target.substr(0, target.find('?'));
+  if (target == "/api/v1/health" && request.method == "GET") {
+    return Json(200, {{"status", "ok"}});
+  }
+  if (target == "/api/v1/login") {
+    if (request.method != "POST") return ErrorJson(405, "use POST");
+    return Login(request, peer_address);
+  }
+  constexpr std::string_view kEnrolees = "/api/v1/enrolees";
+  if (target.substr(0, kEnrolees.size()) != kEnrolees) return ErrorJson(404, "no such resource");
+  auto who = Authenticate(request);
+  if (!who) {
+    auto response = ErrorJson(401, who.error().detail);
+    response.headers.Set("WWW-Authenticate", "Bearer realm=\"openmte\"");
+    return response;
+  }
+  std::string_view rest = target.substr(kEnrolees.size());
+  if (rest.empty()) {
+    if (request.method == "POST") return AddEnrolee(request, *who, peer_address);
+    if (request.method == "GET") return ListEnrolees(*who);
+    return ErrorJson(405, "use GET or POST");
+  }
+  if (rest.front() == '/' && rest.size() > 1 && rest.find('/', 1) == std::string_view::npos) {
+    if (request.method != "GET") return ErrorJson(405, "use GET");
+    return GetEnrolee(rest.substr(1), *who);
+  }
+  return ErrorJson(404, "no such resource");
+}
+
+bool Portal::Locked(const std::string& key, int64_t now) {
+  std::lock_guard lock(mu_);
+  auto it = failures_.find(key);
+  return it != failures_.end() && it->second.locked_until > now;
+}
+
+void Portal::RecordFailure(const std::string& key, int64_t now) {
+  std::lock_guard lock(mu_);
+  if (failures_.size() >= kMaxFailureEntries) failures_.clear();  // bounded memory
+  auto& f = failures_[key];
+  if (f.locked_until != 0 && f.locked_until <= now) f = {};
+  if (++f.count >= settings_.max_failures) f.locked_until = now + settings_.lockout_seconds;
+}
+
+void Portal::ClearFailures(const std::string& key) {
+  std::lock_guard lock(mu_);
+  failures_.erase(key);
+}
+
+proto::HttpResponse Portal::Login(const proto::HttpRequest& request,
+                                  const std::string& peer_address) {
+  auto j = ParseObject(request);
+  if (!j) return ErrorJson(400, j.error().detail);
+  auto name = StringMember(*j, "name", kMaxNameLength, true);
+  if (!name) return ErrorJson(400, name.error().detail);
+  auto password_text = StringMember(*j, "password", kMaxPasswordLength, true);
+  if (!password_text) return ErrorJson(400, password_text.error().detail);
+  SecretString password(std::move(*password_text));
+  SecureWipe((*j)["password"].get_ptr<std::string*>()->data(),
+             (*j)["password"].get_ptr<std::string*>()->size());
+  int64_t now = UnixSeconds(clock_.Now());
+  std::string account_key = "account:" + *name;
+  std::string address_key = "address:" + peer_address;
+  if (Locked(account_key, now) || Locked(address_key, now)) {
+    spdlog::warn("portal: login for '{}' from {} refused: locked after repeated failures", *name,
+                 peer_address);
+    return ErrorJson(429, "too many failed logins; try again later");
+  }
+  auto stakeholder = store_.FindStakeholder(*name);
+  if (!stakeholder) return ErrorJson(500, "internal error");
+  static const std::string kDummyHash =
+      "$argon2id$v=19$m=19456,t=2,p=1$AAAAAAAAAAAAAAAAAAAAAA$"
+      "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+  bool ok = crypto::VerifyPassword(
+      password, stakeholder->has_value() ? (*stakeholder)->password_hash : kDummyHash);
+  if (!stakeholder->has_value() || !ok) {
+    RecordFailure(account_key, now);
+    RecordFailure(address_key, now);
+    spdlog::info("portal: failed login for '{}' from {}", *name, peer_address);
+    return ErrorJson(401, "name or password is wrong");
+  }
+  ClearFailures(account_key);
+  Bytes token(kTokenBytes);
+  rng_.Fill(token);
+  std::string token_text = Base64Url(token);
+  SecureWipe(token.data(), token.size());
+  auto hash = crypto::Sha256(AsBytes(token_text));
+  int64_t expires_at = now + settings_.session_seconds;
+  if (auto added = store_.AddSession(hash, (*stakeholder)->id, expires_at); !added) {
+    return ErrorJson(500, "internal error");
+  }
+  (void)store_.Audit({0, now, "stakeholder:" + *name, "portal.login", "from " + peer_address, ""});
+  char buf[32];
+  auto response = Json(200, {{"token", token_text},
+                             {"tokenType", "Bearer"},
+                             {"expiresAt", std::string(FormatRfc3339(expires_at, buf))}});
+  SecureWipe(token_text.data(), token_text.size());
+  return response;
+}
+
+Result<store::StakeholderRecord> Portal::Authenticate(const proto::HttpRequest& request) {
+  auto header = request.headers.Get("Authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  if (!header || header->size() <= kBearer.size() ||
+      strncasecmp(header->data(), kBearer.data(), kBearer.size()) != 0 || header->size() > 512) {
+    return Fail(ErrorKind::kPeerAuth, Errc::kAuthFailed,
+                "missing bearer token (POST /api/v1/login first)");
+  }
+  auto hash = crypto::Sha256(AsBytes(header->substr(kBearer.size())));
+  MTE_TRY_ASSIGN(auto who, store_.FindSession(hash, UnixSeconds(clock_.Now())));
+  if (!who) {
+    return Fail(ErrorKind::kPeerAuth, Errc::kAuthFailed, "invalid or expired bearer token");
+  }
+  return std::move(*who);
+}
+
+proto::HttpResponse Portal::AddEnrolee(const proto::HttpRequest& request,
+                                       const store::StakeholderRecord& who,
+                                       const std::string& peer_address) {
+  auto j = ParseObject(request);
+  if (!j) return ErrorJson(400, j.error().detail);
+  auto device_id = StringMember(*j, "deviceId", 255, true);
+  if (!device_id) return ErrorJson(400, device_id.error().detail);
+  auto code_text = StringMember(*j, "claimCode", kMaxClaimCodeLength, true);
+  if (!code_text) return ErrorJson(400, code_text.error().detail);
+  auto label = StringMember(*j, "label", kMaxLabelLength, false);
+  if (!label) return ErrorJson(400, label.error().detail);
+  SecretString code(std::move(*code_text));
+  SecureWipe((*j)["claimCode"].get_ptr<std::string*>()->data(),
+             (*j)["claimCode"].get_ptr<std::string*>()->size());
+  int64_t now = UnixSeconds(clock_.Now());
+  std::string limiter_key = "claim:" + peer_address;
+  if (Locked(limiter_key, now)) return ErrorJson(429, "too many failed claims; try again later");
+  auto enrolee = ClaimDevice(store_, who, *device_id, code, *label, now);
+  if (!enrolee) {
+    if (enrolee.error().code == Errc::kForbidden) RecordFailure(limiter_key, now);
+    spdlog::info("portal: '{}' could not add device '{}': {}", who.name, *device_id,
+                 Describe(enrolee.error()));
+    int status = StatusFor(enrolee.error());
+    return ErrorJson(status, status == 500 ? "internal error" : enrolee.error().detail);
+  }
+  spdlog::info("portal: '{}' added enrolee {} for device '{}'", who.name, enrolee->id,
+               enrolee->device_id);
+  auto response = Json(201, EnroleeJson(*enrolee));
+  response.headers.Set("Location", "/api/v1/enrolees/" + std::to_string(enrolee->id));
+  return response;
+}
+
+proto::HttpResponse Portal::ListEnrolees(const store::StakeholderRecord& who) {
+  auto list = store_.ListEnrolees(who.id);
+  if (!list) return ErrorJson(500, "internal error");
+  nlohmann::json items = nlohmann::json::array();
+  for (const auto& e : *list) items.push_back(EnroleeJson(e));
+  return Json(200, {{"enrolees", items}});
+}
+
+proto::HttpResponse Portal::GetEnrolee(std::string_view id_text,
+                                       const store::StakeholderRecord& who) {
+  int64_t id = 0;
+  auto [ptr, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+  if (ec != std::errc() || ptr != id_text.data() + id_text.size() || id <= 0) {
+    return ErrorJson(404, "no such enrolee");
+  }
+  auto enrolee = store_.GetEnrolee(id);
+  if (!enrolee) return ErrorJson(500, "internal error");
+  // Another stakeholder's enrolee is indistinguishable from a missing one.
+  if (!enrolee->has_value() || (*enrolee)->stakeholder_id != who.id) {
+    return ErrorJson(404, "no such enrolee");
+  }
+  return Json(200, EnroleeJson(**enrolee));
+}
+
+}  // namespace mte

@@ -1,0 +1,56 @@
+// The Enrolment Portal's REST API (seed 8.y.3 steps 1-4): stakeholder login (Argon2id) with
+// bearer tokens stored as SHA-256 hashes, proof of control (device ID + claim code), and the
+// stakeholder's own view of the MTE Enrolee Database (tenant isolation).
+//
+// Pure request -> response handler; blocking (Argon2id, database): worker threads only.
+// Thread-safety: safe to call concurrently.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "base/clock.h"
+#include "proto/http.h"
+#include "store/store.h"
+
+namespace mte {
+
+struct PortalSettings {
+  int64_t session_seconds = 8 * 3600;
+  int max_failures = 5;              // per account and per client address ...
+  int64_t lockout_seconds = 300;     // ... then locked for this long
+};
+
+class Portal {
+ public:
+  Portal(store::Store& store, Rng& rng, const Clock& clock, PortalSettings settings);
+
+  proto::HttpResponse Handle(const proto::HttpRequest& request, const std::string& peer_address);
+
+ private:
+  proto::HttpResponse Login(const proto::HttpRequest& request, const std::string& peer_address);
+  Result<store::StakeholderRecord> Authenticate(const proto::HttpRequest& request);
+  proto::HttpResponse AddEnrolee(const proto::HttpRequest& request,
+                                 const store::StakeholderRecord& who,
+                                 const std::string& peer_address);
+  proto::HttpResponse ListEnrolees(const store::StakeholderRecord& who);
+  proto::HttpResponse GetEnrolee(std::string_view id_text, const store::StakeholderRecord& who);
+
+  bool Locked(const std::string& key, int64_t now);
+  void RecordFailure(const std::string& key, int64_t now);
+  void ClearFailures(const std::string& key);
+
+  store::Store& store_;
+  Rng& rng_;
+  const Clock& clock_;
+  PortalSettings settings_;
+  struct Failures {
+    int count = 0;
+    int64_t locked_until = 0;
+  };
+  std::mutex mu_;
+  std::map<std::string, Failures> failures_;
+};
+
+}  // namespace mte

@@ -1,0 +1,261 @@
+#include "net/server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <list>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include "proto/onem2m.h"
+#include "proto/tls_http_session.h"
+
+namespace mte::net {
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using namespace boost::asio::experimental::awaitable_operators;
+using Steady = std::chrono::steady_clock;
+
+namespace {
+
+constexpr size_t kReadChunk = 16 * 1024;
+constexpr auto kWriteTimeout = std::chrono::seconds(10);
+
+// Runs `work` on the worker pool and resumes the calling coroutine on its own executor.
+template <class F>
+auto OnPool(asio::thread_pool& pool, F work) {
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
+      [&pool](auto handler, F fn) {
+        asio::post(pool, [handler = std::move(handler), fn = std::move(fn)]() mutable {
+          fn();
+          auto ex = asio::get_associated_executor(handler);
+          asio::dispatch(ex, std::move(handler));
+        });
+      },
+      asio::use_awaitable, std::move(work));
+}
+
+}  // namespace
+
+struct Server::Impl {
+  asio::io_context ioc;
+  asio::thread_pool pool;
+  int io_threads;
+  std::list<tcp::acceptor> acceptors;
+  std::atomic<size_t> sessions{0};
+  std::atomic<bool> stopping{false};
+
+  Impl(int io, int workers) : ioc(io), pool(static_cast<size_t>(workers)), io_threads(io) {}
+
+  asio::awaitable<void> Accept(tcp::acceptor& acceptor, std::shared_ptr<ListenerOptions> opts);
+  asio::awaitable<void> Session(tcp::socket socket, std::shared_ptr<ListenerOptions> opts);
+  asio::awaitable<bool> WriteAll(tcp::socket& socket, asio::steady_timer& timer, const Bytes& out);
+  void BeginShutdown(std::chrono::milliseconds grace);
+};
+
+Server::Server(int io_threads, int worker_threads)
+    : impl_(std::make_unique<Impl>(io_threads, worker_threads)) {}
+
+Server::~Server() {
+  impl_->ioc.stop();
+  impl_->pool.join();
+}
+
+Result<uint16_t> Server::Listen(ListenerOptions options) {
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(options.address, ec);
+  if (ec) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kConfig,
+                "bad listen address '" + options.address + "': " + ec.message());
+  }
+  tcp::endpoint endpoint(address, options.port);
+  auto& acceptor = impl_->acceptors.emplace_back(impl_->ioc);
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    impl_->acceptors.pop_back();
+    return Fail(ErrorKind::kIo, Errc::kIoFailed,
+                options.name + ": cannot listen on " + options.address + ":" +
+                    std::to_string(options.port) + ": " + ec.message());
+  }
+  uint16_t port = acceptor.local_endpoint().port();
+  auto opts = std::make_shared<ListenerOptions>(std::move(options));
+  asio::co_spawn(impl_->ioc, impl_->Accept(acceptor, opts), asio::detached);
+  return port;
+}
+
+asio::awaitable<void> Server::Impl::Accept(tcp::acceptor& acceptor,
+                                           std::shared_ptr<ListenerOptions> opts) {
+  while (!stopping) {
+    auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ioc),
+                                                       asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || stopping) co_return;
+      spdlog::warn("{}: accept failed: {}", opts->name, ec.message());
+      continue;
+    }
+    if (sessions.load() >= opts->max_connections) {
+      spdlog::warn("{}: connection limit {} reached; closing new connection", opts->name,
+                   opts->max_connections);
+      continue;  // the socket closes when it goes out of scope
+    }
+    auto executor = socket.get_executor();
+    asio::co_spawn(executor, Session(std::move(socket), opts), [](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        spdlog::error("session ended by an exception: {}", ex.what());
+      }
+    });
+  }
+}
+
+asio::awaitable<bool> Server::Impl::WriteAll(tcp::socket& socket, asio::steady_timer& timer,
+                                             const Bytes& out) {
+  if (out.empty()) co_return true;
+  timer.expires_after(kWriteTimeout);
+  auto result = co_await (asio::async_write(socket, asio::buffer(out),
+                                            asio::as_tuple(asio::use_awaitable)) ||
+                          timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+  if (result.index() != 0) co_return false;
+  auto [ec, n] = std::get<0>(result);
+  co_return !ec;
+}
+
+asio::awaitable<void> Server::Impl::Session(tcp::socket socket,
+                                            std::shared_ptr<ListenerOptions> opts) {
+  ++sessions;
+  struct Count {
+    std::atomic<size_t>& n;
+    ~Count() { --n; }
+  } count{sessions};
+  ConnectionInfo info;
+  info.listener = opts->name;
+  boost::system::error_code ec;
+  auto remote = socket.remote_endpoint(ec);
+  info.peer_address = ec ? "?" : remote.address().to_string();
+  socket.set_option(tcp::no_delay(true), ec);
+
+  auto engine = crypto::TlsEngine::Server(opts->tls, opts->psk_lookup);
+  if (!engine) {
+    spdlog::error("{}: cannot create TLS engine: {}", opts->name, Describe(engine.error()));
+    co_return;
+  }
+  proto::TlsHttpSession session(std::move(*engine), opts->http_limits);
+  asio::steady_timer timer(socket.get_executor());
+  auto handshake_deadline = Steady::now() + opts->handshake_timeout;
+  std::vector<uint8_t> buf(kReadChunk);
+  spdlog::debug("{}: connection from {}", opts->name, info.peer_address);
+
+  while (!stopping || session.HandshakeComplete()) {
+    timer.expires_at(session.HandshakeComplete() ? Steady::now() + opts->idle_timeout
+                                                 : handshake_deadline);
+    auto result = co_await (socket.async_read_some(asio::buffer(buf),
+                                                   asio::as_tuple(asio::use_awaitable)) ||
+                            timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+    if (result.index() == 1) {
+      if (!session.HandshakeComplete()) {
+        spdlog::info("{}: {} did not complete the TLS handshake within {} ms; closed", opts->name,
+                     info.peer_address, opts->handshake_timeout.count());
+      } else {
+        spdlog::debug("{}: {} idle; closed", opts->name, info.peer_address);
+      }
+      break;
+    }
+    auto [read_ec, n] = std::get<0>(result);
+    if (read_ec) {
+      if (!session.HandshakeComplete() && read_ec == asio::error::eof) {
+        spdlog::info("{}: {} closed the connection during the TLS handshake", opts->name,
+                     info.peer_address);
+      }
+      break;
+    }
+    Bytes out;
+    bool failed = false;
+    // TLS processing and the handler run on the worker pool (crypto, database, Argon2id).
+    co_await OnPool(pool, [&] {
+      auto fed = session.FeedCiphertext(ByteSpan(buf.data(), n));
+      if (!fed) {
+        failed = true;
+        const auto& failure = session.tls().failure();
+        if (!session.HandshakeComplete()) {
+          spdlog::info("{}: TLS handshake from {} failed: {}", opts->name, info.peer_address,
+                       failure.empty() ? Describe(fed.error()) : failure);
+        } else {
+          spdlog::info("{}: request from {} rejected: {}", opts->name, info.peer_address,
+                       Describe(fed.error()));
+        }
+      }
+      while (auto request = session.NextRequest()) {
+        spdlog::debug("{}: {} {} from {}", opts->name, request->method, request->target,
+                      info.peer_address);
+        proto::HttpResponse response = opts->handler(*request, session.tls(), info);
+        if (!request->keep_alive) response.keep_alive = false;
+        if (!session.SendResponse(response)) {
+          failed = true;
+          break;
+        }
+        if (!response.keep_alive) break;
+      }
+      out = session.TakeCiphertext();
+    });
+    if (!co_await WriteAll(socket, timer, out)) break;
+    if (failed || session.Finished()) break;
+  }
+  socket.shutdown(tcp::socket::shutdown_both, ec);
+  socket.close(ec);
+}
+
+void Server::Impl::BeginShutdown(std::chrono::milliseconds grace) {
+  if (stopping.exchange(true)) return;
+  for (auto& acceptor : acceptors) {
+    boost::system::error_code ec;
+    acceptor.close(ec);
+  }
+  // Let open connections finish, then stop the loop.
+  auto timer = std::make_shared<asio::steady_timer>(ioc);
+  auto deadline = Steady::now() + grace;
+  std::function<void()> poll;
+  auto poll_ptr = std::make_shared<std::function<void()>>();
+  *poll_ptr = [this, timer, deadline, poll_ptr]() {
+    if (sessions.load() == 0 || Steady::now() >= deadline) {
+      ioc.stop();
+      return;
+    }
+    timer->expires_after(std::chrono::milliseconds(50));
+    timer->async_wait([poll_ptr](const boost::system::error_code&) { (*poll_ptr)(); });
+  };
+  asio::post(ioc, [poll_ptr] { (*poll_ptr)(); });
+}
+
+void Server::Run(bool handle_signals, std::chrono::milliseconds grace) {
+  std::optional<asio::signal_set> signals;
+  if (handle_signals) {
+    signals.emplace(impl_->ioc, SIGINT, SIGTERM);
+    signals->async_wait([this, grace](const boost::system::error_code& ec, int signo) {
+      if (ec) return;
+      spdlog::info("received signal {}; shutting down", signo);
+      impl_->BeginShutdown(grace);
+    });
+  }
+  // Work guard: keep running while only timers/acceptors exist.
+  auto guard = asio::make_work_guard(impl_->ioc);
+  std::vector<std::thread> threads;
+  for (int i = 1; i < impl_->io_threads; ++i) threads.emplace_back([this] { impl_->ioc.run(); });
+  impl_->ioc.run();
+  for (auto& t : threads) t.join();
+  impl_->pool.join();
+  spdlog::info("stopped");
+}
+
+void Server::Stop() {
+  asio::post(impl_->ioc, [this] { impl_->BeginShutdown(std::chrono::seconds(3)); });
+}
+
+}  // namespace mte::net

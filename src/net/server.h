@@ -1,0 +1,65 @@
+// The networking layer (DESIGN.md §5): TCP listeners whose connections carry TLS (our sans-IO
+// engine) and HTTP/1.1 to a request handler. Only this component and apps/ include Asio.
+//
+// Threads: `io_threads` run the io_context and do nothing but socket I/O and timers; the TLS
+// engine (handshake crypto, PSK lookups that read the database) and the handler run on a pool of
+// `worker_threads`. Every read and write has a deadline: the whole handshake one, then an idle
+// one per request.
+// Thread-safety: Listen before Run; Stop from any thread.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+#include "crypto/tls_engine.h"
+#include "proto/http.h"
+
+namespace mte::net {
+
+struct ConnectionInfo {
+  std::string listener;      // listener name, e.g. "mef"
+  std::string peer_address;  // "127.0.0.1"
+};
+
+using Handler = std::function<proto::HttpResponse(
+    const proto::HttpRequest&, const crypto::TlsEngine&, const ConnectionInfo&)>;
+
+struct ListenerOptions {
+  std::string name;
+  std::string address = "127.0.0.1";
+  uint16_t port = 0;  // 0 = any free port
+  std::shared_ptr<const crypto::TlsContext> tls;
+  crypto::PskLookup psk_lookup;  // required for PSK contexts
+  Handler handler;
+  std::chrono::milliseconds handshake_timeout{10000};
+  std::chrono::milliseconds idle_timeout{30000};
+  proto::HttpLimits http_limits;
+  size_t max_connections = 4096;
+};
+
+class Server {
+ public:
+  Server(int io_threads, int worker_threads);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and starts accepting (once Run is called). Returns the bound port.
+  // kIo/kIoFailed if the address cannot be bound.
+  Result<uint16_t> Listen(ListenerOptions options);
+
+  // Runs until Stop() or, with handle_signals, SIGINT/SIGTERM; then stops accepting, lets open
+  // connections finish for up to `grace`, closes the rest and joins all threads.
+  void Run(bool handle_signals, std::chrono::milliseconds grace = std::chrono::seconds(3));
+  void Stop();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mte::net

@@ -1,0 +1,176 @@
+// The MTE database behind one interface (DESIGN.md §6): SQLite now, PostgreSQL later; the same
+// conformance tests run against every implementation.
+//
+// The store holds only sealed secrets (AES-256-GCM blobs made by crypto::KeyEncryptionKey) and
+// hashes (Argon2id PHC strings, SHA-256 of random tokens); it never sees a plaintext secret.
+// Timestamps are Unix seconds. Every method is one transaction: it commits completely or changes
+// nothing. Blocking: call from a worker thread, never from an I/O thread.
+// Thread-safety: a Store may be used from several threads at once (implementations serialise).
+// Several processes may open the same database (mte serve + mte admin).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/bytes.h"
+#include "base/result.h"
+
+namespace mte::store {
+
+// One manifest entry of a device maker (DESIGN.md §3 Flow A).
+struct DeviceRecord {
+  std::string device_id;
+  std::string kpm_id;
+  Bytes kpm_sealed;         // Kpm sealed with aad "kpm|<device_id>"
+  std::string claim_hash;   // Argon2id PHC string of the claim code
+  int64_t created_at = 0;
+};
+
+struct StakeholderRecord {
+  int64_t id = 0;
+  std::string name;
+  std::string password_hash;  // Argon2id PHC string
+  int64_t created_at = 0;
+};
+
+enum class EnroleeState { kPending, kEnrolled };
+std::string_view ToString(EnroleeState state);
+
+enum class DeliveryStatus { kNone, kPending, kDelivered };
+std::string_view ToString(DeliveryStatus status);
+
+struct EnroleeRecord {
+  int64_t id = 0;
+  int64_t stakeholder_id = 0;
+  std::string stakeholder_name;
+  std::string device_id;
+  std::string label;
+  EnroleeState state = EnroleeState::kPending;
+  int64_t generation = 0;  // number of completed enrolments; bumps on every (re-)enrolment
+  std::string rspf;        // "PPSK" once enrolled
+  std::string ke_id;
+  Bytes ke_sealed;         // Ke sealed with aad "ke|<enrolee id>|<generation>"
+  int64_t ke_expires_at = 0;
+  std::vector<std::string> credential_ids;  // TS-0003 §10.4 "<typeID>-<value>"
+  DeliveryStatus maf_delivery = DeliveryStatus::kNone;
+  int64_t created_at = 0;
+  int64_t updated_at = 0;
+  int64_t enrolled_at = 0;  // 0 = never
+};
+
+// A message to deliver to an enrolment target (the MAF), written in the enrolment transaction.
+struct OutboxItem {
+  int64_t id = 0;
+  int64_t enrolee_id = 0;
+  int64_t generation = 0;
+  std::string target;       // "maf"
+  Bytes payload_sealed;     // sealed JSON, aad "outbox|<enrolee id>|<generation>"
+  int attempts = 0;
+  int64_t next_attempt_at = 0;
+  int64_t delivered_at = 0;  // 0 = not yet
+  std::string last_error;
+};
+
+// Everything an enrolment records, in one transaction (seed 8.y.3 step 7).
+struct EnrolmentCommit {
+  int64_t enrolee_id = 0;
+  int64_t expected_generation = 0;  // optimistic check: fails with kConflict if it moved
+  std::string rspf;
+  std::string ke_id;
+  Bytes ke_sealed;
+  int64_t ke_expires_at = 0;
+  std::vector<std::string> credential_ids;
+  OutboxItem outbox;  // id ignored; generation/enrolee_id must match the commit
+  int64_t now = 0;
+};
+
+// A credential received by the MAF (seed step 7/18).
+struct MafCredential {
+  std::string km_id;
+  Bytes km_sealed;          // Km sealed with aad "km|<km_id>"
+  int64_t enrolee_id = 0;
+  int64_t generation = 0;
+  int64_t expires_at = 0;
+  int64_t received_at = 0;
+};
+
+struct AuditEntry {
+  int64_t id = 0;
+  int64_t at = 0;
+  std::string actor;    // "admin", "stakeholder:<name>", "mef", "maf"
+  std::string action;   // "device.import", "enrolee.add", "enrolment.commit", ...
+  std::string subject;  // identifiers only, never secrets
+  std::string detail;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // --- devices (manufacturer manifest) ---
+  // All or nothing: a duplicate device_id or kpm_id (within the batch or against the store)
+  // fails with kLocalUsage/kConflict naming the identifier, and nothing is imported.
+  virtual Result<void> ImportDevices(const std::vector<DeviceRecord>& devices) = 0;
+  virtual Result<std::optional<DeviceRecord>> FindDevice(std::string_view device_id) = 0;
+  virtual Result<std::optional<DeviceRecord>> FindDeviceByKpmId(std::string_view kpm_id) = 0;
+
+  // --- stakeholders and portal sessions ---
+  // kConflict if the name exists.
+  virtual Result<int64_t> AddStakeholder(std::string_view name, std::string_view password_hash,
+                                         int64_t now) = 0;
+  virtual Result<std::optional<StakeholderRecord>> FindStakeholder(std::string_view name) = 0;
+  virtual Result<void> AddSession(ByteSpan token_hash, int64_t stakeholder_id,
+                                  int64_t expires_at) = 0;
+  // The stakeholder of an unexpired session, or nullopt.
+  virtual Result<std::optional<StakeholderRecord>> FindSession(ByteSpan token_hash,
+                                                               int64_t now) = 0;
+
+  // --- enrolees (the MTE Enrolee Database) ---
+  // kNotFound if the device is not in the manifest; kConflict if it already has an enrolee entry.
+  virtual Result<EnroleeRecord> AddEnrolee(int64_t stakeholder_id, std::string_view device_id,
+                                           std::string_view label, int64_t now) = 0;
+  virtual Result<std::optional<EnroleeRecord>> GetEnrolee(int64_t id) = 0;
+  virtual Result<std::optional<EnroleeRecord>> FindEnroleeByDevice(std::string_view device_id) = 0;
+  // All enrolees, or only those of one stakeholder; ordered by id.
+  virtual Result<std::vector<EnroleeRecord>> ListEnrolees(
+      std::optional<int64_t> stakeholder_id) = 0;
+
+  // Records an enrolment and its outbox item atomically; sets state=enrolled,
+  // generation=expected_generation+1, maf_delivery=pending. kConflict if the generation moved
+  // (a concurrent enrolment won); kNotFound if the enrolee does not exist.
+  virtual Result<EnroleeRecord> CommitEnrolment(const EnrolmentCommit& commit) = 0;
+
+  // --- outbox ---
+  // Undelivered items with next_attempt_at <= now, oldest first.
+  virtual Result<std::vector<OutboxItem>> DueOutbox(int64_t now, int limit) = 0;
+  // Marks delivered; also sets the enrolee's maf_delivery to delivered when the item's
+  // generation is the enrolee's current one. Idempotent.
+  virtual Result<void> MarkDelivered(int64_t outbox_id, int64_t now) = 0;
+  virtual Result<void> MarkAttemptFailed(int64_t outbox_id, int64_t next_attempt_at,
+                                         std::string_view error) = 0;
+  virtual Result<std::optional<OutboxItem>> GetOutboxItem(int64_t outbox_id) = 0;
+
+  // --- MAF key store ---
+  // Stores a delivered credential. Idempotent per (enrolee_id, generation): a repeat returns
+  // false and changes nothing. A newer generation for the same enrolee replaces (deletes) the
+  // older credentials; an older one than stored is ignored (returns false).
+  virtual Result<bool> PutMafCredential(const MafCredential& credential) = 0;
+  // Case-insensitive on km_id.
+  virtual Result<std::optional<MafCredential>> FindMafCredential(std::string_view km_id) = 0;
+  virtual Result<std::vector<MafCredential>> ListMafCredentials() = 0;
+
+  // --- audit (append-only) ---
+  virtual Result<void> Audit(const AuditEntry& entry) = 0;
+  virtual Result<std::vector<AuditEntry>> ListAudit() = 0;
+};
+
+// Opens (creating if needed) a SQLite database in WAL mode with synchronous=FULL and applies the
+// schema migrations. `path` may be ":memory:". kStorage/kDatabase on failure.
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+
+}  // namespace mte::store
