@@ -1,0 +1,35 @@
+// Schema migrations for the SQLite store (DESIGN.md §6). The migrations themselves are the files
+// src/store/migrations/NNNN_<name>.sql, embedded at build time.
+// Thread-safety: none; call with exclusive use of the connection.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "base/result.h"
+
+namespace mte::store::internal {
+
+struct Migration {
+  int64_t version;        // 1, 2, 3, ... with no gaps
+  std::string_view name;  // file name, e.g. "0001_init.sql"
+  const char* sql;        // one or more statements, without BEGIN/COMMIT
+};
+
+// The migrations built into this binary, oldest first.
+std::span<const Migration> BuiltInMigrations();
+
+// Brings the schema up to the last of `migrations` in one IMMEDIATE transaction, recording each
+// applied version in schema_version. Idempotent; safe when several processes open the same file
+// at once (the second waits, then finds nothing to do). Fails with kStorage/kDatabase, leaving the
+// schema unchanged, when a migration fails or the database is newer than `migrations`;
+// kInternal/kInvariant when `migrations` is not numbered 1..N.
+Result<void> ApplyMigrations(sqlite3* db, std::span<const Migration> migrations);
+
+// The highest applied version, 0 for an empty database.
+Result<int64_t> SchemaVersion(sqlite3* db);
+
+}  // namespace mte::store::internal

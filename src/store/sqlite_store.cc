@@ -1,0 +1,918 @@
+// The SQLite implementation of store::Store: one connection per Store, serialised by a mutex;
+// other processes share the file through WAL and busy_timeout.
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <limits>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <unordered_map>
+#include <utility>
+
+#include "store/internal/migrate.h"
+#include "store/internal/sqlite.h"
+#include "store/store.h"
+
+namespace mte::store {
+namespace {
+
+using internal::DbError;
+using internal::DbPtr;
+using internal::Exec;
+using internal::Statement;
+using internal::Transaction;
+
+constexpr int kBusyTimeoutMs = 5000;
+// An outbox error message is operator text from a failed delivery; keep rows bounded.
+constexpr size_t kMaxLastErrorBytes = 1024;
+
+Error StorageError(std::string detail) {
+  return Error{ErrorKind::kStorage, Errc::kDatabase, std::move(detail)};
+}
+
+Error ConflictError(std::string detail) {
+  return Error{ErrorKind::kLocalUsage, Errc::kConflict, std::move(detail)};
+}
+
+Error NotFoundError(std::string detail) {
+  return Error{ErrorKind::kLocalUsage, Errc::kNotFound, std::move(detail)};
+}
+
+std::string Quoted(std::string_view text) {
+  std::string out = "'";
+  out += text;
+  out += "'";
+  return out;
+}
+
+// --- file permissions -------------------------------------------------------------------------
+
+std::string ErrnoText(int err) {
+  return std::error_code(err, std::generic_category()).message();
+}
+
+// Opens (creating when `create`) the file at `path` and removes group/other permissions, so the
+// database and the -wal/-shm files SQLite derives from its mode are 0600. Creating the file here,
+// instead of changing the process umask, keeps other threads' file creation unaffected.
+Result<void> RestrictFileMode(const std::string& path, bool create) {
+  int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+  if (create) {
+    flags |= O_CREAT;
+  }
+  const int fd =
+      ::open(path.c_str(), flags, S_IRUSR | S_IWUSR);  // NOLINT(cppcoreguidelines-pro-type-vararg)
+  if (fd < 0) {
+    const int err = errno;
+    if (!create && err == ENOENT) {
+      return {};
+    }
+    return Fail(StorageError("open database file " + Quoted(path) + ": " + ErrnoText(err)));
+  }
+  Result<void> result;
+
+  struct stat st {};
+
+  if (::fstat(fd, &st) != 0) {
+    result = Fail(StorageError("stat database file " + Quoted(path) + ": " + ErrnoText(errno)));
+  } else if (!S_ISREG(st.st_mode)) {
+    result = Fail(StorageError("database file " + Quoted(path) + " is not a regular file"));
+  } else if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0 && ::fchmod(fd, S_IRUSR | S_IWUSR) != 0) {
+    result = Fail(StorageError("chmod database file " + Quoted(path) + ": " + ErrnoText(errno)));
+  }
+  static_cast<void>(::close(fd));
+  return result;
+}
+
+// --- enums as stored --------------------------------------------------------------------------
+
+Result<EnroleeState> ParseEnroleeState(std::string_view text) {
+  if (text == ToString(EnroleeState::kPending)) {
+    return EnroleeState::kPending;
+  }
+  if (text == ToString(EnroleeState::kEnrolled)) {
+    return EnroleeState::kEnrolled;
+  }
+  return Fail(StorageError("read enrolee: unknown state " + Quoted(text)));
+}
+
+Result<DeliveryStatus> ParseDeliveryStatus(std::string_view text) {
+  if (text == ToString(DeliveryStatus::kNone)) {
+    return DeliveryStatus::kNone;
+  }
+  if (text == ToString(DeliveryStatus::kPending)) {
+    return DeliveryStatus::kPending;
+  }
+  if (text == ToString(DeliveryStatus::kDelivered)) {
+    return DeliveryStatus::kDelivered;
+  }
+  return Fail(StorageError("read enrolee: unknown maf_delivery " + Quoted(text)));
+}
+
+// --- row readers ------------------------------------------------------------------------------
+
+constexpr const char* kSelectDeviceById =
+    "SELECT device_id, kpm_id, kpm_sealed, claim_hash, created_at FROM devices"
+    " WHERE device_id = ?1";
+constexpr const char* kSelectDeviceByKpmId =
+    "SELECT device_id, kpm_id, kpm_sealed, claim_hash, created_at FROM devices"
+    " WHERE kpm_id = ?1";
+
+DeviceRecord ReadDevice(const Statement& row) {
+  DeviceRecord device;
+  device.device_id = row.Text(0);
+  device.kpm_id = row.Text(1);
+  device.kpm_sealed = row.Blob(2);
+  device.claim_hash = row.Text(3);
+  device.created_at = row.Int64(4);
+  return device;
+}
+
+// Columns: id, name, password_hash, created_at.
+StakeholderRecord ReadStakeholder(const Statement& row) {
+  StakeholderRecord stakeholder;
+  stakeholder.id = row.Int64(0);
+  stakeholder.name = row.Text(1);
+  stakeholder.password_hash = row.Text(2);
+  stakeholder.created_at = row.Int64(3);
+  return stakeholder;
+}
+
+// The enrolee queries share one column list, in the order ReadEnrolee expects.
+constexpr const char* kSelectEnroleeById =
+    "SELECT e.id, e.stakeholder_id, s.name, e.device_id, e.label, e.state, e.generation, e.rspf,"
+    " e.ke_id, e.ke_sealed, e.ke_expires_at, e.maf_delivery, e.created_at, e.updated_at,"
+    " e.enrolled_at FROM enrolees e JOIN stakeholders s ON s.id = e.stakeholder_id"
+    " WHERE e.id = ?1";
+constexpr const char* kSelectEnroleeByDevice =
+    "SELECT e.id, e.stakeholder_id, s.name, e.device_id, e.label, e.state, e.generation, e.rspf,"
+    " e.ke_id, e.ke_sealed, e.ke_expires_at, e.maf_delivery, e.created_at, e.updated_at,"
+    " e.enrolled_at FROM enrolees e JOIN stakeholders s ON s.id = e.stakeholder_id"
+    " WHERE e.device_id = ?1";
+constexpr const char* kSelectAllEnrolees =
+    "SELECT e.id, e.stakeholder_id, s.name, e.device_id, e.label, e.state, e.generation, e.rspf,"
+    " e.ke_id, e.ke_sealed, e.ke_expires_at, e.maf_delivery, e.created_at, e.updated_at,"
+    " e.enrolled_at FROM enrolees e JOIN stakeholders s ON s.id = e.stakeholder_id"
+    " ORDER BY e.id";
+constexpr const char* kSelectEnroleesOfStakeholder =
+    "SELECT e.id, e.stakeholder_id, s.name, e.device_id, e.label, e.state, e.generation, e.rspf,"
+    " e.ke_id, e.ke_sealed, e.ke_expires_at, e.maf_delivery, e.created_at, e.updated_at,"
+    " e.enrolled_at FROM enrolees e JOIN stakeholders s ON s.id = e.stakeholder_id"
+    " WHERE e.stakeholder_id = ?1 ORDER BY e.id";
+
+Result<EnroleeRecord> ReadEnrolee(const Statement& row) {
+  EnroleeRecord enrolee;
+  enrolee.id = row.Int64(0);
+  enrolee.stakeholder_id = row.Int64(1);
+  enrolee.stakeholder_name = row.Text(2);
+  enrolee.device_id = row.Text(3);
+  enrolee.label = row.Text(4);
+  MTE_TRY_ASSIGN(enrolee.state, ParseEnroleeState(row.Text(5)));
+  enrolee.generation = row.Int64(6);
+  enrolee.rspf = row.Text(7);
+  enrolee.ke_id = row.Text(8);
+  enrolee.ke_sealed = row.Blob(9);
+  enrolee.ke_expires_at = row.Int64(10);
+  MTE_TRY_ASSIGN(enrolee.maf_delivery, ParseDeliveryStatus(row.Text(11)));
+  enrolee.created_at = row.Int64(12);
+  enrolee.updated_at = row.Int64(13);
+  enrolee.enrolled_at = row.Int64(14);
+  return enrolee;
+}
+
+constexpr const char* kSelectOutbox =
+    "SELECT id, enrolee_id, generation, target, payload_sealed, attempts, next_attempt_at,"
+    " delivered_at, last_error FROM outbox WHERE id = ?1";
+constexpr const char* kSelectDueOutbox =
+    "SELECT id, enrolee_id, generation, target, payload_sealed, attempts, next_attempt_at,"
+    " delivered_at, last_error FROM outbox WHERE delivered_at = 0 AND next_attempt_at <= ?1"
+    " ORDER BY id LIMIT ?2";
+
+OutboxItem ReadOutbox(const Statement& row) {
+  OutboxItem item;
+  item.id = row.Int64(0);
+  item.enrolee_id = row.Int64(1);
+  item.generation = row.Int64(2);
+  item.target = row.Text(3);
+  item.payload_sealed = row.Blob(4);
+  const int64_t attempts = row.Int64(5);
+  // The column is ours, but a database is still input: clamp instead of overflowing.
+  item.attempts = attempts < 0                                 ? 0
+                  : attempts > std::numeric_limits<int>::max() ? std::numeric_limits<int>::max()
+                                                               : static_cast<int>(attempts);
+  item.next_attempt_at = row.Int64(6);
+  item.delivered_at = row.Int64(7);
+  item.last_error = row.Text(8);
+  return item;
+}
+
+constexpr const char* kSelectMafCredentialByKmId =
+    "SELECT km_id, km_sealed, enrolee_id, generation, expires_at, received_at"
+    " FROM maf_credentials WHERE km_id = ?1";
+constexpr const char* kSelectAllMafCredentials =
+    "SELECT km_id, km_sealed, enrolee_id, generation, expires_at, received_at"
+    " FROM maf_credentials ORDER BY id";
+
+MafCredential ReadMafCredential(const Statement& row) {
+  MafCredential credential;
+  credential.km_id = row.Text(0);
+  credential.km_sealed = row.Blob(1);
+  credential.enrolee_id = row.Int64(2);
+  credential.generation = row.Int64(3);
+  credential.expires_at = row.Int64(4);
+  credential.received_at = row.Int64(5);
+  return credential;
+}
+
+// --- the store --------------------------------------------------------------------------------
+
+class SqliteStore final : public Store {
+ public:
+  explicit SqliteStore(DbPtr db) : db_(std::move(db)) {}
+
+  Result<void> ImportDevices(const std::vector<DeviceRecord>& devices) override;
+  Result<std::optional<DeviceRecord>> FindDevice(std::string_view device_id) override;
+  Result<std::optional<DeviceRecord>> FindDeviceByKpmId(std::string_view kpm_id) override;
+
+  Result<int64_t> AddStakeholder(std::string_view name, std::string_view password_hash,
+                                 int64_t now) override;
+  Result<std::optional<StakeholderRecord>> FindStakeholder(std::string_view name) override;
+  Result<void> AddSession(ByteSpan token_hash, int64_t stakeholder_id, int64_t expires_at) override;
+  Result<std::optional<StakeholderRecord>> FindSession(ByteSpan token_hash, int64_t now) override;
+
+  Result<EnroleeRecord> AddEnrolee(int64_t stakeholder_id, std::string_view device_id,
+                                   std::string_view label, int64_t now) override;
+  Result<std::optional<EnroleeRecord>> GetEnrolee(int64_t id) override;
+  Result<std::optional<EnroleeRecord>> FindEnroleeByDevice(std::string_view device_id) override;
+  Result<std::vector<EnroleeRecord>> ListEnrolees(std::optional<int64_t> stakeholder_id) override;
+  Result<EnroleeRecord> CommitEnrolment(const EnrolmentCommit& commit) override;
+
+  Result<std::vector<OutboxItem>> DueOutbox(int64_t now, int limit) override;
+  Result<void> MarkDelivered(int64_t outbox_id, int64_t now) override;
+  Result<void> MarkAttemptFailed(int64_t outbox_id, int64_t next_attempt_at,
+                                 std::string_view error) override;
+  Result<std::optional<OutboxItem>> GetOutboxItem(int64_t outbox_id) override;
+
+  Result<bool> PutMafCredential(const MafCredential& credential) override;
+  Result<std::optional<MafCredential>> FindMafCredential(std::string_view km_id) override;
+  Result<std::vector<MafCredential>> ListMafCredentials() override;
+
+  Result<void> Audit(const AuditEntry& entry) override;
+  Result<std::vector<AuditEntry>> ListAudit() override;
+
+ private:
+  sqlite3* db() const { return db_.get(); }
+
+  // Runs `body` under the connection lock inside one transaction, committing only when it
+  // succeeds. kImmediate for anything that writes; kDeferred gives multi-statement reads one
+  // snapshot.
+  template <class Fn>
+  auto InTransaction(Transaction::Mode mode, std::string_view op, Fn&& body) -> decltype(body()) {
+    std::lock_guard lock(mu_);
+    MTE_TRY_ASSIGN(auto txn, Transaction::Begin(db(), mode, op));
+    auto result = body();
+    if (!result.has_value()) {
+      return result;  // `txn` rolls back
+    }
+    MTE_TRY(txn.Commit());
+    return result;
+  }
+
+  template <class Fn>
+  auto Write(std::string_view op, Fn&& body) -> decltype(body()) {
+    return InTransaction(Transaction::Mode::kImmediate, op, std::forward<Fn>(body));
+  }
+
+  template <class Fn>
+  auto Read(std::string_view op, Fn&& body) -> decltype(body()) {
+    return InTransaction(Transaction::Mode::kDeferred, op, std::forward<Fn>(body));
+  }
+
+  // A single-row lookup under the connection lock; a single statement needs no transaction.
+  template <class Row, class Reader, class... Args>
+  Result<std::optional<Row>> FindOne(std::string_view op, const char* sql, Reader&& reader,
+                                     const Args&... args) {
+    std::lock_guard lock(mu_);
+    MTE_TRY_ASSIGN(auto stmt, Statement::Prepare(db(), sql, op));
+    MTE_TRY(stmt.BindAll(args...));
+    MTE_TRY_ASSIGN(const bool row, stmt.Step());
+    if (!row) {
+      return std::optional<Row>();
+    }
+    return std::optional<Row>(reader(stmt));
+  }
+
+  // The following run inside a transaction the caller holds.
+  Result<bool> Exists(std::string_view op, const char* sql, int64_t id);
+  template <class Key>
+  Result<std::optional<EnroleeRecord>> LoadEnrolee(std::string_view op, const char* sql,
+                                                   const Key& key);
+  Result<std::vector<std::string>> LoadCredentialIds(std::string_view op, int64_t enrolee_id);
+
+  std::mutex mu_;
+  DbPtr db_;
+};
+
+Result<bool> SqliteStore::Exists(std::string_view op, const char* sql, int64_t id) {
+  MTE_TRY_ASSIGN(auto stmt, Statement::Prepare(db(), sql, op));
+  MTE_TRY(stmt.BindAll(id));
+  return stmt.Step();
+}
+
+Result<std::vector<std::string>> SqliteStore::LoadCredentialIds(std::string_view op,
+                                                                int64_t enrolee_id) {
+  MTE_TRY_ASSIGN(auto stmt, Statement::Prepare(db(),
+                                               "SELECT credential_id FROM enrolee_credential_ids"
+                                               " WHERE enrolee_id = ?1 ORDER BY position",
+                                               op));
+  MTE_TRY(stmt.BindAll(enrolee_id));
+  std::vector<std::string> ids;
+  while (true) {
+    MTE_TRY_ASSIGN(const bool row, stmt.Step());
+    if (!row) {
+      break;
+    }
+    ids.push_back(stmt.Text(0));
+  }
+  return ids;
+}
+
+template <class Key>
+Result<std::optional<EnroleeRecord>> SqliteStore::LoadEnrolee(std::string_view op, const char* sql,
+                                                              const Key& key) {
+  MTE_TRY_ASSIGN(auto stmt, Statement::Prepare(db(), sql, op));
+  MTE_TRY(stmt.BindAll(key));
+  MTE_TRY_ASSIGN(const bool row, stmt.Step());
+  if (!row) {
+    return std::optional<EnroleeRecord>();
+  }
+  MTE_TRY_ASSIGN(EnroleeRecord enrolee, ReadEnrolee(stmt));
+  MTE_TRY_ASSIGN(enrolee.credential_ids, LoadCredentialIds(op, enrolee.id));
+  return std::optional<EnroleeRecord>(std::move(enrolee));
+}
+
+// --- devices ----------------------------------------------------------------------------------
+
+Result<void> SqliteStore::ImportDevices(const std::vector<DeviceRecord>& devices) {
+  constexpr std::string_view kOp = "import devices";
+  return Write(kOp, [&]() -> Result<void> {
+    // Rows inserted earlier in this transaction are visible to the lookup, so one check covers
+    // duplicates within the batch and against the store.
+    MTE_TRY_ASSIGN(auto find, Statement::Prepare(db(),
+                                                 "SELECT device_id = ?1 FROM devices"
+                                                 " WHERE device_id = ?1 OR kpm_id = ?2 LIMIT 1",
+                                                 kOp));
+    MTE_TRY_ASSIGN(auto insert, Statement::Prepare(db(),
+                                                   "INSERT INTO devices (device_id, kpm_id,"
+                                                   " kpm_sealed, claim_hash, created_at)"
+                                                   " VALUES (?1, ?2, ?3, ?4, ?5)",
+                                                   kOp));
+    for (const DeviceRecord& device : devices) {
+      find.Reset();
+      MTE_TRY(find.BindAll(device.device_id, device.kpm_id));
+      MTE_TRY_ASSIGN(const bool duplicate, find.Step());
+      if (duplicate) {
+        return Fail(find.Int64(0) != 0 ? ConflictError(std::string(kOp) + ": duplicate device_id " +
+                                                       Quoted(device.device_id))
+                                       : ConflictError(std::string(kOp) + ": duplicate kpm_id " +
+                                                       Quoted(device.kpm_id)));
+      }
+      insert.Reset();
+      MTE_TRY(insert.BindAll(device.device_id, device.kpm_id, ByteSpan(device.kpm_sealed),
+                             device.claim_hash, device.created_at));
+      MTE_TRY(insert.Run());
+    }
+    return {};
+  });
+}
+
+Result<std::optional<DeviceRecord>> SqliteStore::FindDevice(std::string_view device_id) {
+  return FindOne<DeviceRecord>("find device", kSelectDeviceById, ReadDevice, device_id);
+}
+
+Result<std::optional<DeviceRecord>> SqliteStore::FindDeviceByKpmId(std::string_view kpm_id) {
+  return FindOne<DeviceRecord>("find device by kpm_id", kSelectDeviceByKpmId, ReadDevice, kpm_id);
+}
+
+// --- stakeholders and sessions ----------------------------------------------------------------
+
+Result<int64_t> SqliteStore::AddStakeholder(std::string_view name, std::string_view password_hash,
+                                            int64_t now) {
+  constexpr std::string_view kOp = "add stakeholder";
+  return Write(kOp, [&]() -> Result<int64_t> {
+    MTE_TRY_ASSIGN(auto find,
+                   Statement::Prepare(db(), "SELECT 1 FROM stakeholders WHERE name = ?1", kOp));
+    MTE_TRY(find.BindAll(name));
+    MTE_TRY_ASSIGN(const bool exists, find.Step());
+    if (exists) {
+      return Fail(ConflictError(std::string(kOp) + ": name " + Quoted(name) + " exists"));
+    }
+    MTE_TRY_ASSIGN(auto insert, Statement::Prepare(db(),
+                                                   "INSERT INTO stakeholders (name, password_hash,"
+                                                   " created_at) VALUES (?1, ?2, ?3) RETURNING id",
+                                                   kOp));
+    MTE_TRY(insert.BindAll(name, password_hash, now));
+    MTE_TRY_ASSIGN(const bool row, insert.Step());
+    if (!row) {
+      return Fail(StorageError(std::string(kOp) + ": no id returned"));
+    }
+    const int64_t id = insert.Int64(0);
+    MTE_TRY_ASSIGN(const bool more, insert.Step());  // finishes the statement
+    static_cast<void>(more);
+    return id;
+  });
+}
+
+Result<std::optional<StakeholderRecord>> SqliteStore::FindStakeholder(std::string_view name) {
+  return FindOne<StakeholderRecord>(
+      "find stakeholder",
+      "SELECT id, name, password_hash, created_at FROM stakeholders WHERE name = ?1",
+      ReadStakeholder, name);
+}
+
+Result<void> SqliteStore::AddSession(ByteSpan token_hash, int64_t stakeholder_id,
+                                     int64_t expires_at) {
+  constexpr std::string_view kOp = "add session";
+  return Write(kOp, [&]() -> Result<void> {
+    MTE_TRY_ASSIGN(const bool stakeholder,
+                   Exists(kOp, "SELECT 1 FROM stakeholders WHERE id = ?1", stakeholder_id));
+    if (!stakeholder) {
+      return Fail(NotFoundError(std::string(kOp) + ": stakeholder " +
+                                std::to_string(stakeholder_id) + " not found"));
+    }
+    MTE_TRY_ASSIGN(auto find,
+                   Statement::Prepare(db(), "SELECT 1 FROM sessions WHERE token_hash = ?1", kOp));
+    MTE_TRY(find.BindAll(token_hash));
+    MTE_TRY_ASSIGN(const bool exists, find.Step());
+    if (exists) {
+      // The token hash itself stays out of the detail.
+      return Fail(ConflictError(std::string(kOp) + ": session token hash exists"));
+    }
+    MTE_TRY_ASSIGN(auto insert, Statement::Prepare(db(),
+                                                   "INSERT INTO sessions (token_hash,"
+                                                   " stakeholder_id, expires_at)"
+                                                   " VALUES (?1, ?2, ?3)",
+                                                   kOp));
+    MTE_TRY(insert.BindAll(token_hash, stakeholder_id, expires_at));
+    return insert.Run();
+  });
+}
+
+Result<std::optional<StakeholderRecord>> SqliteStore::FindSession(ByteSpan token_hash,
+                                                                  int64_t now) {
+  return FindOne<StakeholderRecord>(
+      "find session",
+      "SELECT s.id, s.name, s.password_hash, s.created_at FROM sessions x"
+      " JOIN stakeholders s ON s.id = x.stakeholder_id"
+      " WHERE x.token_hash = ?1 AND x.expires_at > ?2",
+      ReadStakeholder, token_hash, now);
+}
+
+// --- enrolees ---------------------------------------------------------------------------------
+
+Result<EnroleeRecord> SqliteStore::AddEnrolee(int64_t stakeholder_id, std::string_view device_id,
+                                              std::string_view label, int64_t now) {
+  constexpr std::string_view kOp = "add enrolee";
+  return Write(kOp, [&]() -> Result<EnroleeRecord> {
+    MTE_TRY_ASSIGN(const bool stakeholder,
+                   Exists(kOp, "SELECT 1 FROM stakeholders WHERE id = ?1", stakeholder_id));
+    if (!stakeholder) {
+      return Fail(NotFoundError(std::string(kOp) + ": stakeholder " +
+                                std::to_string(stakeholder_id) + " not found"));
+    }
+    MTE_TRY_ASSIGN(auto device,
+                   Statement::Prepare(db(),
+                                      "SELECT EXISTS (SELECT 1 FROM enrolees WHERE device_id = ?1)"
+                                      " FROM devices WHERE device_id = ?1",
+                                      kOp));
+    MTE_TRY(device.BindAll(device_id));
+    MTE_TRY_ASSIGN(const bool in_manifest, device.Step());
+    if (!in_manifest) {
+      return Fail(NotFoundError(std::string(kOp) + ": device_id " + Quoted(device_id) +
+                                " is not in the manifest"));
+    }
+    if (device.Int64(0) != 0) {
+      return Fail(ConflictError(std::string(kOp) + ": device_id " + Quoted(device_id) +
+                                " already has an enrolee"));
+    }
+    MTE_TRY_ASSIGN(auto insert,
+                   Statement::Prepare(db(),
+                                      "INSERT INTO enrolees (stakeholder_id, device_id, label,"
+                                      " state, generation, rspf, ke_id, ke_sealed, ke_expires_at,"
+                                      " maf_delivery, created_at, updated_at, enrolled_at)"
+                                      " VALUES (?1, ?2, ?3, 'pending', 0, '', '', x'', 0, 'none',"
+                                      " ?4, ?4, 0) RETURNING id",
+                                      kOp));
+    MTE_TRY(insert.BindAll(stakeholder_id, device_id, label, now));
+    MTE_TRY_ASSIGN(const bool row, insert.Step());
+    if (!row) {
+      return Fail(StorageError(std::string(kOp) + ": no id returned"));
+    }
+    const int64_t id = insert.Int64(0);
+    MTE_TRY_ASSIGN(const bool more, insert.Step());  // finishes the statement
+    static_cast<void>(more);
+    MTE_TRY_ASSIGN(auto enrolee, LoadEnrolee(kOp, kSelectEnroleeById, id));
+    if (!enrolee.has_value()) {
+      return Fail(StorageError(std::string(kOp) + ": enrolee " + std::to_string(id) +
+                               " vanished after insert"));
+    }
+    return std::move(*enrolee);
+  });
+}
+
+Result<std::optional<EnroleeRecord>> SqliteStore::GetEnrolee(int64_t id) {
+  constexpr std::string_view kOp = "get enrolee";
+  return Read(kOp, [&] { return LoadEnrolee(kOp, kSelectEnroleeById, id); });
+}
+
+Result<std::optional<EnroleeRecord>> SqliteStore::FindEnroleeByDevice(std::string_view device_id) {
+  constexpr std::string_view kOp = "find enrolee by device";
+  return Read(kOp, [&] { return LoadEnrolee(kOp, kSelectEnroleeByDevice, device_id); });
+}
+
+Result<std::vector<EnroleeRecord>> SqliteStore::ListEnrolees(
+    std::optional<int64_t> stakeholder_id) {
+  constexpr std::string_view kOp = "list enrolees";
+  return Read(kOp, [&]() -> Result<std::vector<EnroleeRecord>> {
+    MTE_TRY_ASSIGN(
+        auto list,
+        Statement::Prepare(
+            db(), stakeholder_id.has_value() ? kSelectEnroleesOfStakeholder : kSelectAllEnrolees,
+            kOp));
+    MTE_TRY_ASSIGN(auto ids, Statement::Prepare(db(),
+                                                stakeholder_id.has_value()
+                                                    ? "SELECT c.enrolee_id, c.credential_id"
+                                                      " FROM enrolee_credential_ids c"
+                                                      " JOIN enrolees e ON e.id = c.enrolee_id"
+                                                      " WHERE e.stakeholder_id = ?1"
+                                                      " ORDER BY c.enrolee_id, c.position"
+                                                    : "SELECT enrolee_id, credential_id"
+                                                      " FROM enrolee_credential_ids"
+                                                      " ORDER BY enrolee_id, position",
+                                                kOp));
+    if (stakeholder_id.has_value()) {
+      MTE_TRY(list.BindAll(*stakeholder_id));
+      MTE_TRY(ids.BindAll(*stakeholder_id));
+    }
+    std::vector<EnroleeRecord> enrolees;
+    std::unordered_map<int64_t, size_t> index_of;
+    while (true) {
+      MTE_TRY_ASSIGN(const bool row, list.Step());
+      if (!row) {
+        break;
+      }
+      MTE_TRY_ASSIGN(EnroleeRecord enrolee, ReadEnrolee(list));
+      index_of.emplace(enrolee.id, enrolees.size());
+      enrolees.push_back(std::move(enrolee));
+    }
+    while (true) {
+      MTE_TRY_ASSIGN(const bool row, ids.Step());
+      if (!row) {
+        break;
+      }
+      const auto it = index_of.find(ids.Int64(0));
+      if (it != index_of.end()) {
+        enrolees[it->second].credential_ids.push_back(ids.Text(1));
+      }
+    }
+    return enrolees;
+  });
+}
+
+Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit) {
+  constexpr std::string_view kOp = "commit enrolment";
+  const std::string subject = "enrolee " + std::to_string(commit.enrolee_id);
+  if (commit.expected_generation < 0 ||
+      commit.expected_generation == std::numeric_limits<int64_t>::max()) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kInvariant,
+                std::string(kOp) + ": " + subject + ": invalid expected_generation");
+  }
+  const int64_t generation = commit.expected_generation + 1;
+  if (commit.outbox.enrolee_id != commit.enrolee_id || commit.outbox.generation != generation) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kInvariant,
+                std::string(kOp) + ": " + subject +
+                    ": outbox item must carry the enrolee id and generation " +
+                    std::to_string(generation));
+  }
+  return Write(kOp, [&]() -> Result<EnroleeRecord> {
+    MTE_TRY_ASSIGN(auto current,
+                   Statement::Prepare(db(), "SELECT generation FROM enrolees WHERE id = ?1", kOp));
+    MTE_TRY(current.BindAll(commit.enrolee_id));
+    MTE_TRY_ASSIGN(const bool found, current.Step());
+    if (!found) {
+      return Fail(NotFoundError(std::string(kOp) + ": " + subject + " not found"));
+    }
+    if (current.Int64(0) != commit.expected_generation) {
+      return Fail(ConflictError(std::string(kOp) + ": " + subject + " is at generation " +
+                                std::to_string(current.Int64(0)) + ", expected " +
+                                std::to_string(commit.expected_generation)));
+    }
+
+    MTE_TRY_ASSIGN(auto update,
+                   Statement::Prepare(db(),
+                                      "UPDATE enrolees SET state = 'enrolled', generation = ?2,"
+                                      " rspf = ?3, ke_id = ?4, ke_sealed = ?5,"
+                                      " ke_expires_at = ?6, maf_delivery = 'pending',"
+                                      " updated_at = ?7, enrolled_at = ?7"
+                                      " WHERE id = ?1 AND generation = ?8",
+                                      kOp));
+    MTE_TRY(update.BindAll(commit.enrolee_id, generation, commit.rspf, commit.ke_id,
+                           ByteSpan(commit.ke_sealed), commit.ke_expires_at, commit.now,
+                           commit.expected_generation));
+    MTE_TRY(update.Run());
+    if (sqlite3_changes(db()) != 1) {
+      return Fail(ConflictError(std::string(kOp) + ": " + subject + " changed concurrently"));
+    }
+
+    MTE_TRY_ASSIGN(
+        auto clear,
+        Statement::Prepare(db(), "DELETE FROM enrolee_credential_ids WHERE enrolee_id = ?1", kOp));
+    MTE_TRY(clear.BindAll(commit.enrolee_id));
+    MTE_TRY(clear.Run());
+    MTE_TRY_ASSIGN(auto add_id, Statement::Prepare(db(),
+                                                   "INSERT INTO enrolee_credential_ids"
+                                                   " (enrolee_id, position, credential_id)"
+                                                   " VALUES (?1, ?2, ?3)",
+                                                   kOp));
+    int64_t position = 0;
+    for (const std::string& credential_id : commit.credential_ids) {
+      add_id.Reset();
+      MTE_TRY(add_id.BindAll(commit.enrolee_id, position++, credential_id));
+      MTE_TRY(add_id.Run());
+    }
+
+    // A fresh delivery: attempts, delivered_at and last_error of the given item are not copied.
+    MTE_TRY_ASSIGN(auto outbox, Statement::Prepare(db(),
+                                                   "INSERT INTO outbox (enrolee_id, generation,"
+                                                   " target, payload_sealed, attempts,"
+                                                   " next_attempt_at, delivered_at, last_error)"
+                                                   " VALUES (?1, ?2, ?3, ?4, 0, ?5, 0, '')",
+                                                   kOp));
+    MTE_TRY(outbox.BindAll(commit.enrolee_id, generation, commit.outbox.target,
+                           ByteSpan(commit.outbox.payload_sealed), commit.outbox.next_attempt_at));
+    MTE_TRY(outbox.Run());
+
+    MTE_TRY_ASSIGN(auto enrolee, LoadEnrolee(kOp, kSelectEnroleeById, commit.enrolee_id));
+    if (!enrolee.has_value()) {
+      return Fail(StorageError(std::string(kOp) + ": " + subject + " vanished during commit"));
+    }
+    return std::move(*enrolee);
+  });
+}
+
+// --- outbox -----------------------------------------------------------------------------------
+
+Result<std::vector<OutboxItem>> SqliteStore::DueOutbox(int64_t now, int limit) {
+  constexpr std::string_view kOp = "list due outbox";
+  std::vector<OutboxItem> items;
+  if (limit <= 0) {
+    return items;
+  }
+  std::lock_guard lock(mu_);
+  MTE_TRY_ASSIGN(auto stmt, Statement::Prepare(db(), kSelectDueOutbox, kOp));
+  MTE_TRY(stmt.BindAll(now, static_cast<int64_t>(limit)));
+  while (true) {
+    MTE_TRY_ASSIGN(const bool row, stmt.Step());
+    if (!row) {
+      break;
+    }
+    items.push_back(ReadOutbox(stmt));
+  }
+  return items;
+}
+
+Result<void> SqliteStore::MarkDelivered(int64_t outbox_id, int64_t now) {
+  constexpr std::string_view kOp = "mark outbox delivered";
+  return Write(kOp, [&]() -> Result<void> {
+    MTE_TRY_ASSIGN(auto find,
+                   Statement::Prepare(db(),
+                                      "SELECT enrolee_id, generation, delivered_at FROM outbox"
+                                      " WHERE id = ?1",
+                                      kOp));
+    MTE_TRY(find.BindAll(outbox_id));
+    MTE_TRY_ASSIGN(const bool found, find.Step());
+    if (!found) {
+      return Fail(NotFoundError(std::string(kOp) + ": outbox item " + std::to_string(outbox_id) +
+                                " not found"));
+    }
+    const int64_t enrolee_id = find.Int64(0);
+    const int64_t generation = find.Int64(1);
+    if (find.Int64(2) != 0) {
+      return {};  // already delivered: idempotent
+    }
+    MTE_TRY_ASSIGN(auto mark, Statement::Prepare(
+                                  db(), "UPDATE outbox SET delivered_at = ?2 WHERE id = ?1", kOp));
+    MTE_TRY(mark.BindAll(outbox_id, now));
+    MTE_TRY(mark.Run());
+    // A delivery for an older generation says nothing about the current credential.
+    MTE_TRY_ASSIGN(auto enrolee,
+                   Statement::Prepare(db(),
+                                      "UPDATE enrolees SET maf_delivery = 'delivered',"
+                                      " updated_at = ?3 WHERE id = ?1 AND generation = ?2"
+                                      " AND maf_delivery <> 'delivered'",
+                                      kOp));
+    MTE_TRY(enrolee.BindAll(enrolee_id, generation, now));
+    return enrolee.Run();
+  });
+}
+
+Result<void> SqliteStore::MarkAttemptFailed(int64_t outbox_id, int64_t next_attempt_at,
+                                            std::string_view error) {
+  constexpr std::string_view kOp = "mark outbox attempt failed";
+  const std::string_view bounded = error.substr(0, kMaxLastErrorBytes);
+  return Write(kOp, [&]() -> Result<void> {
+    MTE_TRY_ASSIGN(const bool found, Exists(kOp, "SELECT 1 FROM outbox WHERE id = ?1", outbox_id));
+    if (!found) {
+      return Fail(NotFoundError(std::string(kOp) + ": outbox item " + std::to_string(outbox_id) +
+                                " not found"));
+    }
+    // A delivered item stays delivered; a late failure report changes nothing.
+    MTE_TRY_ASSIGN(auto update, Statement::Prepare(db(),
+                                                   "UPDATE outbox SET attempts = attempts + 1,"
+                                                   " next_attempt_at = ?2, last_error = ?3"
+                                                   " WHERE id = ?1 AND delivered_at = 0",
+                                                   kOp));
+    MTE_TRY(update.BindAll(outbox_id, next_attempt_at, bounded));
+    return update.Run();
+  });
+}
+
+Result<std::optional<OutboxItem>> SqliteStore::GetOutboxItem(int64_t outbox_id) {
+  return FindOne<OutboxItem>("get outbox item", kSelectOutbox, ReadOutbox, outbox_id);
+}
+
+// --- MAF key store ----------------------------------------------------------------------------
+
+Result<bool> SqliteStore::PutMafCredential(const MafCredential& credential) {
+  constexpr std::string_view kOp = "put maf credential";
+  return Write(kOp, [&]() -> Result<bool> {
+    MTE_TRY_ASSIGN(auto newest, Statement::Prepare(db(),
+                                                   "SELECT MAX(generation) FROM maf_credentials"
+                                                   " WHERE enrolee_id = ?1",
+                                                   kOp));
+    MTE_TRY(newest.BindAll(credential.enrolee_id));
+    MTE_TRY_ASSIGN(const bool row, newest.Step());
+    if (row && !newest.IsNull(0) && newest.Int64(0) >= credential.generation) {
+      return false;  // a repeat, or older than what is stored
+    }
+    MTE_TRY_ASSIGN(
+        auto remove,
+        Statement::Prepare(db(), "DELETE FROM maf_credentials WHERE enrolee_id = ?1", kOp));
+    MTE_TRY(remove.BindAll(credential.enrolee_id));
+    MTE_TRY(remove.Run());
+
+    MTE_TRY_ASSIGN(
+        auto owner,
+        Statement::Prepare(db(), "SELECT enrolee_id FROM maf_credentials WHERE km_id = ?1", kOp));
+    MTE_TRY(owner.BindAll(credential.km_id));
+    MTE_TRY_ASSIGN(const bool taken, owner.Step());
+    if (taken) {
+      return Fail(ConflictError(std::string(kOp) + ": km_id " + Quoted(credential.km_id) +
+                                " belongs to enrolee " + std::to_string(owner.Int64(0))));
+    }
+    MTE_TRY_ASSIGN(auto insert, Statement::Prepare(db(),
+                                                   "INSERT INTO maf_credentials (km_id, km_sealed,"
+                                                   " enrolee_id, generation, expires_at,"
+                                                   " received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                                                   kOp));
+    MTE_TRY(insert.BindAll(credential.km_id, ByteSpan(credential.km_sealed), credential.enrolee_id,
+                           credential.generation, credential.expires_at, credential.received_at));
+    MTE_TRY(insert.Run());
+    return true;
+  });
+}
+
+Result<std::optional<MafCredential>> SqliteStore::FindMafCredential(std::string_view km_id) {
+  // km_id is declared COLLATE NOCASE, so the comparison ignores ASCII case.
+  return FindOne<MafCredential>("find maf credential", kSelectMafCredentialByKmId,
+                                ReadMafCredential, km_id);
+}
+
+Result<std::vector<MafCredential>> SqliteStore::ListMafCredentials() {
+  constexpr std::string_view kOp = "list maf credentials";
+  std::lock_guard lock(mu_);
+  MTE_TRY_ASSIGN(auto stmt, Statement::Prepare(db(), kSelectAllMafCredentials, kOp));
+  std::vector<MafCredential> credentials;
+  while (true) {
+    MTE_TRY_ASSIGN(const bool row, stmt.Step());
+    if (!row) {
+      break;
+    }
+    credentials.push_back(ReadMafCredential(stmt));
+  }
+  return credentials;
+}
+
+// --- audit ------------------------------------------------------------------------------------
+
+Result<void> SqliteStore::Audit(const AuditEntry& entry) {
+  constexpr std::string_view kOp = "append audit";
+  return Write(kOp, [&]() -> Result<void> {
+    MTE_TRY_ASSIGN(auto insert, Statement::Prepare(db(),
+                                                   "INSERT INTO audit (at, actor, action, subject,"
+                                                   " detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                                                   kOp));
+    MTE_TRY(insert.BindAll(entry.at, entry.actor, entry.action, entry.subject, entry.detail));
+    return insert.Run();
+  });
+}
+
+Result<std::vector<AuditEntry>> SqliteStore::ListAudit() {
+  constexpr std::string_view kOp = "list audit";
+  std::lock_guard lock(mu_);
+  MTE_TRY_ASSIGN(auto stmt, Statement::Prepare(db(),
+                                               "SELECT id, at, actor, action, subject, detail"
+                                               " FROM audit ORDER BY id",
+                                               kOp));
+  std::vector<AuditEntry> entries;
+  while (true) {
+    MTE_TRY_ASSIGN(const bool row, stmt.Step());
+    if (!row) {
+      break;
+    }
+    AuditEntry entry;
+    entry.id = stmt.Int64(0);
+    entry.at = stmt.Int64(1);
+    entry.actor = stmt.Text(2);
+    entry.action = stmt.Text(3);
+    entry.subject = stmt.Text(4);
+    entry.detail = stmt.Text(5);
+    entries.push_back(std::move(entry));
+  }
+  return entries;
+}
+
+// --- opening ----------------------------------------------------------------------------------
+
+Result<std::string> PragmaText(sqlite3* db, const char* sql, std::string_view op) {
+  MTE_TRY_ASSIGN(auto stmt, Statement::Prepare(db, sql, op));
+  MTE_TRY_ASSIGN(const bool row, stmt.Step());
+  return row ? stmt.Text(0) : std::string();
+}
+
+Result<void> Configure(sqlite3* db, bool in_memory) {
+  constexpr std::string_view kOp = "configure database";
+  static_cast<void>(sqlite3_extended_result_codes(db, 1));
+  // Refuse SQL that could corrupt the file even if a statement were ever subverted.
+  // NOLINTBEGIN(cppcoreguidelines-pro-type-vararg): sqlite3_db_config is variadic by design.
+  const bool hardened =
+      sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr) == SQLITE_OK &&
+      sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, nullptr) == SQLITE_OK;
+  // NOLINTEND(cppcoreguidelines-pro-type-vararg)
+  if (!hardened) {
+    return Fail(DbError(db, kOp));
+  }
+  // First, so that the statements below wait for other processes instead of failing.
+  if (sqlite3_busy_timeout(db, kBusyTimeoutMs) != SQLITE_OK) {
+    return Fail(DbError(db, kOp));
+  }
+  MTE_TRY_ASSIGN(const std::string mode, PragmaText(db, "PRAGMA journal_mode = WAL", kOp));
+  if (mode != (in_memory ? "memory" : "wal")) {
+    return Fail(
+        StorageError(std::string(kOp) + ": journal_mode is " + Quoted(mode) + ", not 'wal'"));
+  }
+  MTE_TRY(Exec(db, "PRAGMA synchronous = FULL", kOp));
+  MTE_TRY(Exec(db, "PRAGMA foreign_keys = ON", kOp));
+  MTE_TRY(Exec(db, "PRAGMA secure_delete = ON", kOp));
+  MTE_TRY_ASSIGN(const std::string foreign_keys, PragmaText(db, "PRAGMA foreign_keys", kOp));
+  if (foreign_keys != "1") {
+    return Fail(StorageError(std::string(kOp) + ": foreign keys are not supported"));
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+  constexpr std::string_view kMemory = ":memory:";
+  if (path.empty()) {
+    // SQLite would silently open a private temporary database.
+    return Fail(StorageError("open database: empty path"));
+  }
+  const bool in_memory = path == kMemory;
+  if (!in_memory) {
+    MTE_TRY(RestrictFileMode(path, /*create=*/true));
+    // Left behind by an earlier run, possibly with a looser mode than the database.
+    MTE_TRY(RestrictFileMode(path + "-wal", /*create=*/false));
+    MTE_TRY(RestrictFileMode(path + "-shm", /*create=*/false));
+  }
+
+  sqlite3* raw = nullptr;
+  // NOMUTEX: the store's own mutex serialises use of the connection.
+  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                    SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_EXRESCODE;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  DbPtr db(raw);
+  if (rc != SQLITE_OK) {
+    return Fail(DbError(db.get(), "open database " + Quoted(path)));
+  }
+  MTE_TRY(Configure(db.get(), in_memory));
+  MTE_TRY(internal::ApplyMigrations(db.get(), internal::BuiltInMigrations()));
+  return std::unique_ptr<Store>(std::make_unique<SqliteStore>(std::move(db)));
+}
+
+}  // namespace mte::store
