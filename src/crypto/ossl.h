@@ -5,6 +5,7 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -42,6 +43,8 @@ using BignumPtr = std::unique_ptr<BIGNUM, Free<&BN_free>>;
 using GeneralNamePtr = std::unique_ptr<GENERAL_NAME, Free<&GENERAL_NAME_free>>;
 // Any ASN1_STRING flavour (ASN1_IA5STRING, ASN1_OCTET_STRING, ...): they share one struct.
 using Asn1StringPtr = std::unique_ptr<ASN1_STRING, Free<&ASN1_STRING_free>>;
+using EvpKdfPtr = std::unique_ptr<EVP_KDF, Free<&EVP_KDF_free>>;
+using EvpKdfCtxPtr = std::unique_ptr<EVP_KDF_CTX, Free<&EVP_KDF_CTX_free>>;
 using GeneralNamesPtr = std::unique_ptr<GENERAL_NAMES, Free<&GENERAL_NAMES_free>>;
 
 // Drains the OpenSSL error queue into a kCrypto error: "<what>: <openssl reasons>".
