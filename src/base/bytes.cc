@@ -42,4 +42,63 @@ Result<Bytes> HexDecode(std::string_view hex) {
   return out;
 }
 
+std::string Base32Encode(ByteSpan bytes) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (uint8_t b : bytes) {
+    acc = (acc << 8) | b;
+    bits += 8;
+    while (bits >= 5) {
+      bits -= 5;
+      out.push_back(kAlphabet[(acc >> bits) & 0x1f]);
+    }
+  }
+  if (bits > 0) out.push_back(kAlphabet[(acc << (5 - bits)) & 0x1f]);
+  return out;
+}
+
+Result<Bytes> Base32Decode(std::string_view text) {
+  Bytes out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : text) {
+    int v;
+    if (c >= 'A' && c <= 'Z') v = c - 'A';
+    else if (c >= 'a' && c <= 'z') v = c - 'a';
+    else if (c >= '2' && c <= '7') v = c - '2' + 26;
+    else if (c == '-' || c == ' ') continue;
+    else return Fail(ErrorKind::kLocalUsage, Errc::kMalformed, "not a base32 string");
+    acc = (acc << 5) | static_cast<uint32_t>(v);
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<uint8_t>((acc >> bits) & 0xff));
+    }
+  }
+  if (bits >= 5 || (acc & ((1u << bits) - 1)) != 0) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kMalformed, "base32 string has a bad length");
+  }
+  return out;
+}
+
+std::string Base64UrlEncode(ByteSpan bytes) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (uint8_t b : bytes) {
+    acc = (acc << 8) | b;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out.push_back(kAlphabet[(acc >> bits) & 0x3f]);
+    }
+  }
+  if (bits > 0) out.push_back(kAlphabet[(acc << (6 - bits)) & 0x3f]);
+  return out;
+}
+
 }  // namespace mte

@@ -30,4 +30,13 @@ std::string HexLower(ByteSpan bytes);
 // Accepts either case; fails (kPeerProtocol/kMalformed) on odd length or a non-hex character.
 Result<Bytes> HexDecode(std::string_view hex);
 
+// RFC 4648 base32 (alphabet A-Z2-7), upper case, without padding.
+std::string Base32Encode(ByteSpan bytes);
+// Accepts either case and ignores '-' and ' ' separators; no padding. kMalformed on any other
+// character or on trailing bits that are not zero.
+Result<Bytes> Base32Decode(std::string_view text);
+
+// RFC 4648 §5 base64url without padding.
+std::string Base64UrlEncode(ByteSpan bytes);
+
 }  // namespace mte

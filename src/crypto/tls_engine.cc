@@ -247,7 +247,9 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::Client(const TlsClientOpti
                           Errc::kConfig));
   }
   if (!options.trust_pem.empty()) MTE_TRY(AddTrustPem(ctx.get(), options.trust_pem));
-  if (verify) SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  // A PSK-only client has no trust anchors: with SSL_VERIFY_PEER and an empty store, a server
+  // that answers with a certificate instead of the PSK fails verification.
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
   if (!options.cert_chain_pem_file.empty()) {
     MTE_TRY(LoadCertAndKey(ctx.get(), options.cert_chain_pem_file, options.key_pem_file));
   }
@@ -409,6 +411,20 @@ Result<void> TlsEngine::Advance() {
     if (failure_ == "unknown PSK identity") {
       impl_->dead = true;
       return Fail(ErrorKind::kPeerAuth, Errc::kAuthFailed, "TLS handshake failed: " + failure_);
+    }
+    // A PSK client must only accept a handshake that used the PSK (TLS 1.3: the PSK was
+    // "resumed"; TLS 1.2: a PSK suite), never one authenticated some other way.
+    if (!impl_->context->is_server() && !impl_->context->psk_identity().empty()) {
+      const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl);
+      bool psk_used = SSL_version(ssl) == TLS1_3_VERSION
+                          ? SSL_session_reused(ssl) == 1
+                          : cipher != nullptr && SSL_CIPHER_get_auth_nid(cipher) == NID_auth_psk;
+      if (!psk_used) {
+        impl_->dead = true;
+        psk_identity_.clear();
+        failure_ = "the server did not authenticate with the PSK";
+        return Fail(ErrorKind::kPeerAuth, Errc::kAuthFailed, "TLS handshake failed: " + failure_);
+      }
     }
   }
   uint8_t buf[16384];

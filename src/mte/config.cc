@@ -34,10 +34,17 @@ Result<Config> LoadConfig(const std::filesystem::path& data_dir) {
     config.maf_fqdn = j.at("mafFqdn").get<std::string>();
     config.maf_id = j.value("mafId", config.maf_fqdn);
     config.bind_address = j.value("bindAddress", config.bind_address);
-    config.mef_port = j.at("mefPort").get<uint16_t>();
-    config.maf_port = j.at("mafPort").get<uint16_t>();
-    config.maf_delivery_port = j.at("mafDeliveryPort").get<uint16_t>();
-    config.portal_port = j.at("portalPort").get<uint16_t>();
+    for (auto [name, field] : {std::pair{"mefPort", &config.mef_port},
+                               std::pair{"mafPort", &config.maf_port},
+                               std::pair{"mafDeliveryPort", &config.maf_delivery_port},
+                               std::pair{"portalPort", &config.portal_port}}) {
+      const auto& value = j.at(name);
+      if (!value.is_number_integer() || value.get<int64_t>() < 0 ||
+          value.get<int64_t>() > 65535) {
+        return Fail(ConfigError(file, std::string(name) + " must be a port number 0..65535"));
+      }
+      *field = static_cast<uint16_t>(value.get<int64_t>());
+    }
     config.enrolment_expiry_seconds =
         j.value("enrolmentExpirySeconds", config.enrolment_expiry_seconds);
     config.portal_session_seconds = j.value("portalSessionSeconds", config.portal_session_seconds);
@@ -52,8 +59,12 @@ Result<Config> LoadConfig(const std::filesystem::path& data_dir) {
     if (auto ok = crypto::CheckIdentifier(*id, "FQDN"); !ok) {
       return Fail(ConfigError(file, ok.error().detail));
     }
+    if (id->find('*') != std::string::npos) {
+      return Fail(ConfigError(file, "wildcard names are not allowed (TS-0003 §10.1.1): " + *id));
+    }
   }
   if (config.enrolment_expiry_seconds <= 0 || config.handshake_timeout_ms <= 0 ||
+      config.portal_session_seconds <= 0 ||
       config.idle_timeout_ms <= 0 || config.io_threads < 1 || config.worker_threads < 1) {
     return Fail(ConfigError(file, "timeouts, lifetimes and thread counts must be positive"));
   }

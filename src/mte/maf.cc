@@ -60,7 +60,8 @@ proto::HttpResponse Maf::HandleDelivery(const proto::HttpRequest& request,
   auto result = Deliver(request, request_id);
   if (result) return std::move(*result);
   spdlog::warn("maf: delivery refused: {}", Describe(result.error()));
-  if (result.error().kind == ErrorKind::kStorage || result.error().kind == ErrorKind::kCrypto) {
+  if (result.error().kind != ErrorKind::kPeerProtocol &&
+      result.error().kind != ErrorKind::kPeerAuth) {
     return proto::MakeErrorResponse(Rsc::kInternalServerError, "internal error", request_id);
   }
   return proto::MakeErrorResponse(proto::RscFor(result.error()), result.error().detail,
@@ -89,7 +90,9 @@ Result<proto::HttpResponse> Maf::Deliver(const proto::HttpRequest& request,
     return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
                 "expected members kmId, km, enroleeId, generation, expiresAt");
   }
-  MTE_TRY(crypto::CheckIdentifier(credential.km_id, "kmId"));
+  if (auto ok = crypto::CheckIdentifier(credential.km_id, "kmId"); !ok) {
+    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, ok.error().detail);
+  }
   auto km_bytes = HexDecode(km_hex);
   SecureWipe(km_hex.data(), km_hex.size());
   SecureWipe(j["km"].get_ptr<std::string*>()->data(), j["km"].get_ptr<std::string*>()->size());

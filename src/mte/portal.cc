@@ -50,24 +50,6 @@ int StatusFor(const Error& error) {
   }
 }
 
-std::string Base64Url(ByteSpan bytes) {
-  static const char* kAlphabet =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (uint8_t b : bytes) {
-    acc = (acc << 8) | b;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kAlphabet[(acc >> bits) & 0x3f]);
-    }
-  }
-  if (bits > 0) out.push_back(kAlphabet[(acc << (6 - bits)) & 0x3f]);
-  return out;
-}
-
 Result<nlohmann::json> ParseObject(const proto::HttpRequest& request) {
   auto ct = request.headers.Get("Content-Type");
   if (!ct || strncasecmp(ct->data(), "application/json", 16) != 0) {
@@ -145,7 +127,11 @@ bool Portal::Locked(const std::string& key, int64_t now) {
 
 void Portal::RecordFailure(const std::string& key, int64_t now) {
   std::lock_guard lock(mu_);
-  if (failures_.size() >= kMaxFailureEntries) failures_.clear();  // bounded memory
+  if (failures_.size() >= kMaxFailureEntries && !failures_.count(key)) {
+    // Bounded memory: forget entries that are not locking anything; never drop a lockout.
+    std::erase_if(failures_, [now](const auto& entry) { return entry.second.locked_until <= now; });
+    if (failures_.size() >= kMaxFailureEntries) return;
+  }
   auto& f = failures_[key];
   if (f.locked_until != 0 && f.locked_until <= now) f = {};
   if (++f.count >= settings_.max_failures) f.locked_until = now + settings_.lockout_seconds;
@@ -191,7 +177,7 @@ proto::HttpResponse Portal::Login(const proto::HttpRequest& request,
   ClearFailures(account_key);
   Bytes token(kTokenBytes);
   rng_.Fill(token);
-  std::string token_text = Base64Url(token);
+  std::string token_text = Base64UrlEncode(token);
   SecureWipe(token.data(), token.size());
   auto hash = crypto::Sha256(AsBytes(token_text));
   int64_t expires_at = now + settings_.session_seconds;
@@ -239,10 +225,16 @@ proto::HttpResponse Portal::AddEnrolee(const proto::HttpRequest& request,
              (*j)["claimCode"].get_ptr<std::string*>()->size());
   int64_t now = UnixSeconds(clock_.Now());
   std::string limiter_key = "claim:" + peer_address;
-  if (Locked(limiter_key, now)) return ErrorJson(429, "too many failed claims; try again later");
+  std::string account_key = "claim-account:" + who.name;
+  if (Locked(limiter_key, now) || Locked(account_key, now)) {
+    return ErrorJson(429, "too many failed claims; try again later");
+  }
   auto enrolee = ClaimDevice(store_, who, *device_id, code, *label, now);
   if (!enrolee) {
-    if (enrolee.error().code == Errc::kForbidden) RecordFailure(limiter_key, now);
+    if (enrolee.error().code == Errc::kForbidden) {
+      RecordFailure(limiter_key, now);
+      RecordFailure(account_key, now);
+    }
     spdlog::info("portal: '{}' could not add device '{}': {}", who.name, *device_id,
                  Describe(enrolee.error()));
     int status = StatusFor(enrolee.error());

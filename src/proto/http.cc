@@ -34,23 +34,26 @@ namespace {
 
 // Header names and values we emit are ours; still, refuse CR/LF injection defensively.
 void AppendHeaders(std::string& out, const HttpHeaders& headers, size_t body_size,
-                   bool keep_alive) {
+                   bool keep_alive, bool content_length = true) {
+  bool has_connection = false;
   for (const auto& h : headers.all()) {
     if (h.name.find_first_of("\r\n:") != std::string::npos ||
         h.value.find_first_of("\r\n") != std::string::npos) {
       continue;
     }
-    if (strcasecmp(h.name.c_str(), "Content-Length") == 0 ||
-        strcasecmp(h.name.c_str(), "Connection") == 0) {
-      continue;
+    if (strcasecmp(h.name.c_str(), "Content-Length") == 0) continue;
+    if (strcasecmp(h.name.c_str(), "Connection") == 0) {
+      if (!keep_alive) continue;  // "close" below wins (RFC 9112 §9.6)
+      has_connection = true;
     }
     out += h.name;
     out += ": ";
     out += h.value;
     out += "\r\n";
   }
-  out += "Content-Length: " + std::to_string(body_size) + "\r\n";
-  if (!keep_alive) out += "Connection: close\r\n";
+  // RFC 9110 §8.6: no Content-Length in 1xx and 204 responses.
+  if (content_length) out += "Content-Length: " + std::to_string(body_size) + "\r\n";
+  if (!keep_alive && !has_connection) out += "Connection: close\r\n";
   out += "\r\n";
 }
 
@@ -116,10 +119,11 @@ std::string HttpRequest::Serialize() const {
 }
 
 std::string HttpResponse::Serialize() const {
-  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(ReasonPhrase(status)) +
-                    "\r\n";
-  AppendHeaders(out, headers, body.size(), keep_alive);
-  out += body;
+  std::string out = "HTTP/1.1 " + std::to_string(status) + " " +
+                    (reason_phrase ? std::string(ReasonPhrase(status)) : std::string()) + "\r\n";
+  bool no_body = (status >= 100 && status < 200) || status == 204;
+  AppendHeaders(out, headers, body.size(), keep_alive, !no_body);
+  if (!no_body) out += body;
   return out;
 }
 
@@ -162,6 +166,12 @@ bool RequestDecoder::HasPartialMessage() const {
   return !impl_->buffer.empty() || (impl_->parser && impl_->parser->got_some());
 }
 
+Bytes RequestDecoder::TakeBuffered() {
+  Bytes out(impl_->buffer.begin(), impl_->buffer.end());
+  impl_->buffer.clear();
+  return out;
+}
+
 struct ResponseDecoder::Impl : DecoderCore<false> {};
 
 ResponseDecoder::ResponseDecoder(HttpLimits limits) : impl_(std::make_unique<Impl>()) {
@@ -196,6 +206,12 @@ Result<std::optional<HttpResponse>> ResponseDecoder::Feed(ByteSpan data) {
   auto response = ToResponse(impl_->parser->release());
   impl_->parser.reset();
   return std::optional<HttpResponse>(std::move(response));
+}
+
+Bytes ResponseDecoder::TakeBuffered() {
+  Bytes out(impl_->buffer.begin(), impl_->buffer.end());
+  impl_->buffer.clear();
+  return out;
 }
 
 Result<std::optional<HttpResponse>> ResponseDecoder::FeedEof() {

@@ -59,8 +59,10 @@ struct HttpResponse {
   HttpHeaders headers;
   std::string body;
   bool keep_alive = true;
+  // TS-0009 §6.3.3: oneM2M responses omit the reason phrase ("HTTP/1.1 201 ").
+  bool reason_phrase = true;
 
-  // Status line without reason phrase text beyond the standard one, plus Content-Length.
+  // Status line (with or without the standard reason phrase), headers, Content-Length, body.
   std::string Serialize() const;
 };
 
@@ -79,6 +81,9 @@ class RequestDecoder {
   Result<std::optional<HttpRequest>> Feed(ByteSpan data);
   // True if part of a request has been received.
   bool HasPartialMessage() const;
+  // Bytes received after the last complete request and not yet parsed (e.g. the start of another
+  // protocol after an HTTP Upgrade). Clears them.
+  Bytes TakeBuffered();
 
   struct Impl;
 
@@ -96,6 +101,8 @@ class ResponseDecoder {
   Result<std::optional<HttpResponse>> Feed(ByteSpan data);
   // The peer closed: completes a response delimited by end of stream, or fails (truncated).
   Result<std::optional<HttpResponse>> FeedEof();
+  // Bytes after the last complete response (e.g. another protocol after 101). Clears them.
+  Bytes TakeBuffered();
 
   struct Impl;
 

@@ -17,6 +17,7 @@ int HttpStatusFor(Rsc rsc) {
     case Rsc::kOriginatorHasNoPrivilege: return 403;
     case Rsc::kConflict: return 409;
     case Rsc::kOriginatorNotAuthenticated: return 403;
+    case Rsc::kSecurityAssociationRequired: return 403;
     case Rsc::kInternalServerError: return 500;
     case Rsc::kNotImplemented: return 501;
     case Rsc::kTargetNotReachable: return 404;
@@ -36,6 +37,7 @@ std::string_view RscName(Rsc rsc) {
     case Rsc::kOriginatorHasNoPrivilege: return "ORIGINATOR_HAS_NO_PRIVILEGE";
     case Rsc::kConflict: return "CONFLICT";
     case Rsc::kOriginatorNotAuthenticated: return "ORIGINATOR_NOT_AUTHENTICATED";
+    case Rsc::kSecurityAssociationRequired: return "SECURITY_ASSOCIATION_REQUIRED";
     case Rsc::kInternalServerError: return "INTERNAL_SERVER_ERROR";
     case Rsc::kNotImplemented: return "NOT_IMPLEMENTED";
     case Rsc::kTargetNotReachable: return "TARGET_NOT_REACHABLE";
@@ -72,6 +74,7 @@ Rsc RscFor(const Error& error) {
 HttpResponse MakeResponse(Rsc rsc, std::string json_body, std::string_view request_id) {
   HttpResponse response;
   response.status = HttpStatusFor(rsc);
+  response.reason_phrase = false;  // TS-0009 §6.3.3
   response.headers.Set("Content-Type", "application/json");
   response.headers.Set(kHeaderRsc, std::to_string(static_cast<int>(rsc)));
   if (!request_id.empty()) response.headers.Set(kHeaderRequestId, request_id);

@@ -30,6 +30,7 @@ enum class Rsc {
   kOriginatorHasNoPrivilege = 4103,
   kConflict = 4105,
   kOriginatorNotAuthenticated = 4106,
+  kSecurityAssociationRequired = 4107,
   kInternalServerError = 5000,
   kNotImplemented = 5001,
   kTargetNotReachable = 5103,

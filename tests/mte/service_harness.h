@@ -1,0 +1,375 @@
+// Shared fixtures for the application-service tests: a fixed fake clock, a temporary directory,
+// an in-memory TLS link between a client TlsEngine and a server TlsHttpSession (no sockets), a
+// log capture on the default spdlog logger, and small helpers for records and JSON.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "base/bytes.h"
+#include "base/clock.h"
+#include "base/result.h"
+#include "base/secret.h"
+#include "crypto/aead.h"
+#include "crypto/password.h"
+#include "crypto/random.h"
+#include "crypto/tls_engine.h"
+#include "proto/http.h"
+#include "proto/tls_http_session.h"
+#include "store/store.h"
+
+namespace mte::testing {
+
+// 2026-11-18T05:46:40Z: a fixed instant; tests move it explicitly.
+inline constexpr int64_t kStartTime = 1'795'000'000;
+
+class FakeClock final : public Clock {
+ public:
+  explicit FakeClock(int64_t unix_seconds = kStartTime) : now_(unix_seconds) {}
+  SystemTime Now() const override { return SystemTime(std::chrono::seconds(now_.load())); }
+  int64_t seconds() const { return now_.load(); }
+  void Advance(int64_t seconds) { now_ += seconds; }
+
+ private:
+  std::atomic<int64_t> now_;
+};
+
+template <class T>
+::testing::AssertionResult Ok(const Result<T>& result) {
+  if (result.has_value()) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "error: " << ToString(result.error().kind) << " "
+                                       << Describe(result.error());
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "mte_svc_XXXXXX").string();
+    if (::mkdtemp(pattern.data()) != nullptr) path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline SecretBytes SecretFromText(std::string_view text) {
+  return SecretBytes(AsBytes(text), SecretAccess::ForCrypto());
+}
+
+inline std::string ExposeText(const SecretBytes& secret) {
+  return std::string(AsText(secret.Expose(SecretAccess::ForCrypto())));
+}
+
+inline Bytes ExposeBytes(const SecretBytes& secret) {
+  auto span = secret.Expose(SecretAccess::ForCrypto());
+  return Bytes(span.begin(), span.end());
+}
+
+inline nlohmann::json JsonBody(const proto::HttpResponse& response) {
+  auto j = nlohmann::json::parse(response.body, nullptr, false);
+  if (j.is_discarded()) ADD_FAILURE() << "response body is not JSON: " << response.body;
+  return j;
+}
+
+inline std::string Header(const proto::HttpResponse& response, std::string_view name) {
+  auto value = response.headers.Get(name);
+  return value ? std::string(*value) : std::string("<absent>");
+}
+
+inline proto::HttpRequest JsonRequest(std::string method, std::string target, std::string body,
+                                      std::string content_type = "application/json") {
+  proto::HttpRequest request;
+  request.method = std::move(method);
+  request.target = std::move(target);
+  if (!content_type.empty()) request.headers.Set("Content-Type", content_type);
+  request.body = std::move(body);
+  return request;
+}
+
+// ---------------------------------------------------------------------------------------------
+// An in-memory connection: a client TlsEngine and a server TlsHttpSession whose requests go to
+// `handler`. Ciphertext is moved between the two until neither side has anything to send.
+
+using ServiceHandler =
+    std::function<proto::HttpResponse(const proto::HttpRequest&, const crypto::TlsEngine&)>;
+
+class TlsLink {
+ public:
+  TlsLink(std::unique_ptr<crypto::TlsEngine> client, std::unique_ptr<crypto::TlsEngine> server,
+          ServiceHandler handler)
+      : client_(std::move(client)),
+        session_(std::move(server), proto::HttpLimits{}),
+        handler_(std::move(handler)) {}
+
+  // Runs the handshake as far as it goes. True if both ends completed it without an error.
+  bool Handshake() {
+    Step(client_->Advance(), client_error_);
+    Pump();
+    return !client_error_ && !server_error_ && client_->HandshakeComplete() &&
+           session_.HandshakeComplete();
+  }
+
+  // Sends one request and returns the response the client decoded (or the error).
+  Result<proto::HttpResponse> Exchange(const proto::HttpRequest& request) {
+    if (!client_->HandshakeComplete()) {
+      return Fail(ErrorKind::kLocalUsage, Errc::kClosed, "handshake not complete");
+    }
+    MTE_TRY(client_->WritePlaintext(AsBytes(request.Serialize())));
+    Pump();
+    Bytes plain = client_->TakePlaintext();
+    auto decoded = decoder_.Feed(plain);
+    if (!decoded) return Fail(decoded.error());
+    if (!decoded->has_value()) {
+      if (client_->PeerClosed()) {
+        auto at_eof = decoder_.FeedEof();
+        if (at_eof && at_eof->has_value()) return std::move(**at_eof);
+      }
+      return Fail(ErrorKind::kPeerProtocol, Errc::kClosed,
+                  "no complete response; server error: " +
+                      (server_error_ ? Describe(*server_error_) : std::string("none")));
+    }
+    return std::move(**decoded);
+  }
+
+  crypto::TlsEngine& client() { return *client_; }
+  proto::TlsHttpSession& session() { return session_; }
+  const std::optional<Error>& client_error() const { return client_error_; }
+  const std::optional<Error>& server_error() const { return server_error_; }
+
+ private:
+  static void Step(Result<void> result, std::optional<Error>& error) {
+    if (!result && !error) error = result.error();
+  }
+
+  void Pump() {
+    for (int round = 0; round < 64; ++round) {
+      bool moved = false;
+      Bytes to_server = client_->TakeCiphertext();
+      if (!to_server.empty() && !session_.Finished()) {
+        moved = true;
+        Step(session_.FeedCiphertext(to_server), server_error_);
+        while (auto request = session_.NextRequest()) {
+          Step(session_.SendResponse(handler_(*request, session_.tls())), server_error_);
+        }
+      }
+      Bytes to_client = session_.TakeCiphertext();
+      if (!to_client.empty() && !client_error_) {
+        moved = true;
+        client_->FeedCiphertext(to_client);
+        Step(client_->Advance(), client_error_);
+      }
+      if (!moved) return;
+    }
+    ADD_FAILURE() << "TLS link did not settle";
+  }
+
+  std::unique_ptr<crypto::TlsEngine> client_;
+  proto::TlsHttpSession session_;
+  ServiceHandler handler_;
+  proto::ResponseDecoder decoder_;
+  std::optional<Error> client_error_;
+  std::optional<Error> server_error_;
+};
+
+inline std::shared_ptr<const crypto::TlsContext> MustContext(
+    Result<std::shared_ptr<const crypto::TlsContext>> context) {
+  EXPECT_TRUE(Ok(context));
+  return context ? *context : nullptr;
+}
+
+// A PSK server context for `fqdn` (TLS 1.2 and 1.3, as the product configures its listeners).
+inline std::shared_ptr<const crypto::TlsContext> PskServerContext(const std::string& fqdn) {
+  crypto::TlsServerOptions options;
+  options.server_name = fqdn;
+  options.psk = true;
+  return MustContext(crypto::TlsContext::Server(options));
+}
+
+enum class PskProfile { kTls12PskCbc, kTls13 };
+
+inline std::shared_ptr<const crypto::TlsContext> PskClientContext(const std::string& fqdn,
+                                                                  const std::string& identity,
+                                                                  PskProfile profile) {
+  crypto::TlsClientOptions options;
+  options.server_name = fqdn;
+  options.psk_identity = identity;
+  if (profile == PskProfile::kTls12PskCbc) {
+    options.tls13 = false;
+    options.tls12_ciphers = "PSK-AES128-CBC-SHA256";  // TS-0003 §10.2.2 mandatory suite
+  } else {
+    options.tls12 = false;
+  }
+  return MustContext(crypto::TlsContext::Client(options));
+}
+
+// A PSK link whose server looks keys up with `lookup` and answers with `handler`.
+inline std::unique_ptr<TlsLink> MakePskLink(const std::string& fqdn, const std::string& identity,
+                                            const SecretBytes& psk, PskProfile profile,
+                                            crypto::PskLookup lookup, ServiceHandler handler) {
+  auto client = crypto::TlsEngine::Client(PskClientContext(fqdn, identity, profile), psk.Clone());
+  auto server = crypto::TlsEngine::Server(PskServerContext(fqdn), std::move(lookup));
+  EXPECT_TRUE(Ok(client));
+  EXPECT_TRUE(Ok(server));
+  if (!client || !server) return nullptr;
+  return std::make_unique<TlsLink>(std::move(*client), std::move(*server), std::move(handler));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Captures everything the default logger writes, at trace level, while alive.
+
+class LogCapture {
+ public:
+  LogCapture()
+      : sink_(std::make_shared<spdlog::sinks::ostream_sink_mt>(out_)),
+        logger_(spdlog::default_logger()),
+        old_level_(logger_->level()) {
+    sink_->set_level(spdlog::level::trace);
+    logger_->sinks().push_back(sink_);
+    logger_->set_level(spdlog::level::trace);
+  }
+  ~LogCapture() {
+    auto& sinks = logger_->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+    logger_->set_level(old_level_);
+  }
+  LogCapture(const LogCapture&) = delete;
+  LogCapture& operator=(const LogCapture&) = delete;
+
+  std::string text() {
+    sink_->flush();
+    return out_.str();
+  }
+
+ private:
+  std::ostringstream out_;
+  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
+  std::shared_ptr<spdlog::logger> logger_;
+  spdlog::level::level_enum old_level_;
+};
+
+// Adds a failure for every secret (as text, and as upper- and lower-case hex) found in `log`.
+inline void ExpectNoSecretsIn(const std::string& log, const std::vector<Bytes>& keys,
+                              const std::vector<std::string>& texts) {
+  for (const auto& key : keys) {
+    ASSERT_FALSE(key.empty());
+    EXPECT_EQ(log.find(HexLower(key)), std::string::npos) << "key material (lower hex) in logs";
+    EXPECT_EQ(log.find(HexUpper(key)), std::string::npos) << "key material (upper hex) in logs";
+  }
+  for (const auto& text : texts) {
+    ASSERT_FALSE(text.empty());
+    EXPECT_EQ(log.find(text), std::string::npos) << "secret text in logs";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Store helpers.
+
+// Number of outbox items ever written (ids are assigned from 1 upwards).
+inline int CountOutbox(store::Store& store) {
+  int count = 0;
+  for (int64_t id = 1; id <= 64; ++id) {
+    auto item = store.GetOutboxItem(id);
+    EXPECT_TRUE(Ok(item));
+    if (item && item->has_value()) ++count;
+  }
+  return count;
+}
+
+inline std::vector<store::OutboxItem> AllOutbox(store::Store& store) {
+  std::vector<store::OutboxItem> items;
+  for (int64_t id = 1; id <= 64; ++id) {
+    auto item = store.GetOutboxItem(id);
+    if (item && item->has_value()) items.push_back(**item);
+  }
+  return items;
+}
+
+inline size_t CountAudit(store::Store& store) {
+  auto audit = store.ListAudit();
+  EXPECT_TRUE(Ok(audit));
+  return audit ? audit->size() : 0;
+}
+
+// The parts of an enrolee row an enrolment changes, for "nothing changed" comparisons.
+struct EnroleeSnapshot {
+  bool exists = false;
+  store::EnroleeState state = store::EnroleeState::kPending;
+  int64_t generation = 0;
+  std::string ke_id;
+  Bytes ke_sealed;
+  int64_t ke_expires_at = 0;
+  std::vector<std::string> credential_ids;
+  store::DeliveryStatus maf_delivery = store::DeliveryStatus::kNone;
+  int64_t updated_at = 0;
+  int64_t enrolled_at = 0;
+  bool operator==(const EnroleeSnapshot&) const = default;
+};
+
+inline EnroleeSnapshot SnapshotEnrolee(store::Store& store, std::string_view device_id) {
+  EnroleeSnapshot s;
+  auto found = store.FindEnroleeByDevice(device_id);
+  EXPECT_TRUE(Ok(found));
+  if (!found || !found->has_value()) return s;
+  const auto& e = **found;
+  s.exists = true;
+  s.state = e.state;
+  s.generation = e.generation;
+  s.ke_id = e.ke_id;
+  s.ke_sealed = e.ke_sealed;
+  s.ke_expires_at = e.ke_expires_at;
+  s.credential_ids = e.credential_ids;
+  s.maf_delivery = e.maf_delivery;
+  s.updated_at = e.updated_at;
+  s.enrolled_at = e.enrolled_at;
+  return s;
+}
+
+// Everything a refused request must leave alone.
+struct StateSnapshot {
+  EnroleeSnapshot enrolee;
+  int outbox = 0;
+  size_t audit = 0;
+  size_t maf_credentials = 0;
+  bool operator==(const StateSnapshot&) const = default;
+};
+
+inline StateSnapshot Snapshot(store::Store& store, std::string_view device_id) {
+  StateSnapshot s;
+  s.enrolee = SnapshotEnrolee(store, device_id);
+  s.outbox = CountOutbox(store);
+  s.audit = CountAudit(store);
+  auto creds = store.ListMafCredentials();
+  EXPECT_TRUE(Ok(creds));
+  s.maf_credentials = creds ? creds->size() : 0;
+  return s;
+}
+
+inline void PrintTo(const StateSnapshot& s, std::ostream* os) {
+  *os << "{enrolee exists=" << s.enrolee.exists << " generation=" << s.enrolee.generation
+      << " keId=" << s.enrolee.ke_id << " credentialIds=" << s.enrolee.credential_ids.size()
+      << " outbox=" << s.outbox << " audit=" << s.audit
+      << " mafCredentials=" << s.maf_credentials << "}";
+}
+
+}  // namespace mte::testing
