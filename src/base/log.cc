@@ -52,6 +52,28 @@ class JsonStderrSink final : public spdlog::sinks::base_sink<std::mutex> {
 
 }  // namespace
 
+std::string Printable(std::string_view text, size_t max) {
+  std::string out;
+  bool cut = text.size() > max;
+  if (cut) text = text.substr(0, max);
+  for (char c : text) {
+    auto u = static_cast<unsigned char>(c);
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\'') {
+      out += "\\'";
+    } else if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", u);
+      out += buf;
+    } else {
+      out.push_back(c);
+    }
+  }
+  if (cut) out += "...";
+  return out;
+}
+
 Result<void> Init(std::string_view level, Format format) {
   auto parsed = spdlog::level::from_str(std::string(level));
   if (parsed == spdlog::level::off && level != "off") {

@@ -78,6 +78,28 @@ Result<proto::HttpResponse> Maf::Deliver(const proto::HttpRequest& request,
   if (j.is_discarded() || !j.is_object()) {
     return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, "body must be a JSON object");
   }
+  if (j.contains("retire")) {
+    bool well_formed = j.size() == 3 && j["retire"].is_boolean() && j["retire"].get<bool>() &&
+                       j.contains("enroleeId") && j["enroleeId"].is_number_integer() &&
+                       j.contains("generation") && j["generation"].is_number_integer();
+    if (!well_formed) {
+      return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
+                  "a retirement has exactly the members retire (true), enroleeId, generation");
+    }
+    int64_t enrolee_id = j["enroleeId"].get<int64_t>();
+    int64_t generation = j["generation"].get<int64_t>();
+    MTE_TRY_ASSIGN(bool retired, store_.RetireMafCredentials(enrolee_id, generation));
+    int64_t now = UnixSeconds(clock_.Now());
+    if (retired) {
+      MTE_TRY(store_.Audit({0, now, "maf", "credential.retire",
+                            "enrolee " + std::to_string(enrolee_id),
+                            "below generation " + std::to_string(generation)}));
+      spdlog::info("maf: retired the credentials of enrolee {} below generation {}", enrolee_id,
+                   generation);
+    }
+    nlohmann::json body = {{"enroleeId", enrolee_id}, {"retired", retired}};
+    return proto::MakeResponse(retired ? Rsc::kCreated : Rsc::kOk, body.dump(), request_id);
+  }
   store::MafCredential credential;
   std::string km_hex;
   try {

@@ -5,6 +5,7 @@
 
 #include "base/failpoint.h"
 #include "crypto/keys.h"
+#include "proto/enrolment.h"
 #include "proto/onem2m.h"
 
 namespace mte {
@@ -27,9 +28,10 @@ struct EnrolmentIndications {
   bool maf_enrolment = true;
   bool certificate_enrolment = false;
   bool remote_management = false;
+  std::optional<std::string> channel_binding;  // Flow B only: hex of the outer binding
 };
 
-Result<EnrolmentIndications> ParseIndications(const std::string& body) {
+Result<EnrolmentIndications> ParseIndications(const std::string& body, bool flow_b) {
   auto j = nlohmann::json::parse(body, nullptr, false);
   if (j.is_discarded()) {
     return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, "request body is not valid JSON");
@@ -39,6 +41,14 @@ Result<EnrolmentIndications> ParseIndications(const std::string& body) {
   }
   EnrolmentIndications ind;
   for (auto it = j.begin(); it != j.end(); ++it) {
+    if (flow_b && it.key() == "channelBinding") {
+      if (!it.value().is_string() || it.value().get_ref<const std::string&>().size() > 128) {
+        return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
+                    "member 'channelBinding' must be a hex string");
+      }
+      ind.channel_binding = it.value().get<std::string>();
+      continue;
+    }
     bool* field = nullptr;
     if (it.key() == "mafEnrolment") field = &ind.maf_enrolment;
     if (it.key() == "certificateEnrolment") field = &ind.certificate_enrolment;
@@ -97,36 +107,71 @@ proto::HttpResponse Mef::Handle(const proto::HttpRequest& request, const crypto:
     response.headers.Set("Allow", "POST");
     return response;
   }
-  auto result = Enrol(request, tls, request_id);
+  auto result = Enrol(request, tls, request_id, nullptr);
   if (result) return std::move(*result);
-  const Error& error = result.error();
-  spdlog::info("mef: enrolment refused for KpmID '{}': {}", tls.psk_identity(), Describe(error));
-  if (error.kind == ErrorKind::kStorage || error.kind == ErrorKind::kInternal ||
-      error.kind == ErrorKind::kCrypto) {
+  return RefusalResponse(result.error(), request_id, "KpmID '" + tls.psk_identity() + "'");
+}
+
+proto::HttpResponse Mef::RefusalResponse(const Error& error, const std::string& request_id,
+                                         std::string_view who) {
+  // Only the peer's own faults are explained to it; anything else is ours and stays in the log.
+  if (error.kind != ErrorKind::kPeerProtocol && error.kind != ErrorKind::kPeerAuth) {
+    spdlog::error("mef: enrolment for {} failed: {}", who, Describe(error));
     return proto::MakeErrorResponse(Rsc::kInternalServerError, "internal error", request_id);
   }
+  spdlog::info("mef: enrolment refused for {}: {}", who, Describe(error));
   return proto::MakeErrorResponse(proto::RscFor(error), error.detail, request_id);
 }
 
 Result<proto::HttpResponse> Mef::Enrol(const proto::HttpRequest& request,
                                        const crypto::TlsEngine& tls,
-                                       const std::string& request_id) {
+                                       const std::string& request_id, const FlowB* flow_b) {
   if (!proto::IsJsonContentType(request)) {
     return proto::MakeErrorResponse(Rsc::kUnsupportedMediaType,
                                     "Content-Type must be application/json", request_id);
   }
-  MTE_TRY_ASSIGN(EnrolmentIndications ind, ParseIndications(request.body));
+  MTE_TRY_ASSIGN(EnrolmentIndications ind, ParseIndications(request.body, flow_b != nullptr));
+  if (flow_b != nullptr) {
+    // DESIGN.md §4: the inner session must run inside THIS outer session.
+    if (!ind.channel_binding) {
+      return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
+                  "member 'channelBinding' is required inside the RSPF session");
+    }
+    auto presented = HexDecode(*ind.channel_binding);
+    if (!presented || !ConstantTimeEqual(*presented, flow_b->outer_binding)) {
+      return Fail(ErrorKind::kPeerAuth, Errc::kForbidden,
+                  "channel binding does not match the outer TLS session");
+    }
+  }
   const std::string& kpm_id = tls.psk_identity();
   MTE_TRY_ASSIGN(auto device, store_.FindDeviceByKpmId(kpm_id));
   if (!device) {
     return Fail(ErrorKind::kPeerAuth, Errc::kAuthFailed, "unknown bootstrap credential");
   }
-  MTE_TRY_ASSIGN(auto enrolee, store_.FindEnroleeByDevice(device->device_id));
-  if (!enrolee) {
-    // Seed 8.y.3 pre-condition: no enrolment without a stakeholder's proof of control.
-    return Fail(ErrorKind::kPeerAuth, Errc::kNotClaimed,
-                "device '" + device->device_id +
-                    "' has not been claimed by a stakeholder (no proof of control)");
+  std::optional<store::EnroleeRecord> enrolee;
+  if (flow_b == nullptr) {
+    MTE_TRY_ASSIGN(enrolee, store_.FindEnroleeByDevice(device->device_id));
+    if (!enrolee) {
+      // Seed 8.y.3 pre-condition: no enrolment without a stakeholder's proof of control.
+      return Fail(ErrorKind::kPeerAuth, Errc::kNotClaimed,
+                  "device '" + device->device_id +
+                      "' has not been claimed by a stakeholder (no proof of control)");
+    }
+  } else {
+    // Seed 8.y.4 step 18: the device authenticated by the RSPF goes on the token's entry.
+    MTE_TRY_ASSIGN(enrolee, store_.GetEnrolee(flow_b->enrolee_id));
+    if (!enrolee) return Fail(ErrorKind::kPeerAuth, Errc::kForbidden, "enrolee entry vanished");
+    if (!enrolee->device_id.empty() && enrolee->device_id != device->device_id) {
+      return Fail(ErrorKind::kPeerAuth, Errc::kForbidden,
+                  "the Enrolment-Token's enrolee entry is for another device");
+    }
+    if (enrolee->device_id.empty()) {
+      MTE_TRY_ASSIGN(auto other, store_.FindEnroleeByDevice(device->device_id));
+      if (other) {
+        return Fail(ErrorKind::kPeerProtocol, Errc::kConflict,
+                    "device '" + device->device_id + "' already has another enrolee entry");
+      }
+    }
   }
 
   // TS-0003 §10.3.1: Enrolment Key Generation from the mutually authenticated session.
@@ -142,11 +187,15 @@ Result<proto::HttpResponse> Mef::Enrol(const proto::HttpRequest& request,
   store::EnrolmentCommit commit;
   commit.enrolee_id = enrolee->id;
   commit.expected_generation = enrolee->generation;
-  commit.rspf = "PPSK";
+  commit.rspf = std::string(proto::kRspfPpsk);
   commit.ke_id = ke_id;
   MTE_TRY_ASSIGN(commit.ke_sealed, kek_.Seal(key.ke, "ke|" + gen_aad, rng_));
   commit.ke_expires_at = expires_at;
   commit.now = now;
+  if (flow_b != nullptr) {
+    commit.spend_token_id = flow_b->token_id;
+    commit.bind_device_id = device->device_id;
+  }
   nlohmann::json instructions = nlohmann::json::array();
   if (ind.maf_enrolment) {
     // Seed step 7: KmID = KeID on the push path; Km = HMAC-SHA-256(Ke, label || MAF-ID).
@@ -177,12 +226,34 @@ Result<proto::HttpResponse> Mef::Enrol(const proto::HttpRequest& request,
                             {"suid", kSuidMaf},
                             {"expiresAt", Rfc3339(expires_at)}});
   }
+  if (!ind.maf_enrolment && enrolee->generation > 0) {
+    // A re-enrolment without MAF enrolment still retires the previous Km at the MAF.
+    nlohmann::json payload = {{"retire", true}, {"enroleeId", enrolee->id},
+                              {"generation", generation}};
+    std::string text = payload.dump();
+    SecretBytes plain(AsBytes(text), SecretAccess::ForCrypto());
+    commit.outbox.enrolee_id = enrolee->id;
+    commit.outbox.generation = generation;
+    commit.outbox.target = "maf";
+    MTE_TRY_ASSIGN(commit.outbox.payload_sealed, kek_.Seal(plain, "outbox|" + gen_aad, rng_));
+    commit.outbox.next_attempt_at = now;
+  }
   MTE_FAILPOINT_HIT("mef-before-commit");
   auto committed = store_.CommitEnrolment(commit);
   if (!committed) {
-    if (committed.error().code == Errc::kConflict) {
+    const Error& error = committed.error();
+    if (error.code == Errc::kConflict && flow_b != nullptr &&
+        error.detail.find("Enrolment-Token") != std::string::npos) {
+      return Fail(ErrorKind::kPeerAuth, Errc::kForbidden,
+                  "the Enrolment-Token has been used or has expired");
+    }
+    if (error.code == Errc::kConflict) {
       return Fail(ErrorKind::kPeerProtocol, Errc::kConflict,
                   "a concurrent enrolment of this device won; retry");
+    }
+    if (error.code == Errc::kForbidden) {
+      return Fail(ErrorKind::kPeerAuth, Errc::kForbidden,
+                  "the Enrolment-Token's enrolee entry is for another device");
     }
     return Fail(committed.error());
   }
@@ -190,14 +261,18 @@ Result<proto::HttpResponse> Mef::Enrol(const proto::HttpRequest& request,
                                                                   : "enrolment.reenrol",
                         "enrolee " + std::to_string(enrolee->id) + " device " +
                             device->device_id + " KeID " + ke_id,
-                        "generation " + std::to_string(generation)}));
-  spdlog::info("mef: enrolled device '{}' (enrolee {}, generation {}) with KeID {} over {} {}",
-               device->device_id, enrolee->id, generation, ke_id, tls.version(), tls.cipher());
+                        "generation " + std::to_string(generation) +
+                            (flow_b ? ", flow B, token " + std::to_string(flow_b->token_id)
+                                    : ", flow A")}));
+  spdlog::info("mef: enrolled device '{}' (enrolee {}, generation {}, flow {}) with KeID {} "
+               "over {} {}",
+               device->device_id, enrolee->id, generation, flow_b ? "B" : "A", ke_id,
+               tls.version(), tls.cipher());
   if (on_commit_) on_commit_();
 
   nlohmann::json body = {
       {"keId", ke_id},
-      {"rspf", "PPSK"},
+      {"rspf", std::string(proto::kRspfPpsk)},
       {"enroleeId", enrolee->id},
       {"expiresAt", Rfc3339(expires_at)},
       {"credentialIds", commit.credential_ids},
@@ -207,6 +282,252 @@ Result<proto::HttpResponse> Mef::Enrol(const proto::HttpRequest& request,
   auto response = proto::MakeResponse(Rsc::kCreated, body.dump(), request_id);
   response.keep_alive = false;  // TS-0003 §8.3.2.1: the MEF closes the session after the exchange
   return response;
+}
+
+namespace {
+
+class MefConnection final : public proto::ConnectionHandler {
+ public:
+  MefConnection(Mef& mef, std::string peer) : mef_(mef) { state_.peer_address = std::move(peer); }
+  proto::HttpReply OnRequest(const proto::HttpRequest& request,
+                             const proto::TlsHttpSession& session) override {
+    return mef_.HandleRequest(request, session, state_);
+  }
+
+ private:
+  Mef& mef_;
+  MefConnectionState state_;
+};
+
+bool IsBase64Url(std::string_view text) {
+  for (char c : text) {
+    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::unique_ptr<proto::ConnectionHandler> Mef::NewConnection(std::string peer_address) {
+  return std::make_unique<MefConnection>(*this, std::move(peer_address));
+}
+
+proto::HttpReply Mef::HandleRequest(const proto::HttpRequest& request,
+                                    const proto::TlsHttpSession& session,
+                                    MefConnectionState& state) {
+  std::string request_id = proto::RequestIdOf(request);
+  proto::HttpReply reply;
+  if (session.depth() == 1 && !session.tls(0).psk_identity().empty()) {
+    reply.response = Handle(request, session.tls(0));  // Flow A: the PSK session itself
+    return reply;
+  }
+  if (session.depth() == 1) {
+    // Flow B, outer server-authenticated session (seed 8.y.4 steps 12-17).
+    if (request.target == proto::kTokenPath) {
+      if (request.method != "POST") {
+        reply.response = proto::MakeErrorResponse(Rsc::kOperationNotAllowed, "use POST",
+                                                  request_id);
+      } else {
+        reply.response = PresentToken(request, state, request_id);
+      }
+      return reply;
+    }
+    if (request.target == proto::kRspfPath) return StartRspf(request, state, request_id);
+    if (request.target == proto::kEnrolmentPath) {
+      reply.response = proto::MakeErrorResponse(
+          Rsc::kSecurityAssociationRequired,
+          "this session is not mutually authenticated: present an Enrolment-Token at " +
+              std::string(proto::kTokenPath) + " and run the RSPF first",
+          request_id);
+      return reply;
+    }
+    reply.response = proto::MakeErrorResponse(Rsc::kNotFound, "no such resource", request_id);
+    return reply;
+  }
+  // Flow B, inner session: the Enrolment Exchange of the selected RSPF.
+  const crypto::TlsEngine& inner = session.tls();
+  if (request.target != proto::kEnrolmentPath) {
+    reply.response = proto::MakeErrorResponse(Rsc::kNotFound, "use POST /enrolment", request_id);
+    return reply;
+  }
+  if (request.method != "POST") {
+    reply.response = proto::MakeErrorResponse(Rsc::kOperationNotAllowed, "use POST", request_id);
+    return reply;
+  }
+  auto binding = session.tls(0).Export(proto::kChannelBindingLabel,
+                                       proto::kChannelBindingLength, ByteSpan());
+  if (!binding) {
+    reply.response = RefusalResponse(binding.error(), request_id, "a Flow B session");
+    return reply;
+  }
+  auto bytes = binding->Expose(SecretAccess::ForCrypto());
+  FlowB flow_b{state.token_id, state.enrolee_id, std::vector<uint8_t>(bytes.begin(), bytes.end())};
+  auto result = Enrol(request, inner, request_id, &flow_b);
+  if (result) {
+    reply.response = std::move(*result);
+  } else {
+    reply.response = RefusalResponse(result.error(), request_id,
+                                     "KpmID '" + inner.psk_identity() + "' (flow B, enrolee " +
+                                         std::to_string(state.enrolee_id) + ")");
+    reply.response.keep_alive = false;
+  }
+  return reply;
+}
+
+bool Mef::TokenAttemptsLocked(const std::string& address, int64_t now) {
+  std::lock_guard lock(mu_);
+  auto it = token_failures_.find(address);
+  return it != token_failures_.end() && it->second.locked_until > now;
+}
+
+void Mef::RecordTokenFailure(const std::string& address, int64_t now) {
+  std::lock_guard lock(mu_);
+  if (token_failures_.size() >= 100000 && !token_failures_.count(address)) {
+    // Bounded memory: forget addresses that are not locked out; never drop a lockout.
+    std::erase_if(token_failures_,
+                  [now](const auto& entry) { return entry.second.locked_until <= now; });
+    if (token_failures_.size() >= 100000) return;
+  }
+  auto& f = token_failures_[address];
+  if (now - f.window_start > settings_.token_lockout_seconds) f = Failures{0, now, 0};
+  if (++f.count >= settings_.max_token_failures) f.locked_until = now + settings_.token_lockout_seconds;
+}
+
+proto::HttpResponse Mef::PresentToken(const proto::HttpRequest& request, MefConnectionState& state,
+                                      const std::string& request_id) {
+  int64_t now = UnixSeconds(clock_.Now());
+  auto refuse = [&](Rsc rsc, const std::string& message, bool count) {
+    if (count) RecordTokenFailure(state.peer_address, now);
+    spdlog::info("mef: Enrolment-Token from {} refused: {}", state.peer_address, message);
+    return proto::MakeErrorResponse(rsc, message, request_id);
+  };
+  if (TokenAttemptsLocked(state.peer_address, now)) {
+    return refuse(Rsc::kOriginatorHasNoPrivilege,
+                  "too many failed Enrolment-Token attempts from this address; try later", false);
+  }
+  if (state.token_id != 0) {
+    return refuse(Rsc::kConflict, "an Enrolment-Token was already accepted on this connection",
+                  false);
+  }
+  if (!proto::IsJsonContentType(request)) {
+    return refuse(Rsc::kUnsupportedMediaType, "Content-Type must be application/json", false);
+  }
+  auto j = nlohmann::json::parse(request.body, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("token") || !j["token"].is_string() ||
+      !j.contains("rspfs") || !j["rspfs"].is_array() || j.size() != 2) {
+    return refuse(Rsc::kBadRequest, "expected {\"token\": string, \"rspfs\": [string]}", true);
+  }
+  std::string token = j["token"].get<std::string>();
+  SecureWipe(j["token"].get_ptr<std::string*>()->data(), j["token"].get_ptr<std::string*>()->size());
+  if (token.size() != proto::kTokenTextLength || !IsBase64Url(token)) {
+    SecureWipe(token.data(), token.size());
+    return refuse(Rsc::kBadRequest, "malformed Enrolment-Token", true);
+  }
+  auto hash = crypto::Sha256(AsBytes(token));
+  SecureWipe(token.data(), token.size());
+  auto found = store_.FindToken(hash);
+  if (!found) {
+    spdlog::error("mef: token lookup failed: {}", Describe(found.error()));
+    return proto::MakeErrorResponse(Rsc::kInternalServerError, "internal error", request_id);
+  }
+  // Seed 8.y.4 step 14: verify the token.
+  if (!found->has_value()) return refuse(Rsc::kOriginatorHasNoPrivilege, "unknown Enrolment-Token", true);
+  const store::TokenRecord& record = **found;
+  if (record.state == store::TokenState::kSpent) {
+    return refuse(Rsc::kOriginatorHasNoPrivilege, "the Enrolment-Token has already been used", true);
+  }
+  if (record.state == store::TokenState::kRevoked) {
+    return refuse(Rsc::kOriginatorHasNoPrivilege, "the Enrolment-Token has been revoked", true);
+  }
+  if (record.expires_at <= now) {
+    return refuse(Rsc::kOriginatorHasNoPrivilege, "the Enrolment-Token has expired", true);
+  }
+  // Step 15: an RSPF the enrolee supports and the MTE holds credentials for.
+  std::vector<std::string> offered_by_enrolee;
+  for (const auto& item : j["rspfs"]) {
+    if (!item.is_string() || item.get_ref<const std::string&>().size() > 16 ||
+        offered_by_enrolee.size() >= 8) {
+      return refuse(Rsc::kBadRequest, "rspfs must be at most 8 short strings", true);
+    }
+    offered_by_enrolee.push_back(item.get<std::string>());
+  }
+  std::string selected;
+  for (const auto& mine : settings_.offered_rspfs) {
+    for (const auto& theirs : offered_by_enrolee) {
+      if (mine == theirs && selected.empty()) selected = mine;
+    }
+  }
+  if (selected.empty()) {
+    // DESIGN.md §3, the seed's editor's note: refuse clearly, never silently.
+    std::string theirs;
+    for (const auto& r : offered_by_enrolee) theirs += (theirs.empty() ? "" : ", ") + r;
+    std::string mine;
+    for (const auto& r : settings_.offered_rspfs) mine += (mine.empty() ? "" : ", ") + r;
+    return refuse(Rsc::kNotImplemented,
+                  "no Remote Security Provisioning Framework in common: the enrolee supports [" +
+                      theirs + "], this MTE offers [" + mine + "]",
+                  false);
+  }
+  state.token_id = record.id;
+  state.enrolee_id = record.enrolee_id;
+  state.rspf = selected;
+  spdlog::info("mef: {} presented a valid Enrolment-Token for enrolee {}; RSPF {} selected",
+               state.peer_address, record.enrolee_id, selected);
+  char buf[32];
+  // Step 16: the instructions that trigger the RSPF.
+  nlohmann::json body = {
+      {"rspf", selected},
+      {"enroleeId", record.enrolee_id},
+      {"tokenExpiresAt", std::string(FormatRfc3339(record.expires_at, buf))},
+      {"instructions",
+       {{"type", "rspf"},
+        {"method", "GET"},
+        {"path", std::string(proto::kRspfPath)},
+        {"upgrade", std::string(proto::kUpgradeProtocol)}}},
+  };
+  return proto::MakeResponse(Rsc::kOk, body.dump(), request_id);
+}
+
+proto::HttpReply Mef::StartRspf(const proto::HttpRequest& request, MefConnectionState& state,
+                                const std::string& request_id) {
+  proto::HttpReply reply;
+  auto upgrade = request.headers.Get("Upgrade");
+  if (request.method != "GET" || !upgrade || *upgrade != proto::kUpgradeProtocol) {
+    reply.response = proto::MakeErrorResponse(
+        Rsc::kBadRequest,
+        "use GET " + std::string(proto::kRspfPath) + " with Upgrade: " +
+            std::string(proto::kUpgradeProtocol),
+        request_id);
+    return reply;
+  }
+  if (state.token_id == 0) {
+    reply.response = proto::MakeErrorResponse(
+        Rsc::kSecurityAssociationRequired, "present an Enrolment-Token first", request_id);
+    return reply;
+  }
+  if (state.upgraded || !rspf_context_) {
+    reply.response = proto::MakeErrorResponse(Rsc::kConflict, "the RSPF has already started",
+                                              request_id);
+    return reply;
+  }
+  // Seed 8.y.4 step 17: the RSPF's TLS handshake runs inside this session.
+  auto engine = crypto::TlsEngine::Server(
+      rspf_context_, [this](std::string_view id) { return LookupKpm(id); });
+  if (!engine) {
+    reply.response = RefusalResponse(engine.error(), request_id, state.peer_address);
+    return reply;
+  }
+  state.upgraded = true;
+  reply.response.status = 101;
+  reply.response.reason_phrase = false;
+  reply.response.headers.Set("Connection", "Upgrade");
+  reply.response.headers.Set("Upgrade", proto::kUpgradeProtocol);
+  reply.response.headers.Set(proto::kHeaderRsc, "2000");
+  if (!request_id.empty()) reply.response.headers.Set(proto::kHeaderRequestId, request_id);
+  reply.upgrade = std::move(*engine);
+  return reply;
 }
 
 }  // namespace mte

@@ -9,14 +9,19 @@
 #pragma once
 
 #include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/clock.h"
 #include "base/secret.h"
 #include "crypto/aead.h"
 #include "crypto/tls_engine.h"
 #include "proto/http.h"
+#include "proto/tls_http_session.h"
 #include "store/store.h"
 
 namespace mte {
@@ -26,10 +31,20 @@ struct MefSettings {
   std::string maf_id;    // MAF-ID for Km (TS-0003 §10.3.2)
   std::string maf_fqdn;  // KmID = KeID on the push path; the MAF is named in the instruction
   int64_t enrolment_expiry_seconds = 0;
+  // RSPFs this MTE holds credentials for, in preference order (seed 8.y.4 step 15).
+  std::vector<std::string> offered_rspfs{"PPSK"};
+  int max_token_failures = 10;           // per source address ...
+  int64_t token_lockout_seconds = 600;   // ... then refused for this long
 };
 
-// The sealed outbox payload delivered to the MAF (JSON, docs/protocol.md §MAF delivery).
-struct MafDeliveryPayload;
+// Flow B state of one MEF connection: the token presented on it (seed 8.y.4 step 14).
+struct MefConnectionState {
+  std::string peer_address;
+  int64_t token_id = 0;  // 0 = no valid token presented yet
+  int64_t enrolee_id = 0;
+  std::string rspf;
+  bool upgraded = false;
+};
 
 class Mef {
  public:
@@ -42,12 +57,38 @@ class Mef {
   // Kpm for a KpmID, or nullopt (unknown device, unreadable key). Logs the reason.
   std::optional<SecretBytes> LookupKpm(std::string_view kpm_id);
 
-  // One request of the Enrolment Exchange on an authenticated session (psk_identity = KpmID).
+  // One request of the Enrolment Exchange on a Flow A session (psk_identity = KpmID).
   proto::HttpResponse Handle(const proto::HttpRequest& request, const crypto::TlsEngine& tls);
 
+  // The PSK context of the RSPF's handshake inside a Flow B session (set before serving).
+  void set_rspf_context(std::shared_ptr<const crypto::TlsContext> context) {
+    rspf_context_ = std::move(context);
+  }
+
+  // Any request on a MEF connection: Flow A (PSK session), or the outer (server-authenticated)
+  // and inner (RSPF) sessions of Flow B.
+  proto::HttpReply HandleRequest(const proto::HttpRequest& request,
+                                 const proto::TlsHttpSession& session, MefConnectionState& state);
+  // A per-connection handler for net/.
+  std::unique_ptr<proto::ConnectionHandler> NewConnection(std::string peer_address);
+
  private:
+  struct FlowB {
+    int64_t token_id;
+    int64_t enrolee_id;
+    std::vector<uint8_t> outer_binding;
+  };
   Result<proto::HttpResponse> Enrol(const proto::HttpRequest& request,
-                                    const crypto::TlsEngine& tls, const std::string& request_id);
+                                    const crypto::TlsEngine& tls, const std::string& request_id,
+                                    const FlowB* flow_b);
+  proto::HttpResponse RefusalResponse(const Error& error, const std::string& request_id,
+                                      std::string_view who);
+  proto::HttpResponse PresentToken(const proto::HttpRequest& request, MefConnectionState& state,
+                                   const std::string& request_id);
+  proto::HttpReply StartRspf(const proto::HttpRequest& request, MefConnectionState& state,
+                             const std::string& request_id);
+  bool TokenAttemptsLocked(const std::string& address, int64_t now);
+  void RecordTokenFailure(const std::string& address, int64_t now);
 
   store::Store& store_;
   const crypto::KeyEncryptionKey& kek_;
@@ -55,6 +96,14 @@ class Mef {
   const Clock& clock_;
   MefSettings settings_;
   std::function<void()> on_commit_;
+  std::shared_ptr<const crypto::TlsContext> rspf_context_;
+  struct Failures {
+    int count = 0;
+    int64_t window_start = 0;
+    int64_t locked_until = 0;
+  };
+  std::mutex mu_;
+  std::map<std::string, Failures> token_failures_;
 };
 
 }  // namespace mte

@@ -6,6 +6,7 @@
 
 #include <charconv>
 
+#include "base/log.h"
 #include "crypto/keys.h"
 #include "crypto/password.h"
 #include "mte/enrolees.h"
@@ -157,8 +158,8 @@ proto::HttpResponse Portal::Login(const proto::HttpRequest& request,
   std::string account_key = "account:" + *name;
   std::string address_key = "address:" + peer_address;
   if (Locked(account_key, now) || Locked(address_key, now)) {
-    spdlog::warn("portal: login for '{}' from {} refused: locked after repeated failures", *name,
-                 peer_address);
+    spdlog::warn("portal: login for '{}' from {} refused: locked after repeated failures",
+                 log::Printable(*name), peer_address);
     return ErrorJson(429, "too many failed logins; try again later");
   }
   auto stakeholder = store_.FindStakeholder(*name);
@@ -171,7 +172,7 @@ proto::HttpResponse Portal::Login(const proto::HttpRequest& request,
   if (!stakeholder->has_value() || !ok) {
     RecordFailure(account_key, now);
     RecordFailure(address_key, now);
-    spdlog::info("portal: failed login for '{}' from {}", *name, peer_address);
+    spdlog::info("portal: failed login for '{}' from {}", log::Printable(*name), peer_address);
     return ErrorJson(401, "name or password is wrong");
   }
   ClearFailures(account_key);
@@ -235,7 +236,8 @@ proto::HttpResponse Portal::AddEnrolee(const proto::HttpRequest& request,
       RecordFailure(limiter_key, now);
       RecordFailure(account_key, now);
     }
-    spdlog::info("portal: '{}' could not add device '{}': {}", who.name, *device_id,
+    spdlog::info("portal: '{}' could not add device '{}': {}", who.name,
+                 log::Printable(*device_id),
                  Describe(enrolee.error()));
     int status = StatusFor(enrolee.error());
     return ErrorJson(status, status == 500 ? "internal error" : enrolee.error().detail);

@@ -148,6 +148,8 @@ asio::awaitable<void> Server::Impl::Session(tcp::socket socket,
     co_return;
   }
   proto::TlsHttpSession session(std::move(*engine), opts->http_limits);
+  std::unique_ptr<proto::ConnectionHandler> connection;
+  if (opts->connection_factory) connection = opts->connection_factory(info);
   asio::steady_timer timer(socket.get_executor());
   auto handshake_deadline = Steady::now() + opts->handshake_timeout;
   std::vector<uint8_t> buf(kReadChunk);
@@ -187,6 +189,9 @@ asio::awaitable<void> Server::Impl::Session(tcp::socket socket,
         if (!session.HandshakeComplete()) {
           spdlog::info("{}: TLS handshake from {} failed: {}", opts->name, info.peer_address,
                        failure.empty() ? Describe(fed.error()) : failure);
+        } else if (session.depth() > 1 && !session.tls().HandshakeComplete()) {
+          spdlog::info("{}: inner RSPF handshake from {} failed: {}", opts->name,
+                       info.peer_address, failure.empty() ? Describe(fed.error()) : failure);
         } else {
           spdlog::info("{}: request from {} rejected: {}", opts->name, info.peer_address,
                        Describe(fed.error()));
@@ -195,13 +200,26 @@ asio::awaitable<void> Server::Impl::Session(tcp::socket socket,
       while (auto request = session.NextRequest()) {
         spdlog::debug("{}: {} {} from {}", opts->name, request->method, request->target,
                       info.peer_address);
-        proto::HttpResponse response = opts->handler(*request, session.tls(), info);
-        if (!request->keep_alive) response.keep_alive = false;
-        if (!session.SendResponse(response)) {
+        proto::HttpReply reply;
+        if (connection) {
+          reply = connection->OnRequest(*request, session);
+        } else {
+          reply.response = opts->handler(*request, session.tls(), info);
+        }
+        if (!request->keep_alive && !reply.upgrade) reply.response.keep_alive = false;
+        if (!session.SendResponse(reply.response)) {
           failed = true;
           break;
         }
-        if (!response.keep_alive) break;
+        if (!reply.response.keep_alive) break;
+        if (reply.upgrade) {
+          if (auto up = session.Upgrade(std::move(reply.upgrade)); !up) {
+            spdlog::info("{}: {} inner session from {} failed: {}", opts->name,
+                         "upgraded", info.peer_address, Describe(up.error()));
+            failed = true;
+            break;
+          }
+        }
       }
       out = session.TakeCiphertext();
     });

@@ -16,6 +16,7 @@
 #include "base/result.h"
 #include "crypto/tls_engine.h"
 #include "proto/http.h"
+#include "proto/tls_http_session.h"
 
 namespace mte::net {
 
@@ -24,8 +25,12 @@ struct ConnectionInfo {
   std::string peer_address;  // "127.0.0.1"
 };
 
+// A stateless handler (one call per request).
 using Handler = std::function<proto::HttpResponse(
     const proto::HttpRequest&, const crypto::TlsEngine&, const ConnectionInfo&)>;
+// Or one handler object per connection, which may keep state and switch protocols (Upgrade).
+using ConnectionFactory =
+    std::function<std::unique_ptr<proto::ConnectionHandler>(const ConnectionInfo&)>;
 
 struct ListenerOptions {
   std::string name;
@@ -33,7 +38,8 @@ struct ListenerOptions {
   uint16_t port = 0;  // 0 = any free port
   std::shared_ptr<const crypto::TlsContext> tls;
   crypto::PskLookup psk_lookup;  // required for PSK contexts
-  Handler handler;
+  Handler handler;                        // exactly one of handler and connection_factory
+  ConnectionFactory connection_factory;
   std::chrono::milliseconds handshake_timeout{10000};
   std::chrono::milliseconds idle_timeout{30000};
   proto::HttpLimits http_limits;

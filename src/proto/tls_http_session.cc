@@ -5,33 +5,37 @@
 namespace mte::proto {
 
 TlsHttpSession::TlsHttpSession(std::unique_ptr<crypto::TlsEngine> tls, HttpLimits limits)
-    : tls_(std::move(tls)), decoder_(limits) {}
+    : stack_(std::move(tls)), limits_(limits), decoder_(limits) {}
 
 Result<void> TlsHttpSession::FeedCiphertext(ByteSpan data) {
   if (finished_) return Fail(ErrorKind::kLocalUsage, Errc::kClosed, "session finished");
-  tls_->FeedCiphertext(data);
-  if (auto advanced = tls_->Advance(); !advanced) {
+  if (auto fed = stack_.FeedCiphertext(data); !fed) {
     finished_ = true;
-    return advanced;
+    return fed;
   }
-  Bytes plain = tls_->TakePlaintext();
+  MTE_TRY(DecodeTop(stack_.TakePlaintext()));
+  if (stack_.PeerClosed()) finished_ = true;
+  return {};
+}
+
+Result<void> TlsHttpSession::DecodeTop(Bytes plain) {
   ByteSpan input = plain;
   while (true) {
     auto decoded = decoder_.Feed(input);
     input = {};
     if (!decoded) {
       // Answer once, then close: the stream position is unknown after a framing error.
-      HttpResponse response = MakeErrorResponse(RscFor(decoded.error()), decoded.error().detail, "");
+      HttpResponse response =
+          MakeErrorResponse(RscFor(decoded.error()), decoded.error().detail, "");
       response.keep_alive = false;
-      (void)tls_->WritePlaintext(AsBytes(response.Serialize()));
-      tls_->Shutdown();
+      (void)stack_.WritePlaintext(AsBytes(response.Serialize()));
+      stack_.Shutdown(/*all=*/true);
       finished_ = true;
       return Fail(decoded.error());
     }
     if (!decoded->has_value()) break;
     requests_.push_back(std::move(**decoded));
   }
-  if (tls_->PeerClosed()) finished_ = true;
   return {};
 }
 
@@ -43,10 +47,36 @@ std::optional<HttpRequest> TlsHttpSession::NextRequest() {
 }
 
 Result<void> TlsHttpSession::SendResponse(const HttpResponse& response) {
-  MTE_TRY(tls_->WritePlaintext(AsBytes(response.Serialize())));
+  MTE_TRY(stack_.WritePlaintext(AsBytes(response.Serialize())));
   if (!response.keep_alive) {
-    tls_->Shutdown();
+    stack_.Shutdown(/*all=*/true);
     finished_ = true;
+  }
+  return {};
+}
+
+Result<void> TlsHttpSession::Upgrade(std::unique_ptr<crypto::TlsEngine> inner) {
+  if (!requests_.empty()) {
+    finished_ = true;
+    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
+                "requests were pipelined after an Upgrade request");
+  }
+  // Bytes after the Upgrade request already belong to the inner protocol.
+  Bytes pending = decoder_.TakeBuffered();
+  stack_.Push(std::move(inner));
+  decoder_ = RequestDecoder(limits_);
+  if (auto fed = stack_.FeedCiphertext({}); !fed) {
+    finished_ = true;
+    return fed;
+  }
+  if (!pending.empty()) {
+    // Re-inject as the outer layer's plaintext = the inner layer's ciphertext.
+    stack_.top().FeedCiphertext(pending);
+    if (auto fed = stack_.Advance(); !fed) {
+      finished_ = true;
+      return fed;
+    }
+    MTE_TRY(DecodeTop(stack_.TakePlaintext()));
   }
   return {};
 }

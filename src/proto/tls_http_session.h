@@ -1,6 +1,10 @@
-// Sans-IO server connection: a TLS engine carrying HTTP/1.1 requests and responses.
+// Sans-IO server connection: a stack of TLS engines carrying HTTP/1.1 requests and responses.
 // Ciphertext in, requests out; responses in, ciphertext out. net/ moves the bytes and calls the
 // handler; in-process tests drive it directly.
+//
+// A handler may switch protocols (HTTP Upgrade, Flow B): after a 101 response, Upgrade() pushes an
+// inner TLS engine whose records travel as the outer session's application data; requests then
+// come from, and responses go to, the inner session.
 // Thread-safety: single-threaded.
 #pragma once
 
@@ -10,8 +14,25 @@
 
 #include "crypto/tls_engine.h"
 #include "proto/http.h"
+#include "proto/tls_stack.h"
 
 namespace mte::proto {
+
+class TlsHttpSession;
+
+// What a handler answers: a response, and for a 101 response the inner (server) engine that the
+// session then tunnels.
+struct HttpReply {
+  HttpResponse response;
+  std::unique_ptr<crypto::TlsEngine> upgrade;
+};
+
+// Per-connection application logic (it may keep state across the connection's requests).
+class ConnectionHandler {
+ public:
+  virtual ~ConnectionHandler() = default;
+  virtual HttpReply OnRequest(const HttpRequest& request, const TlsHttpSession& session) = 0;
+};
 
 class TlsHttpSession {
  public:
@@ -24,16 +45,27 @@ class TlsHttpSession {
   Result<void> FeedCiphertext(ByteSpan data);
 
   std::optional<HttpRequest> NextRequest();
+  // Sends a response on the top layer. A response with keep_alive == false closes every layer.
   Result<void> SendResponse(const HttpResponse& response);
+  // After a 101 response: tunnels `inner` (a server engine) in the current top layer.
+  // REQUIRES: no other request is queued.
+  Result<void> Upgrade(std::unique_ptr<crypto::TlsEngine> inner);
 
-  Bytes TakeCiphertext() { return tls_->TakeCiphertext(); }
-  bool HandshakeComplete() const { return tls_->HandshakeComplete(); }
+  Bytes TakeCiphertext() { return stack_.TakeCiphertext(); }
+  // The outermost handshake is complete.
+  bool HandshakeComplete() const { return stack_.layer(0).HandshakeComplete(); }
   // The session is finished: peer closed, an error happened, or a response said Connection: close.
   bool Finished() const { return finished_; }
-  const crypto::TlsEngine& tls() const { return *tls_; }
+  // The top layer (the one requests come from) and every layer (0 = outermost).
+  const crypto::TlsEngine& tls() const { return stack_.top(); }
+  const crypto::TlsEngine& tls(size_t layer) const { return stack_.layer(layer); }
+  size_t depth() const { return stack_.depth(); }
 
  private:
-  std::unique_ptr<crypto::TlsEngine> tls_;
+  Result<void> DecodeTop(Bytes plain);
+
+  TlsStack stack_;
+  HttpLimits limits_;
   RequestDecoder decoder_;
   std::deque<HttpRequest> requests_;
   bool finished_ = false;

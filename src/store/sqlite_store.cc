@@ -146,22 +146,22 @@ StakeholderRecord ReadStakeholder(const Statement& row) {
 constexpr const char* kSelectEnroleeById =
     "SELECT e.id, e.stakeholder_id, s.name, e.device_id, e.label, e.state, e.generation, e.rspf,"
     " e.ke_id, e.ke_sealed, e.ke_expires_at, e.maf_delivery, e.created_at, e.updated_at,"
-    " e.enrolled_at FROM enrolees e JOIN stakeholders s ON s.id = e.stakeholder_id"
+    " e.enrolled_at, e.device_info FROM enrolees e JOIN stakeholders s ON s.id = e.stakeholder_id"
     " WHERE e.id = ?1";
 constexpr const char* kSelectEnroleeByDevice =
     "SELECT e.id, e.stakeholder_id, s.name, e.device_id, e.label, e.state, e.generation, e.rspf,"
     " e.ke_id, e.ke_sealed, e.ke_expires_at, e.maf_delivery, e.created_at, e.updated_at,"
-    " e.enrolled_at FROM enrolees e JOIN stakeholders s ON s.id = e.stakeholder_id"
+    " e.enrolled_at, e.device_info FROM enrolees e JOIN stakeholders s ON s.id = e.stakeholder_id"
     " WHERE e.device_id = ?1";
 constexpr const char* kSelectAllEnrolees =
     "SELECT e.id, e.stakeholder_id, s.name, e.device_id, e.label, e.state, e.generation, e.rspf,"
     " e.ke_id, e.ke_sealed, e.ke_expires_at, e.maf_delivery, e.created_at, e.updated_at,"
-    " e.enrolled_at FROM enrolees e JOIN stakeholders s ON s.id = e.stakeholder_id"
+    " e.enrolled_at, e.device_info FROM enrolees e JOIN stakeholders s ON s.id = e.stakeholder_id"
     " ORDER BY e.id";
 constexpr const char* kSelectEnroleesOfStakeholder =
     "SELECT e.id, e.stakeholder_id, s.name, e.device_id, e.label, e.state, e.generation, e.rspf,"
     " e.ke_id, e.ke_sealed, e.ke_expires_at, e.maf_delivery, e.created_at, e.updated_at,"
-    " e.enrolled_at FROM enrolees e JOIN stakeholders s ON s.id = e.stakeholder_id"
+    " e.enrolled_at, e.device_info FROM enrolees e JOIN stakeholders s ON s.id = e.stakeholder_id"
     " WHERE e.stakeholder_id = ?1 ORDER BY e.id";
 
 Result<EnroleeRecord> ReadEnrolee(const Statement& row) {
@@ -169,7 +169,7 @@ Result<EnroleeRecord> ReadEnrolee(const Statement& row) {
   enrolee.id = row.Int64(0);
   enrolee.stakeholder_id = row.Int64(1);
   enrolee.stakeholder_name = row.Text(2);
-  enrolee.device_id = row.Text(3);
+  enrolee.device_id = row.IsNull(3) ? std::string() : row.Text(3);
   enrolee.label = row.Text(4);
   MTE_TRY_ASSIGN(enrolee.state, ParseEnroleeState(row.Text(5)));
   enrolee.generation = row.Int64(6);
@@ -181,6 +181,7 @@ Result<EnroleeRecord> ReadEnrolee(const Statement& row) {
   enrolee.created_at = row.Int64(12);
   enrolee.updated_at = row.Int64(13);
   enrolee.enrolled_at = row.Int64(14);
+  enrolee.device_info = row.Text(15);
   return enrolee;
 }
 
@@ -248,8 +249,16 @@ class SqliteStore final : public Store {
                                    std::string_view label, int64_t now) override;
   Result<std::optional<EnroleeRecord>> GetEnrolee(int64_t id) override;
   Result<std::optional<EnroleeRecord>> FindEnroleeByDevice(std::string_view device_id) override;
+  Result<EnroleeRecord> AddEnroleeEntry(int64_t stakeholder_id,
+                                        std::optional<std::string_view> device_id,
+                                        std::string_view label, std::string_view device_info,
+                                        int64_t now) override;
   Result<std::vector<EnroleeRecord>> ListEnrolees(std::optional<int64_t> stakeholder_id) override;
   Result<EnroleeRecord> CommitEnrolment(const EnrolmentCommit& commit) override;
+
+  Result<TokenRecord> IssueToken(int64_t enrolee_id, ByteSpan token_hash, int64_t now,
+                                 int64_t expires_at) override;
+  Result<std::optional<TokenRecord>> FindToken(ByteSpan token_hash) override;
 
   Result<std::vector<OutboxItem>> DueOutbox(int64_t now, int limit) override;
   Result<void> MarkDelivered(int64_t outbox_id, int64_t now) override;
@@ -258,6 +267,8 @@ class SqliteStore final : public Store {
   Result<std::optional<OutboxItem>> GetOutboxItem(int64_t outbox_id) override;
 
   Result<bool> PutMafCredential(const MafCredential& credential) override;
+  Result<bool> RetireMafCredentials(int64_t enrolee_id, int64_t generation) override;
+  Result<int64_t> NewestMafGeneration(std::string_view op, int64_t enrolee_id);
   Result<std::optional<MafCredential>> FindMafCredential(std::string_view km_id) override;
   Result<std::vector<MafCredential>> ListMafCredentials() override;
 
@@ -307,7 +318,12 @@ class SqliteStore final : public Store {
   }
 
   // The following run inside a transaction the caller holds.
-  Result<bool> Exists(std::string_view op, const char* sql, int64_t id);
+  template <class Key>
+  Result<bool> Exists(std::string_view op, const char* sql, const Key& key);
+  Result<EnroleeRecord> InsertEnrolee(std::string_view op, int64_t stakeholder_id,
+                                      std::optional<std::string_view> device_id,
+                                      std::string_view label, std::string_view device_info,
+                                      int64_t now);
   template <class Key>
   Result<std::optional<EnroleeRecord>> LoadEnrolee(std::string_view op, const char* sql,
                                                    const Key& key);
@@ -317,9 +333,10 @@ class SqliteStore final : public Store {
   DbPtr db_;
 };
 
-Result<bool> SqliteStore::Exists(std::string_view op, const char* sql, int64_t id) {
+template <class Key>
+Result<bool> SqliteStore::Exists(std::string_view op, const char* sql, const Key& key) {
   MTE_TRY_ASSIGN(auto stmt, Statement::Prepare(db(), sql, op));
-  MTE_TRY(stmt.BindAll(id));
+  MTE_TRY(stmt.BindAll(key));
   return stmt.Step();
 }
 
@@ -476,7 +493,20 @@ Result<std::optional<StakeholderRecord>> SqliteStore::FindSession(ByteSpan token
 
 Result<EnroleeRecord> SqliteStore::AddEnrolee(int64_t stakeholder_id, std::string_view device_id,
                                               std::string_view label, int64_t now) {
-  constexpr std::string_view kOp = "add enrolee";
+  return InsertEnrolee("add enrolee", stakeholder_id, device_id, label, "", now);
+}
+
+Result<EnroleeRecord> SqliteStore::AddEnroleeEntry(int64_t stakeholder_id,
+                                                   std::optional<std::string_view> device_id,
+                                                   std::string_view label,
+                                                   std::string_view device_info, int64_t now) {
+  return InsertEnrolee("add enrolee entry", stakeholder_id, device_id, label, device_info, now);
+}
+
+Result<EnroleeRecord> SqliteStore::InsertEnrolee(std::string_view kOp, int64_t stakeholder_id,
+                                                 std::optional<std::string_view> device_id,
+                                                 std::string_view label,
+                                                 std::string_view device_info, int64_t now) {
   return Write(kOp, [&]() -> Result<EnroleeRecord> {
     MTE_TRY_ASSIGN(const bool stakeholder,
                    Exists(kOp, "SELECT 1 FROM stakeholders WHERE id = ?1", stakeholder_id));
@@ -484,30 +514,41 @@ Result<EnroleeRecord> SqliteStore::AddEnrolee(int64_t stakeholder_id, std::strin
       return Fail(NotFoundError(std::string(kOp) + ": stakeholder " +
                                 std::to_string(stakeholder_id) + " not found"));
     }
-    MTE_TRY_ASSIGN(auto device,
-                   Statement::Prepare(db(),
+    if (device_id.has_value()) {
+      MTE_TRY_ASSIGN(auto device, Statement::Prepare(
+                                      db(),
                                       "SELECT EXISTS (SELECT 1 FROM enrolees WHERE device_id = ?1)"
                                       " FROM devices WHERE device_id = ?1",
                                       kOp));
-    MTE_TRY(device.BindAll(device_id));
-    MTE_TRY_ASSIGN(const bool in_manifest, device.Step());
-    if (!in_manifest) {
-      return Fail(NotFoundError(std::string(kOp) + ": device_id " + Quoted(device_id) +
-                                " is not in the manifest"));
-    }
-    if (device.Int64(0) != 0) {
-      return Fail(ConflictError(std::string(kOp) + ": device_id " + Quoted(device_id) +
-                                " already has an enrolee"));
+      MTE_TRY(device.BindAll(*device_id));
+      MTE_TRY_ASSIGN(const bool in_manifest, device.Step());
+      if (!in_manifest) {
+        return Fail(NotFoundError(std::string(kOp) + ": device_id " + Quoted(*device_id) +
+                                  " is not in the manifest"));
+      }
+      if (device.Int64(0) != 0) {
+        return Fail(ConflictError(std::string(kOp) + ": device_id " + Quoted(*device_id) +
+                                  " already has an enrolee"));
+      }
     }
     MTE_TRY_ASSIGN(auto insert,
                    Statement::Prepare(db(),
                                       "INSERT INTO enrolees (stakeholder_id, device_id, label,"
-                                      " state, generation, rspf, ke_id, ke_sealed, ke_expires_at,"
-                                      " maf_delivery, created_at, updated_at, enrolled_at)"
-                                      " VALUES (?1, ?2, ?3, 'pending', 0, '', '', x'', 0, 'none',"
-                                      " ?4, ?4, 0) RETURNING id",
+                                      " device_info, state, generation, rspf, ke_id, ke_sealed,"
+                                      " ke_expires_at, maf_delivery, created_at, updated_at,"
+                                      " enrolled_at)"
+                                      " VALUES (?1, ?2, ?3, ?4, 'pending', 0, '', '', x'', 0,"
+                                      " 'none', ?5, ?5, 0) RETURNING id",
                                       kOp));
-    MTE_TRY(insert.BindAll(stakeholder_id, device_id, label, now));
+    MTE_TRY(insert.Bind(1, stakeholder_id));
+    if (device_id.has_value()) {
+      MTE_TRY(insert.Bind(2, *device_id));
+    } else {
+      MTE_TRY(insert.Bind(2, std::optional<int64_t>()));
+    }
+    MTE_TRY(insert.Bind(3, label));
+    MTE_TRY(insert.Bind(4, device_info));
+    MTE_TRY(insert.Bind(5, now));
     MTE_TRY_ASSIGN(const bool row, insert.Step());
     if (!row) {
       return Fail(StorageError(std::string(kOp) + ": no id returned"));
@@ -592,15 +633,18 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
                 std::string(kOp) + ": " + subject + ": invalid expected_generation");
   }
   const int64_t generation = commit.expected_generation + 1;
-  if (commit.outbox.enrolee_id != commit.enrolee_id || commit.outbox.generation != generation) {
+  const bool has_outbox = !commit.outbox.target.empty();
+  if (has_outbox &&
+      (commit.outbox.enrolee_id != commit.enrolee_id || commit.outbox.generation != generation)) {
     return Fail(ErrorKind::kLocalUsage, Errc::kInvariant,
                 std::string(kOp) + ": " + subject +
                     ": outbox item must carry the enrolee id and generation " +
                     std::to_string(generation));
   }
   return Write(kOp, [&]() -> Result<EnroleeRecord> {
-    MTE_TRY_ASSIGN(auto current,
-                   Statement::Prepare(db(), "SELECT generation FROM enrolees WHERE id = ?1", kOp));
+    MTE_TRY_ASSIGN(auto current, Statement::Prepare(
+                                     db(), "SELECT generation, device_id FROM enrolees WHERE id = ?1",
+                                     kOp));
     MTE_TRY(current.BindAll(commit.enrolee_id));
     MTE_TRY_ASSIGN(const bool found, current.Step());
     if (!found) {
@@ -611,18 +655,54 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
                                 std::to_string(current.Int64(0)) + ", expected " +
                                 std::to_string(commit.expected_generation)));
     }
+    const bool has_device = !current.IsNull(1);
+    const std::string current_device = has_device ? current.Text(1) : std::string();
+
+    if (commit.spend_token_id != 0) {
+      // Single use: one conditional update decides which enrolment spends the token.
+      MTE_TRY_ASSIGN(auto spend, Statement::Prepare(
+                                     db(),
+                                     "UPDATE tokens SET state = 'spent', spent_at = ?3"
+                                     " WHERE id = ?1 AND enrolee_id = ?2 AND state = 'active'"
+                                     " AND expires_at > ?3",
+                                     kOp));
+      MTE_TRY(spend.BindAll(commit.spend_token_id, commit.enrolee_id, commit.now));
+      MTE_TRY(spend.Run());
+      if (sqlite3_changes(db()) != 1) {
+        return Fail(ConflictError(std::string(kOp) + ": the Enrolment-Token is no longer valid"));
+      }
+    }
+    if (!commit.bind_device_id.empty()) {
+      if (has_device && current_device != commit.bind_device_id) {
+        return Fail(ErrorKind::kPeerAuth, Errc::kForbidden,
+                    std::string(kOp) + ": " + subject + " belongs to another device");
+      }
+      if (!has_device) {
+        MTE_TRY_ASSIGN(const bool taken, Exists(kOp, "SELECT 1 FROM enrolees WHERE device_id = ?1",
+                                                commit.bind_device_id));
+        if (taken) {
+          return Fail(ConflictError(std::string(kOp) + ": device " +
+                                    Quoted(commit.bind_device_id) + " has another enrolee entry"));
+        }
+        MTE_TRY_ASSIGN(auto bind, Statement::Prepare(
+                                      db(), "UPDATE enrolees SET device_id = ?2 WHERE id = ?1", kOp));
+        MTE_TRY(bind.BindAll(commit.enrolee_id, commit.bind_device_id));
+        MTE_TRY(bind.Run());
+      }
+    }
 
     MTE_TRY_ASSIGN(auto update,
                    Statement::Prepare(db(),
                                       "UPDATE enrolees SET state = 'enrolled', generation = ?2,"
                                       " rspf = ?3, ke_id = ?4, ke_sealed = ?5,"
-                                      " ke_expires_at = ?6, maf_delivery = 'pending',"
+                                      " ke_expires_at = ?6, maf_delivery = ?9,"
                                       " updated_at = ?7, enrolled_at = ?7"
                                       " WHERE id = ?1 AND generation = ?8",
                                       kOp));
     MTE_TRY(update.BindAll(commit.enrolee_id, generation, commit.rspf, commit.ke_id,
                            ByteSpan(commit.ke_sealed), commit.ke_expires_at, commit.now,
-                           commit.expected_generation));
+                           commit.expected_generation,
+                           std::string_view(has_outbox ? "pending" : "none")));
     MTE_TRY(update.Run());
     if (sqlite3_changes(db()) != 1) {
       return Fail(ConflictError(std::string(kOp) + ": " + subject + " changed concurrently"));
@@ -646,6 +726,13 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
     }
 
     // A fresh delivery: attempts, delivered_at and last_error of the given item are not copied.
+    if (!has_outbox) {
+      MTE_TRY_ASSIGN(auto enrolee, LoadEnrolee(kOp, kSelectEnroleeById, commit.enrolee_id));
+      if (!enrolee.has_value()) {
+        return Fail(StorageError(std::string(kOp) + ": " + subject + " vanished during commit"));
+      }
+      return std::move(*enrolee);
+    }
     MTE_TRY_ASSIGN(auto outbox, Statement::Prepare(db(),
                                                    "INSERT INTO outbox (enrolee_id, generation,"
                                                    " target, payload_sealed, attempts,"
@@ -661,6 +748,83 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
       return Fail(StorageError(std::string(kOp) + ": " + subject + " vanished during commit"));
     }
     return std::move(*enrolee);
+  });
+}
+
+// --- Enrolment-Tokens -------------------------------------------------------------------------
+
+namespace {
+
+Result<TokenState> ParseTokenState(std::string_view text) {
+  if (text == ToString(TokenState::kActive)) return TokenState::kActive;
+  if (text == ToString(TokenState::kSpent)) return TokenState::kSpent;
+  if (text == ToString(TokenState::kRevoked)) return TokenState::kRevoked;
+  return Fail(StorageError("read token: unknown state " + Quoted(text)));
+}
+
+constexpr const char* kSelectTokenByHash =
+    "SELECT id, enrolee_id, state, created_at, expires_at, spent_at FROM tokens"
+    " WHERE token_hash = ?1";
+constexpr const char* kSelectTokenById =
+    "SELECT id, enrolee_id, state, created_at, expires_at, spent_at FROM tokens WHERE id = ?1";
+
+Result<TokenRecord> ReadToken(const Statement& row) {
+  TokenRecord token;
+  token.id = row.Int64(0);
+  token.enrolee_id = row.Int64(1);
+  MTE_TRY_ASSIGN(token.state, ParseTokenState(row.Text(2)));
+  token.created_at = row.Int64(3);
+  token.expires_at = row.Int64(4);
+  token.spent_at = row.Int64(5);
+  return token;
+}
+
+}  // namespace
+
+Result<TokenRecord> SqliteStore::IssueToken(int64_t enrolee_id, ByteSpan token_hash, int64_t now,
+                                            int64_t expires_at) {
+  constexpr std::string_view kOp = "issue token";
+  return Write(kOp, [&]() -> Result<TokenRecord> {
+    MTE_TRY_ASSIGN(const bool found, Exists(kOp, "SELECT 1 FROM enrolees WHERE id = ?1", enrolee_id));
+    if (!found) {
+      return Fail(NotFoundError(std::string(kOp) + ": enrolee " + std::to_string(enrolee_id) +
+                                " not found"));
+    }
+    MTE_TRY_ASSIGN(auto revoke, Statement::Prepare(db(),
+                                                   "UPDATE tokens SET state = 'revoked'"
+                                                   " WHERE enrolee_id = ?1 AND state = 'active'",
+                                                   kOp));
+    MTE_TRY(revoke.BindAll(enrolee_id));
+    MTE_TRY(revoke.Run());
+    MTE_TRY_ASSIGN(auto insert, Statement::Prepare(db(),
+                                                   "INSERT INTO tokens (enrolee_id, token_hash,"
+                                                   " state, created_at, expires_at)"
+                                                   " VALUES (?1, ?2, 'active', ?3, ?4)"
+                                                   " RETURNING id",
+                                                   kOp));
+    MTE_TRY(insert.BindAll(enrolee_id, token_hash, now, expires_at));
+    MTE_TRY_ASSIGN(const bool row, insert.Step());
+    if (!row) return Fail(StorageError(std::string(kOp) + ": no id returned"));
+    const int64_t id = insert.Int64(0);
+    MTE_TRY_ASSIGN(const bool more, insert.Step());
+    static_cast<void>(more);
+    MTE_TRY_ASSIGN(auto select, Statement::Prepare(db(), kSelectTokenById, kOp));
+    MTE_TRY(select.BindAll(id));
+    MTE_TRY_ASSIGN(const bool again, select.Step());
+    if (!again) return Fail(StorageError(std::string(kOp) + ": token vanished after insert"));
+    return ReadToken(select);
+  });
+}
+
+Result<std::optional<TokenRecord>> SqliteStore::FindToken(ByteSpan token_hash) {
+  constexpr std::string_view kOp = "find token";
+  return Read(kOp, [&]() -> Result<std::optional<TokenRecord>> {
+    MTE_TRY_ASSIGN(auto select, Statement::Prepare(db(), kSelectTokenByHash, kOp));
+    MTE_TRY(select.BindAll(token_hash));
+    MTE_TRY_ASSIGN(const bool row, select.Step());
+    if (!row) return std::optional<TokenRecord>();
+    MTE_TRY_ASSIGN(auto token, ReadToken(select));
+    return std::optional<TokenRecord>(std::move(token));
   });
 }
 
@@ -747,17 +911,45 @@ Result<std::optional<OutboxItem>> SqliteStore::GetOutboxItem(int64_t outbox_id) 
 
 // --- MAF key store ----------------------------------------------------------------------------
 
+// The newest generation the MAF knows for an enrolee (stored or retired), 0 if none.
+Result<int64_t> SqliteStore::NewestMafGeneration(std::string_view op, int64_t enrolee_id) {
+  MTE_TRY_ASSIGN(auto newest, Statement::Prepare(
+                                  db(),
+                                  "SELECT MAX(g) FROM (SELECT generation AS g FROM maf_credentials"
+                                  " WHERE enrolee_id = ?1 UNION ALL SELECT generation FROM"
+                                  " maf_retired WHERE enrolee_id = ?1)",
+                                  op));
+  MTE_TRY(newest.BindAll(enrolee_id));
+  MTE_TRY_ASSIGN(const bool row, newest.Step());
+  return (row && !newest.IsNull(0)) ? newest.Int64(0) : int64_t{0};
+}
+
+Result<bool> SqliteStore::RetireMafCredentials(int64_t enrolee_id, int64_t generation) {
+  constexpr std::string_view kOp = "retire maf credentials";
+  return Write(kOp, [&]() -> Result<bool> {
+    MTE_TRY_ASSIGN(const int64_t newest, NewestMafGeneration(kOp, enrolee_id));
+    if (newest >= generation) return false;
+    MTE_TRY_ASSIGN(auto remove, Statement::Prepare(
+                                    db(), "DELETE FROM maf_credentials WHERE enrolee_id = ?1", kOp));
+    MTE_TRY(remove.BindAll(enrolee_id));
+    MTE_TRY(remove.Run());
+    MTE_TRY_ASSIGN(auto mark, Statement::Prepare(db(),
+                                                 "INSERT INTO maf_retired (enrolee_id, generation)"
+                                                 " VALUES (?1, ?2) ON CONFLICT (enrolee_id)"
+                                                 " DO UPDATE SET generation = excluded.generation",
+                                                 kOp));
+    MTE_TRY(mark.BindAll(enrolee_id, generation));
+    MTE_TRY(mark.Run());
+    return true;
+  });
+}
+
 Result<bool> SqliteStore::PutMafCredential(const MafCredential& credential) {
   constexpr std::string_view kOp = "put maf credential";
   return Write(kOp, [&]() -> Result<bool> {
-    MTE_TRY_ASSIGN(auto newest, Statement::Prepare(db(),
-                                                   "SELECT MAX(generation) FROM maf_credentials"
-                                                   " WHERE enrolee_id = ?1",
-                                                   kOp));
-    MTE_TRY(newest.BindAll(credential.enrolee_id));
-    MTE_TRY_ASSIGN(const bool row, newest.Step());
-    if (row && !newest.IsNull(0) && newest.Int64(0) >= credential.generation) {
-      return false;  // a repeat, or older than what is stored
+    MTE_TRY_ASSIGN(const int64_t newest, NewestMafGeneration(kOp, credential.enrolee_id));
+    if (newest >= credential.generation) {
+      return false;  // a repeat, or older than what is stored or retired
     }
     MTE_TRY_ASSIGN(
         auto remove,

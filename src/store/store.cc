@@ -24,4 +24,16 @@ std::string_view ToString(DeliveryStatus status) {
   return "unknown";
 }
 
+std::string_view ToString(TokenState state) {
+  switch (state) {
+    case TokenState::kActive:
+      return "active";
+    case TokenState::kSpent:
+      return "spent";
+    case TokenState::kRevoked:
+      return "revoked";
+  }
+  return "unknown";
+}
+
 }  // namespace mte::store

@@ -48,8 +48,9 @@ struct EnroleeRecord {
   int64_t id = 0;
   int64_t stakeholder_id = 0;
   std::string stakeholder_name;
-  std::string device_id;
+  std::string device_id;    // "" for a Flow B entry whose device is not known yet
   std::string label;
+  std::string device_info;  // identifying information given by the stakeholder (Flow B)
   EnroleeState state = EnroleeState::kPending;
   int64_t generation = 0;  // number of completed enrolments; bumps on every (re-)enrolment
   std::string rspf;        // "PPSK" once enrolled
@@ -76,7 +77,20 @@ struct OutboxItem {
   std::string last_error;
 };
 
-// Everything an enrolment records, in one transaction (seed 8.y.3 step 7).
+enum class TokenState { kActive, kSpent, kRevoked };
+std::string_view ToString(TokenState state);
+
+// An Enrolment-Token (seed 8.y.4 step 7); only its SHA-256 is stored.
+struct TokenRecord {
+  int64_t id = 0;
+  int64_t enrolee_id = 0;
+  TokenState state = TokenState::kActive;
+  int64_t created_at = 0;
+  int64_t expires_at = 0;
+  int64_t spent_at = 0;
+};
+
+// Everything an enrolment records, in one transaction (seed 8.y.3 step 7, 8.y.4 step 18).
 struct EnrolmentCommit {
   int64_t enrolee_id = 0;
   int64_t expected_generation = 0;  // optimistic check: fails with kConflict if it moved
@@ -85,7 +99,14 @@ struct EnrolmentCommit {
   Bytes ke_sealed;
   int64_t ke_expires_at = 0;
   std::vector<std::string> credential_ids;
-  OutboxItem outbox;  // id ignored; generation/enrolee_id must match the commit
+  OutboxItem outbox;  // id ignored; generation/enrolee_id must match the commit; an empty
+                      // target means no delivery (the enrolee asked for no MAF enrolment)
+  // Flow B: the token that started this enrolment is spent by this commit, atomically; the commit
+  // fails with kConflict if the token is no longer active or has expired at `now`.
+  int64_t spend_token_id = 0;  // 0 = none
+  // Flow B: the device authenticated by the inner RSPF. Recorded on an entry without a device;
+  // kForbidden if the entry names another device; kConflict if the device has another entry.
+  std::string bind_device_id;
   int64_t now = 0;
 };
 
@@ -136,6 +157,12 @@ class Store {
                                            std::string_view label, int64_t now) = 0;
   virtual Result<std::optional<EnroleeRecord>> GetEnrolee(int64_t id) = 0;
   virtual Result<std::optional<EnroleeRecord>> FindEnroleeByDevice(std::string_view device_id) = 0;
+  // A Flow B entry (seed 8.y.4 step 6): no claim; `device_id` optional (kNotFound if given and
+  // not in the manifest, kConflict if it already has an entry).
+  virtual Result<EnroleeRecord> AddEnroleeEntry(int64_t stakeholder_id,
+                                                std::optional<std::string_view> device_id,
+                                                std::string_view label,
+                                                std::string_view device_info, int64_t now) = 0;
   // All enrolees, or only those of one stakeholder; ordered by id.
   virtual Result<std::vector<EnroleeRecord>> ListEnrolees(
       std::optional<int64_t> stakeholder_id) = 0;
@@ -144,6 +171,12 @@ class Store {
   // generation=expected_generation+1, maf_delivery=pending. kConflict if the generation moved
   // (a concurrent enrolment won); kNotFound if the enrolee does not exist.
   virtual Result<EnroleeRecord> CommitEnrolment(const EnrolmentCommit& commit) = 0;
+
+  // --- Enrolment-Tokens ---
+  // Revokes the enrolee's active tokens and stores a new one. kNotFound for an unknown enrolee.
+  virtual Result<TokenRecord> IssueToken(int64_t enrolee_id, ByteSpan token_hash, int64_t now,
+                                         int64_t expires_at) = 0;
+  virtual Result<std::optional<TokenRecord>> FindToken(ByteSpan token_hash) = 0;
 
   // --- outbox ---
   // Undelivered items with next_attempt_at <= now, oldest first.
@@ -160,6 +193,10 @@ class Store {
   // false and changes nothing. A newer generation for the same enrolee replaces (deletes) the
   // older credentials; an older one than stored is ignored (returns false).
   virtual Result<bool> PutMafCredential(const MafCredential& credential) = 0;
+  // Removes the enrolee's credentials older than `generation` without storing a new one, and
+  // remembers `generation` so that a late delivery of an older one is ignored. Returns false for a
+  // repeat (nothing newer than what is known). Idempotent.
+  virtual Result<bool> RetireMafCredentials(int64_t enrolee_id, int64_t generation) = 0;
   // Case-insensitive on km_id.
   virtual Result<std::optional<MafCredential>> FindMafCredential(std::string_view km_id) = 0;
   virtual Result<std::vector<MafCredential>> ListMafCredentials() = 0;

@@ -27,12 +27,14 @@ CREATE TABLE sessions (
 
 CREATE INDEX sessions_by_stakeholder ON sessions (stakeholder_id);
 
--- The MTE Enrolee Database: one entry per device.
+-- The MTE Enrolee Database: one entry per device. A Flow B entry (seed 8.y.4 step 6) may have no
+-- device yet (NULL); the device authenticated by the inner RSPF is recorded on it at enrolment.
 CREATE TABLE enrolees (
   id             INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
   stakeholder_id INTEGER NOT NULL REFERENCES stakeholders (id),
-  device_id      TEXT    NOT NULL UNIQUE REFERENCES devices (device_id),
+  device_id      TEXT    UNIQUE REFERENCES devices (device_id),
   label          TEXT    NOT NULL,
+  device_info    TEXT    NOT NULL DEFAULT '',
   state          TEXT    NOT NULL CHECK (state IN ('pending', 'enrolled')),
   generation     INTEGER NOT NULL CHECK (generation >= 0),
   rspf           TEXT    NOT NULL,
@@ -81,6 +83,27 @@ CREATE TABLE maf_credentials (
   expires_at  INTEGER NOT NULL,
   received_at INTEGER NOT NULL,
   UNIQUE (enrolee_id, generation)
+) STRICT;
+
+-- Enrolment-Tokens (seed 8.y.4 step 7), stored only as the SHA-256 of the 256-bit random token.
+-- A token is spent by the commit of the enrolment it started (one conditional UPDATE).
+CREATE TABLE tokens (
+  id          INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+  enrolee_id  INTEGER NOT NULL REFERENCES enrolees (id),
+  token_hash  BLOB    NOT NULL UNIQUE,
+  state       TEXT    NOT NULL CHECK (state IN ('active', 'spent', 'revoked')),
+  created_at  INTEGER NOT NULL,
+  expires_at  INTEGER NOT NULL,
+  spent_at    INTEGER NOT NULL DEFAULT 0
+) STRICT;
+
+CREATE INDEX tokens_by_enrolee ON tokens (enrolee_id, state);
+
+-- The MAF's high-water mark per enrolee for retirements without a new credential (a
+-- re-enrolment that asked for no MAF enrolment): credentials of older generations stay gone.
+CREATE TABLE maf_retired (
+  enrolee_id  INTEGER NOT NULL PRIMARY KEY,
+  generation  INTEGER NOT NULL
 ) STRICT;
 
 -- Append-only audit trail (DESIGN.md §7): no code path updates or deletes, and the triggers

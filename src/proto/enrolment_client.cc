@@ -1,0 +1,293 @@
+#include "proto/enrolment_client.h"
+
+#include <nlohmann/json.hpp>
+
+#include "crypto/keys.h"
+#include "proto/enrolment.h"
+#include "proto/onem2m.h"
+
+namespace mte::proto {
+namespace {
+
+Result<std::unique_ptr<crypto::TlsEngine>> PskEngine(const std::string& mef_fqdn,
+                                                     const PpskCredential& credential) {
+  crypto::TlsClientOptions options;
+  options.server_name = mef_fqdn;
+  options.psk_identity = credential.kpm_id;
+  MTE_TRY_ASSIGN(auto context, crypto::TlsContext::Client(options));
+  return crypto::TlsEngine::Client(context, credential.kpm.Clone());
+}
+
+// "MEF answered HTTP 403, RSC 4103: <m2m:dbg>".
+std::string DescribeRefusal(const HttpResponse& response) {
+  std::string text = "MEF answered HTTP " + std::to_string(response.status);
+  if (auto rsc = response.headers.Get(kHeaderRsc)) text += ", RSC " + std::string(*rsc);
+  auto body = nlohmann::json::parse(response.body, nullptr, false);
+  if (body.is_object() && body.contains("m2m:dbg") && body["m2m:dbg"].is_string()) {
+    text += ": " + body["m2m:dbg"].get<std::string>().substr(0, 512);
+  }
+  return text;
+}
+
+}  // namespace
+
+const char* EnrolmentClient::PhaseName(Phase phase) {
+  switch (phase) {
+    case Phase::kOuterHandshake: return "step 12 (server-authenticated TLS to the MEF)";
+    case Phase::kTokenExchange: return "steps 13-16 (Enrolment-Token and RSPF selection)";
+    case Phase::kUpgrade: return "step 17 (switching to the RSPF handshake)";
+    case Phase::kRspfHandshake: return "the PPSK-RSPF TLS-PSK handshake";
+    case Phase::kEnrolmentExchange: return "the Enrolment Exchange";
+    case Phase::kDone: return "done";
+    case Phase::kFailed: return "failed";
+  }
+  return "?";
+}
+
+Result<std::unique_ptr<EnrolmentClient>> EnrolmentClient::Direct(std::string mef_fqdn,
+                                                                 PpskCredential credential) {
+  MTE_TRY(crypto::CheckIdentifier(mef_fqdn, "MEF FQDN"));
+  MTE_TRY(crypto::CheckIdentifier(credential.kpm_id, "KpmID"));
+  auto client = std::unique_ptr<EnrolmentClient>(new EnrolmentClient());
+  MTE_TRY_ASSIGN(auto engine, PskEngine(mef_fqdn, credential));
+  client->stack_ = TlsStack(std::move(engine));
+  client->mef_fqdn_ = std::move(mef_fqdn);
+  client->credential_ = std::move(credential);
+  client->phase_ = Phase::kRspfHandshake;
+  return client;
+}
+
+Result<std::unique_ptr<EnrolmentClient>> EnrolmentClient::ViaToken(TokenBundle bundle,
+                                                                   PpskCredential credential,
+                                                                   std::vector<std::string> rspfs) {
+  MTE_TRY(crypto::CheckIdentifier(bundle.mef_fqdn, "MEF FQDN"));
+  MTE_TRY(crypto::CheckIdentifier(credential.kpm_id, "KpmID"));
+  if (bundle.token.empty() || bundle.token.size() > 128) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kMalformed, "the bundle's token is malformed");
+  }
+  crypto::TlsClientOptions options;
+  options.server_name = bundle.mef_fqdn;
+  options.trust_pem = bundle.mef_trust_pem;
+  MTE_TRY_ASSIGN(auto context, crypto::TlsContext::Client(options));
+  MTE_TRY_ASSIGN(auto engine, crypto::TlsEngine::Client(context));
+  auto client = std::unique_ptr<EnrolmentClient>(new EnrolmentClient());
+  client->stack_ = TlsStack(std::move(engine));
+  client->via_token_ = true;
+  client->mef_fqdn_ = bundle.mef_fqdn;
+  client->bundle_ = std::move(bundle);
+  client->rspfs_ = std::move(rspfs);
+  client->credential_ = std::move(credential);
+  client->phase_ = Phase::kOuterHandshake;
+  return client;
+}
+
+Result<void> EnrolmentClient::Failed(Error error) {
+  Phase at = phase_;
+  phase_ = Phase::kFailed;
+  error.detail = std::string(PhaseName(at)) + " failed: " + error.detail;
+  return Fail(std::move(error));
+}
+
+Result<void> EnrolmentClient::Start() {
+  if (auto r = stack_.Advance(); !r) return Failed(r.error());
+  return {};
+}
+
+Result<void> EnrolmentClient::FeedCiphertext(ByteSpan data) {
+  if (phase_ == Phase::kFailed) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kClosed, "enrolment already failed");
+  }
+  if (phase_ == Phase::kDone) return {};
+  if (auto r = stack_.FeedCiphertext(data); !r) return Failed(r.error());
+  return Step();
+}
+
+Result<void> EnrolmentClient::FeedEof() {
+  if (phase_ == Phase::kDone) return {};
+  if (phase_ == Phase::kFailed) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kClosed, "enrolment already failed");
+  }
+  return Failed(Error{ErrorKind::kPeerProtocol, Errc::kClosed,
+                      "the MEF closed the connection" +
+                          (stack_.top().failure().empty() ? std::string()
+                                                          : ": " + stack_.top().failure())});
+}
+
+Result<void> EnrolmentClient::SendRequest(const HttpRequest& request) {
+  if (auto r = stack_.WritePlaintext(AsBytes(request.Serialize())); !r) return Failed(r.error());
+  return {};
+}
+
+Result<void> EnrolmentClient::Step() {
+  while (true) {
+    switch (phase_) {
+      case Phase::kOuterHandshake: {
+        if (!stack_.TopHandshakeComplete()) return {};
+        // DESIGN.md §4: the channel binding of the outer session, sent later inside the inner one.
+        auto binding = stack_.top().Export(kChannelBindingLabel, kChannelBindingLength,
+                                           ByteSpan());
+        if (!binding) return Failed(binding.error());
+        auto bytes = binding->Expose(SecretAccess::ForCrypto());
+        outer_binding_.assign(bytes.begin(), bytes.end());
+        result_.outer_tls_version = stack_.top().version();
+        HttpRequest request;
+        request.method = "POST";
+        request.target = std::string(kTokenPath);
+        request.headers.Set("Host", mef_fqdn_);
+        request.headers.Set("Content-Type", "application/json");
+        request.headers.Set(kHeaderRequestId, "token-1");
+        request.headers.Set(kHeaderRvi, kReleaseVersion);
+        nlohmann::json body = {{"token", bundle_.token}, {"rspfs", rspfs_}};
+        request.body = body.dump();
+        phase_ = Phase::kTokenExchange;
+        MTE_TRY(SendRequest(request));
+        SecureWipe(request.body.data(), request.body.size());
+        break;
+      }
+      case Phase::kRspfHandshake: {
+        if (!stack_.TopHandshakeComplete()) return {};
+        MTE_TRY(SendEnrolment());
+        break;
+      }
+      case Phase::kTokenExchange:
+      case Phase::kUpgrade:
+      case Phase::kEnrolmentExchange: {
+        Bytes plain = stack_.TakePlaintext();
+        auto decoded = decoder_.Feed(plain);
+        if (!decoded) return Failed(decoded.error());
+        if (!decoded->has_value()) return {};
+        MTE_TRY(OnResponse(std::move(**decoded)));
+        if (phase_ == Phase::kDone) return {};
+        break;
+      }
+      case Phase::kDone:
+      case Phase::kFailed:
+        return {};
+    }
+  }
+}
+
+Result<void> EnrolmentClient::StartRspf() {
+  // Seed 8.y.4 step 17: the RSPF's TLS handshake inside the established outer session.
+  auto engine = PskEngine(mef_fqdn_, credential_);
+  if (!engine) return Failed(engine.error());
+  stack_.Push(std::move(*engine), decoder_.TakeBuffered());
+  decoder_ = ResponseDecoder();
+  phase_ = Phase::kRspfHandshake;
+  if (auto r = stack_.Advance(); !r) return Failed(r.error());
+  return {};
+}
+
+Result<void> EnrolmentClient::SendEnrolment() {
+  const auto& tls = stack_.top();
+  auto exported = tls.Export(crypto::kBootstrapExporterLabel, crypto::kBootstrapExportLength);
+  if (!exported) return Failed(exported.error());
+  auto key = crypto::SplitBootstrapExport(*exported);
+  if (!key) return Failed(key.error());
+  result_.ke_id = crypto::MakeKeId(key->relative_ke_id, mef_fqdn_);
+  result_.ke = std::move(key->ke);
+  result_.tls_version = tls.version();
+  result_.cipher = tls.cipher();
+  HttpRequest request;
+  request.method = "POST";
+  request.target = std::string(kEnrolmentPath);
+  request.headers.Set("Host", mef_fqdn_);
+  request.headers.Set("Content-Type", "application/json");
+  request.headers.Set("Accept", "application/json");
+  request.headers.Set(kHeaderOrigin, credential_.kpm_id);
+  request.headers.Set(kHeaderRequestId, "enrol-1");
+  request.headers.Set(kHeaderRvi, kReleaseVersion);
+  nlohmann::json body = {{"mafEnrolment", true}};
+  if (via_token_) {
+    body["channelBinding"] = HexLower(binding_override_ ? *binding_override_ : outer_binding_);
+  }
+  request.body = body.dump();
+  phase_ = Phase::kEnrolmentExchange;
+  return SendRequest(request);
+}
+
+Result<void> EnrolmentClient::OnResponse(HttpResponse response) {
+  auto body = nlohmann::json::parse(response.body, nullptr, false);
+  switch (phase_) {
+    case Phase::kTokenExchange: {
+      if (response.status != 200 || !body.is_object() || !body.contains("rspf") ||
+          !body["rspf"].is_string()) {
+        return Failed(Error{ErrorKind::kPeerAuth, Errc::kForbidden, DescribeRefusal(response)});
+      }
+      result_.rspf = body["rspf"].get<std::string>();
+      if (body.contains("enroleeId") && body["enroleeId"].is_number_integer()) {
+        result_.enrolee_id = body["enroleeId"].get<int64_t>();
+      }
+      if (result_.rspf != kRspfPpsk) {
+        return Failed(Error{ErrorKind::kPeerProtocol, Errc::kUnsupported,
+                            "the MEF selected RSPF '" + result_.rspf.substr(0, 32) +
+                                "', which this enrolee cannot run"});
+      }
+      HttpRequest request;
+      request.method = "GET";
+      request.target = std::string(kRspfPath);
+      request.headers.Set("Host", mef_fqdn_);
+      request.headers.Set("Connection", "Upgrade");
+      request.headers.Set("Upgrade", kUpgradeProtocol);
+      request.headers.Set(kHeaderRequestId, "rspf-1");
+      request.headers.Set(kHeaderRvi, kReleaseVersion);
+      phase_ = Phase::kUpgrade;
+      return SendRequest(request);
+    }
+    case Phase::kUpgrade: {
+      auto upgrade = response.headers.Get("Upgrade");
+      if (response.status != 101 || !upgrade || *upgrade != kUpgradeProtocol) {
+        return Failed(Error{ErrorKind::kPeerProtocol, Errc::kMalformed, DescribeRefusal(response)});
+      }
+      return StartRspf();
+    }
+    case Phase::kEnrolmentExchange: {
+      if (response.status != 201 || !body.is_object()) {
+        return Failed(Error{ErrorKind::kPeerAuth, Errc::kForbidden, DescribeRefusal(response)});
+      }
+      try {
+        std::string ke_id = body.at("keId").get<std::string>();
+        // Both ends derive KeID from the same exporter output: a mismatch means a broken MEF.
+        if (!crypto::KeIdEquals(ke_id, result_.ke_id)) {
+          return Failed(Error{ErrorKind::kPeerProtocol, Errc::kMalformed,
+                              "MEF reported KeID " + ke_id.substr(0, 128) +
+                                  " but the session gives " + result_.ke_id});
+        }
+        result_.expires_at = body.at("expiresAt").get<std::string>();
+        if (result_.rspf.empty()) result_.rspf = body.value("rspf", std::string(kRspfPpsk));
+        if (body.contains("enroleeId") && body["enroleeId"].is_number_integer()) {
+          result_.enrolee_id = body["enroleeId"].get<int64_t>();
+        }
+        for (const auto& instruction : body.at("instructions")) {
+          if (instruction.at("type") == "mafEnrolment") {
+            result_.km_id = instruction.at("kmId").get<std::string>();
+            result_.maf_fqdn = instruction.at("mafFqdn").get<std::string>();
+            result_.maf_id = instruction.at("mafId").get<std::string>();
+          }
+        }
+      } catch (const nlohmann::json::exception&) {
+        return Failed(Error{ErrorKind::kPeerProtocol, Errc::kMalformed,
+                            "MEF response lacks keId, expiresAt or instructions"});
+      }
+      if (!result_.km_id.empty()) {
+        if (auto ok = crypto::CheckIdentifier(result_.maf_id, "MAF-ID"); !ok) {
+          return Failed(ok.error());
+        }
+        auto km = crypto::DeriveKm(result_.ke, result_.maf_id);  // TS-0003 §10.3.2
+        if (!km) return Failed(km.error());
+        result_.km = std::move(*km);
+      }
+      phase_ = Phase::kDone;
+      stack_.Shutdown(/*all=*/true);
+      return {};
+    }
+    case Phase::kOuterHandshake:
+    case Phase::kRspfHandshake:
+    case Phase::kDone:
+    case Phase::kFailed:
+      break;
+  }
+  return Failed(Error{ErrorKind::kPeerProtocol, Errc::kMalformed, "unexpected response"});
+}
+
+}  // namespace mte::proto

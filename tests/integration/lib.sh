@@ -1,0 +1,301 @@
+# Shared helpers for the integration tests (sourced, not run). Each test gets its own temporary
+# directory, its own MTE data directory with ephemeral ports, and its own server processes, all
+# on 127.0.0.1; everything is stopped and removed on exit.
+set -euo pipefail
+
+: "${MTE_BIN_DIR:?MTE_BIN_DIR must point at the built binaries}"
+MTE="$MTE_BIN_DIR/mte"
+ENROLEE="$MTE_BIN_DIR/mte-enrolee"
+T=$(mktemp -d /tmp/mte-it.XXXXXX)
+DATA="$T/mte"
+MEF_FQDN=mef.it.test
+MAF_FQDN=maf.it.test
+SERVER_PIDS=()
+
+cleanup() {
+  local pid
+  for pid in "${SERVER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${SERVER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [[ "${KEEP_TMP:-0}" != 1 ]]; then rm -rf "$T"; fi
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; }
+
+# json_get 'EXPR' < json   e.g. json_get "['keId']"
+json_get() { python3 -c "import json,sys; d=json.load(sys.stdin); print(d$1)"; }
+
+# init_mte [extra init args]: a data dir with ephemeral ports.
+init_mte() {
+  "$MTE" init --data "$DATA" --mef-fqdn "$MEF_FQDN" --maf-fqdn "$MAF_FQDN" \
+    --mef-port 0 --maf-port 0 --maf-delivery-port 0 --portal-port 0 "$@" >/dev/null
+}
+
+# add_device ID KPMID KPMHEX CLAIM: imports one device.
+add_device() {
+  printf '[{"deviceId":"%s","kpmId":"%s","kpmHex":"%s","claimCode":"%s"}]' "$1" "$2" "$3" "$4" \
+    >"$T/manifest-$1.json"
+  "$MTE" admin --data "$DATA" device import "$T/manifest-$1.json" >/dev/null
+}
+
+add_stakeholder() { printf '%s\n' "$2" | "$MTE" admin --data "$DATA" stakeholder add "$1" --password-stdin >/dev/null; }
+
+claim() { "$MTE" admin --data "$DATA" enrolee add --stakeholder "$1" --device "$2" --claim-code "$3" >/dev/null; }
+
+# start_server [serve args]: starts mte serve in the background and waits for DIR/serve.json.
+start_server() {
+  rm -f "$DATA/serve.json"
+  "$MTE" serve --data "$DATA" "$@" >>"$T/serve.log" 2>&1 &
+  SERVER_PIDS+=($!)
+  local i
+  for i in $(seq 200); do
+    [[ -f "$DATA/serve.json" ]] && break
+    kill -0 "${SERVER_PIDS[-1]}" 2>/dev/null || { cat "$T/serve.log" >&2; fail "server exited"; }
+    sleep 0.05
+  done
+  [[ -f "$DATA/serve.json" ]] || fail "server did not become ready"
+  SERVE_JSON=$(cat "$DATA/serve.json")
+  MEF_PORT=$(json_get ".get('mefPort','')" <<<"$SERVE_JSON")
+  MAF_PORT=$(json_get ".get('mafPort','')" <<<"$SERVE_JSON")
+  PORTAL_PORT=$(json_get ".get('portalPort','')" <<<"$SERVE_JSON")
+}
+
+stop_servers() {
+  local pid
+  for pid in "${SERVER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${SERVER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  SERVER_PIDS=()
+}
+
+enrolee_json() { "$MTE" admin --data "$DATA" enrolee list --json; }
+
+# wait_for 'shell condition' [tries of 0.1 s]
+wait_for() {
+  local i
+  for i in $(seq "${2:-100}"); do
+    if eval "$1"; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# ---------------------------------------------------------------- protocol-level helpers
+# (openssl s_client / gnutls-cli as independent peers, state snapshots, crash handling)
+
+SERVE_LOG="$T/serve.log"
+
+# Resolve the interpreter once: a version-manager shim costs ~0.3 s per start, and the helpers
+# below start python often. Stdlib only, so `-S` (no site import) is safe and faster.
+MTE_PYTHON=$(command python3 -c 'import sys; print(sys.executable)')
+python3() { "$MTE_PYTHON" -S "$@"; }
+
+assert_eq() { [[ "$1" == "$2" ]] || fail "$3: expected '$2', got '$1'"; }
+assert_ne() { [[ "$1" != "$2" ]] || fail "$3: both are '$1'"; }
+assert_match() { [[ "$1" =~ $2 ]] || fail "$3: '$1' does not match /$2/"; }
+# assert_file_has FILE FIXED_STRING WHAT / assert_file_lacks FILE FIXED_STRING WHAT
+assert_file_has() { grep -qaF -- "$2" "$1" || { tail -n 20 "$1" >&2; fail "$3: '$2' not in $(basename "$1")"; }; }
+assert_file_lacks() { ! grep -qaF -- "$2" "$1" || fail "$3: '$2' found in $(basename "$1")"; }
+
+# free_ports [N]: N distinct TCP ports on 127.0.0.1 that are free right now, one per line (for
+# configurations that need fixed ports, e.g. the MAF delivery port of a MEF in another process).
+free_ports() {
+  python3 - "${1:-1}" <<'EOF'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print("\n".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# set_config KEY JSON_VALUE: sets one member of DATA/mte.json (before the server starts).
+set_config() {
+  python3 - "$DATA/mte.json" "$1" "$2" <<'EOF'
+import json, sys
+path, key, value = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+config = json.load(open(path))
+config[key] = value
+with open(path, "w") as f:
+    json.dump(config, f, indent=2)
+EOF
+}
+
+# reap_server PID: waits for a server process that is expected to exit (crash point, kill -9),
+# removes it from the cleanup list and prints its exit status.
+reap_server() {
+  local pid=$1 rc=0 kept=() p
+  wait "$pid" 2>/dev/null || rc=$?
+  for p in "${SERVER_PIDS[@]}"; do [[ "$p" == "$pid" ]] || kept+=("$p"); done
+  SERVER_PIDS=("${kept[@]}")
+  echo "$rc"
+}
+
+# kill9_server PID: a power cut for one server process.
+kill9_server() { kill -KILL "$1" 2>/dev/null || true; reap_server "$1" >/dev/null; }
+
+audit_list() { "$MTE" admin --data "$DATA" audit list; }
+
+# db_query SQL: a read-only query on the SQLite store (safe while mte serve runs).
+db_query() { sqlite3 -readonly -batch -noheader "$DATA/mte.db" "$1"; }
+
+# state_snapshot: everything a refused request must leave unchanged (enrolee database, audit log,
+# outbox and MAF key store).
+state_snapshot() {
+  enrolee_json
+  audit_list
+  db_query "SELECT id, enrolee_id, generation, attempts, delivered_at FROM outbox ORDER BY id;
+            SELECT km_id, enrolee_id, generation FROM maf_credentials ORDER BY id;"
+}
+
+# enrolee_field DEVICE_ID KEY: one member of that device's entry in 'enrolee list --json'.
+enrolee_field() {
+  enrolee_json | python3 -c '
+import json, sys
+entry = [e for e in json.load(sys.stdin) if e["deviceId"] == sys.argv[1]]
+v = entry[0][sys.argv[2]] if entry else ""
+print(json.dumps(v) if isinstance(v, (list, dict)) else v)' "$1" "$2"
+}
+
+# wait_delivered DEVICE_ID KEID: until the entry shows that KeID with mafDelivery == delivered.
+wait_delivered() {
+  wait_for "[[ \$(enrolee_field '$1' keId) == '$2' && \$(enrolee_field '$1' mafDelivery) == delivered ]]" "${3:-150}"
+}
+
+# http_request FILE METHOD TARGET BODY [HOST [EXTRA_HEADER_LINE...]]: writes one HTTP/1.1 request
+# with oneM2M headers and Connection: close (Content-Type application/json unless an extra header
+# sets it). BODY "@json:N" is a JSON object of exactly N bytes.
+http_request() {
+  python3 - "$@" <<'EOF'
+import sys
+out, method, target, body = sys.argv[1:5]
+host = sys.argv[5] if len(sys.argv) > 5 else "mef"
+extra = sys.argv[6:]
+if body.startswith("@json:"):
+    n = int(body[6:])
+    data = b'{"x":"' + b"a" * (n - 8) + b'"}'
+else:
+    data = body.encode()
+head = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
+if not any(h.lower().startswith("content-type:") for h in extra):
+    head.append("Content-Type: application/json")
+head += ["X-M2M-Origin: Cit-device", "X-M2M-RI: it-req-1", "X-M2M-RVI: 3",
+         f"Content-Length: {len(data)}", "Connection: close"] + extra
+open(out, "wb").write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+EOF
+}
+
+# http_field TRANSCRIPT WHAT: from a client transcript holding one HTTP/1.1 response, prints
+# WHAT = status | header:NAME | body | json:KEY (lists/objects as JSON); empty when absent.
+http_field() {
+  python3 - "$1" "$2" <<'EOF'
+import json, sys
+data = open(sys.argv[1], "rb").read()
+what = sys.argv[2]
+i = data.find(b"HTTP/1.1 ")
+if i < 0:
+    print("")
+    sys.exit(0)
+head, _, rest = data[i:].partition(b"\r\n\r\n")
+lines = head.decode("latin-1").split("\r\n")
+headers = {}
+for line in lines[1:]:
+    k, _, v = line.partition(":")
+    headers[k.strip().lower()] = v.strip()
+body = rest[: int(headers.get("content-length", "0"))].decode("utf-8", "replace")
+if what == "status":
+    print(lines[0].split(" ")[1])
+elif what.startswith("header:"):
+    print(headers.get(what[7:].lower(), ""))
+elif what == "body":
+    print(body)
+elif what.startswith("json:"):
+    try:
+        v = json.loads(body).get(what[5:], "")
+    except ValueError:
+        v = ""
+    print(json.dumps(v) if isinstance(v, (list, dict)) else v)
+EOF
+}
+
+# http_parse TRANSCRIPT: like http_field, for all fields at once (one interpreter start): fills
+# the associative array RESP with keys status, body, header:<lower-case name> and json:<member>
+# (top-level members; lists/objects as JSON). Empty when the transcript holds no response.
+declare -gA RESP=()
+http_parse() {
+  RESP=()
+  eval "$(python3 - "$1" <<'EOF'
+import json, shlex, sys
+data = open(sys.argv[1], "rb").read()
+i = data.find(b"HTTP/1.1 ")
+if i >= 0:
+    head, _, rest = data[i:].partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    out = {"status": lines[0].split(" ")[1]}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        out["header:" + k.strip().lower()] = v.strip()
+    body = rest[: int(out.get("header:content-length", "0"))].decode("utf-8", "replace")
+    out["body"] = body
+    try:
+        j = json.loads(body)
+    except ValueError:
+        j = None
+    if isinstance(j, dict):
+        for k, v in j.items():
+            out["json:" + k] = json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+    for k, v in out.items():
+        print("RESP[%s]=%s" % (shlex.quote(k), shlex.quote(v)))
+EOF
+)"
+}
+
+# resp KEY: one field from the last http_parse ("" when absent).
+resp() { echo "${RESP[$1]:-}"; }
+
+# exporter_hex TRANSCRIPT: the keying material printed by openssl s_client ("Keying material:")
+# or gnutls-cli ("- Key material:"), in upper case; empty when absent.
+exporter_hex() {
+  sed -nE 's/.*Key(ing)? material: ([0-9A-Fa-f]+).*/\2/p' "$1" | head -n 1 | tr a-f A-F
+}
+
+# keid_of EXPORT_HEX: TS-0003 §10.3.1/§10.3.4 by hand: UPPERCASE-HEX(octets 0-15) "@" MEF-FQDN.
+keid_of() { echo "${1:0:32}@$MEF_FQDN"; }
+
+# km_of EXPORT_HEX [MAF_ID]: Km = HMAC-SHA-256(Ke = octets 16-47, label || MAF-ID), computed by
+# openssl dgst (TS-0003 §10.3.2), lower-case hex.
+km_of() {
+  printf '%s' "oneM2M Enrolment Key to Master Credential derivation${2:-$MAF_FQDN}" |
+    openssl dgst -sha256 -mac HMAC -macopt "hexkey:${1:32:64}" | awk '{print $NF}'
+}
+
+# flip_hex HEX: the same key with its last hex digit changed.
+flip_hex() { local h=$1 last=${1: -1}; [[ "$last" == 0 ]] && echo "${h%?}1" || echo "${h%?}0"; }
+
+# ossl_client PORT OUT REQUEST_FILE [s_client options]: openssl s_client to 127.0.0.1:PORT with the
+# request as input; stdout in OUT, stderr in OUT.err; returns the exit status.
+ossl_client() {
+  local port=$1 out=$2 req=$3
+  shift 3
+  timeout 20 openssl s_client -connect "127.0.0.1:$port" -ign_eof "$@" <"$req" >"$out" 2>"$out.err"
+}
+
+# gnutls_client PORT OUT REQUEST_FILE [gnutls-cli options]: gnutls-cli to 127.0.0.1:PORT; stdout
+# in OUT, stderr in OUT.err, informational messages (handshake, exporter) in OUT.log.
+gnutls_client() {
+  local port=$1 out=$2 req=$3
+  shift 3
+  rm -f "$out.log"
+  timeout 20 gnutls-cli --port "$port" 127.0.0.1 --logfile "$out.log" "$@" \
+    <"$req" >"$out" 2>"$out.err"
+}
+
+# wait_log FIXED_TEXT [tries of 0.1 s]: until the server log contains the text.
+wait_log() {
+  local i
+  for i in $(seq "${2:-50}"); do
+    grep -qaF -- "$1" "$SERVE_LOG" && return 0
+    sleep 0.1
+  done
+  return 1
+}
