@@ -2,9 +2,37 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "mte/enrolee.h"
+
+namespace {
+
+void PrintEnrolment(const mte::enrolee::Enrolment& e, const std::string& state_dir) {
+  std::printf("enrolled: KeID %s\n", e.ke_id.c_str());
+  if (!e.outer_tls_version.empty()) {
+    std::printf("  outer session: %s (server-authenticated)\n", e.outer_tls_version.c_str());
+  }
+  std::printf("  RSPF session: %s %s (RSPF %s)\n", e.tls_version.c_str(), e.cipher.c_str(),
+              e.rspf.c_str());
+  std::printf("  expires: %s\n", e.expires_at.c_str());
+  if (!e.km_id.empty()) {
+    std::printf("  MAF credential: KmID %s for MAF %s\n", e.km_id.c_str(), e.maf_fqdn.c_str());
+  }
+  std::printf("  state: %s\n", state_dir.c_str());
+  std::fflush(stdout);
+}
+
+void Progress(const std::string& line) {
+  std::printf("%s\n", line.c_str());
+  std::fflush(stdout);
+}
+
+void Wipe(std::string& s) { std::fill(s.begin(), s.end(), '\0'); }
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"mte-enrolee: the device side of OpenMTE enrolment (oneM2M TS-0003 RSPF)"};
@@ -22,11 +50,46 @@ int main(int argc, char** argv) {
   enrol_cmd->add_option("--ca", enrol.ca_file,
                         "MEF trust anchors (PEM); recorded for server-authenticated use")
       ->check(CLI::ExistingFile);
-  enrol_cmd->add_option("--kpm-id", enrol.kpm_id, "KpmID (TLS psk_identity)")->required();
-  enrol_cmd->add_option("--kpm-hex", enrol.kpm_hex, "Kpm in hex (16..64 octets)")->required();
+  enrol_cmd->add_option("--kpm-id", enrol.credential.kpm_id, "KpmID (TLS psk_identity)")
+      ->required();
+  enrol_cmd->add_option("--kpm-hex", enrol.credential.kpm_hex, "Kpm in hex (16..64 octets)")
+      ->required();
   enrol_cmd->add_option("--state", enrol.state_dir, "state directory")->required();
-  enrol_cmd->add_option("--timeout-ms", enrol.timeout_ms, "overall deadline")
-      ->default_val(15000);
+  enrol_cmd->add_option("--timeout-ms", enrol.timeout_ms, "overall deadline")->default_val(15000);
+
+  mte::enrolee::TokenEnrolOptions token;
+  std::string bundle_file;
+  auto* bundle_cmd = app.add_subcommand(
+      "enrol-bundle",
+      "Flow B without an OBF link (seed 8.y.4 steps 12-17): enrol with a token bundle file as\n"
+      "returned by POST /api/v1/enrolees/{id}/tokens.");
+  bundle_cmd->add_option("--bundle", bundle_file, "token bundle (JSON)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  bundle_cmd->add_option("--kpm-id", token.credential.kpm_id, "KpmID (inner psk_identity)")
+      ->required();
+  bundle_cmd->add_option("--kpm-hex", token.credential.kpm_hex, "Kpm in hex")->required();
+  bundle_cmd->add_option("--state", token.state_dir, "state directory")->required();
+  bundle_cmd->add_option("--timeout-ms", token.timeout_ms, "overall deadline")->default_val(15000);
+
+  mte::enrolee::AwaitObfOptions await;
+  std::string port_file;
+  auto* await_cmd = app.add_subcommand(
+      "await-obf",
+      "Flow B (seed 8.y.4 steps 10-17): wait for the OBF on a local TLS link authenticated by\n"
+      "the setup code from the device label, take the token bundle, enrol through the MEF\n"
+      "(the PPSK-RSPF inside a server-authenticated session), and report the outcome back.");
+  await_cmd->add_option("--listen", await.listen, "address to listen on HOST:PORT (port 0: any)")
+      ->required();
+  await_cmd->add_option("--device-id", await.device_id, "this device's ID")->required();
+  await_cmd->add_option("--setup-code", await.setup_code, "setup code from the device label")
+      ->required();
+  await_cmd->add_option("--kpm-id", await.credential.kpm_id, "KpmID")->required();
+  await_cmd->add_option("--kpm-hex", await.credential.kpm_hex, "Kpm in hex")->required();
+  await_cmd->add_option("--state", await.state_dir, "state directory")->required();
+  await_cmd->add_option("--timeout-s", await.timeout_s, "give up after this long (0 = never)")
+      ->default_val(0);
+  await_cmd->add_option("--port-file", port_file, "write the bound port to this file");
 
   mte::enrolee::MafCheckOptions check;
   auto* check_cmd = app.add_subcommand(
@@ -35,27 +98,64 @@ int main(int argc, char** argv) {
       "credential reached the MAF.");
   check_cmd->add_option("--maf", check.maf_address, "MAF address HOST:PORT")->required();
   check_cmd->add_option("--maf-fqdn", check.maf_fqdn, "MAF FQDN (SNI)")->required();
-  check_cmd->add_option("--state", check.state_dir, "state directory written by 'enrol'")
+  check_cmd->add_option("--state", check.state_dir, "state directory written by an enrolment")
       ->required();
   check_cmd->add_option("--timeout-ms", check.timeout_ms, "overall deadline")->default_val(15000);
 
+  auto* code_cmd = app.add_subcommand(
+      "new-setup-code", "Print a new random setup code for a device label (128 bits, base32).");
+
   CLI11_PARSE(app, argc, argv);
 
+  if (code_cmd->parsed()) {
+    std::printf("%s\n", mte::enrolee::NewSetupCode().c_str());
+    return 0;
+  }
   if (enrol_cmd->parsed()) {
     auto outcome = mte::enrolee::EnrolWithPpsk(enrol);
-    std::fill(enrol.kpm_hex.begin(), enrol.kpm_hex.end(), '\0');
+    Wipe(enrol.credential.kpm_hex);
     if (!outcome.ok) {
       std::fprintf(stderr, "mte-enrolee: enrolment failed: %s\n", outcome.error.c_str());
       return 1;
     }
-    const auto& e = outcome.enrolment;
-    std::printf("enrolled: KeID %s\n", e.ke_id.c_str());
-    std::printf("  session: %s %s\n", e.tls_version.c_str(), e.cipher.c_str());
-    std::printf("  expires: %s\n", e.expires_at.c_str());
-    if (!e.km_id.empty()) {
-      std::printf("  MAF credential: KmID %s for MAF %s\n", e.km_id.c_str(), e.maf_fqdn.c_str());
+    PrintEnrolment(outcome.enrolment, enrol.state_dir);
+    return 0;
+  }
+  if (bundle_cmd->parsed()) {
+    std::ifstream in(bundle_file);
+    std::stringstream text;
+    text << in.rdbuf();
+    token.bundle_json = text.str();
+    token.progress = Progress;
+    auto outcome = mte::enrolee::EnrolWithToken(token);
+    Wipe(token.credential.kpm_hex);
+    Wipe(token.bundle_json);
+    if (!outcome.ok) {
+      std::fprintf(stderr, "mte-enrolee: enrolment failed: %s\n", outcome.error.c_str());
+      return 1;
     }
-    std::printf("  state: %s\n", enrol.state_dir.c_str());
+    PrintEnrolment(outcome.enrolment, token.state_dir);
+    return 0;
+  }
+  if (await_cmd->parsed()) {
+    await.progress = Progress;
+    await.on_listening = [&port_file](int port) {
+      if (port_file.empty()) return;
+      std::string tmp = port_file + ".tmp";
+      {
+        std::ofstream out(tmp);
+        out << port << "\n";
+      }
+      std::rename(tmp.c_str(), port_file.c_str());
+    };
+    auto outcome = mte::enrolee::AwaitObf(await);
+    Wipe(await.credential.kpm_hex);
+    Wipe(await.setup_code);
+    if (!outcome.ok) {
+      std::fprintf(stderr, "mte-enrolee: enrolment failed: %s\n", outcome.error.c_str());
+      return 1;
+    }
+    PrintEnrolment(outcome.enrolment, await.state_dir);
     return 0;
   }
   auto outcome = mte::enrolee::CheckMaf(check);

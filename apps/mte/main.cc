@@ -56,6 +56,8 @@ struct InitArgs {
   std::string maf_fqdn;
   std::string maf_id;
   std::string bind = "127.0.0.1";
+  std::string mef_public_host;
+  int64_t token_lifetime_seconds = 7LL * 24 * 3600;
   std::vector<std::string> portal_names{"localhost"};
   uint16_t mef_port = 8443, maf_port = 8444, maf_delivery_port = 8445, portal_port = 8446;
   bool force = false;
@@ -68,6 +70,12 @@ int Init(const InitArgs& args) {
   config.maf_fqdn = args.maf_fqdn;
   config.maf_id = args.maf_id.empty() ? args.maf_fqdn : args.maf_id;
   config.bind_address = args.bind;
+  // Default MEF URI host: the listen address when it is a specific one, else the MEF FQDN.
+  config.mef_public_host = !args.mef_public_host.empty() ? args.mef_public_host
+                           : (args.bind == "0.0.0.0" || args.bind == "::") ? args.mef_fqdn
+                                                                          : args.bind;
+  config.token_lifetime_seconds = args.token_lifetime_seconds;
+  if (config.token_lifetime_seconds <= 0) return Die("--token-lifetime must be positive");
   config.mef_port = args.mef_port;
   config.maf_port = args.maf_port;
   config.maf_delivery_port = args.maf_delivery_port;
@@ -115,6 +123,23 @@ int Init(const InitArgs& args) {
 }
 
 // ---------------------------------------------------------------- serve
+
+// The PEM certificates in a file, one string each (the MEF trust anchors of a token bundle).
+Result<std::vector<std::string>> ReadPemCertificates(const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "cannot read " + file.string());
+  std::vector<std::string> out;
+  std::string line, current;
+  while (std::getline(in, line)) {
+    if (line.rfind("-----BEGIN CERTIFICATE-----", 0) == 0) current.clear();
+    current += line + "\n";
+    if (line.rfind("-----END CERTIFICATE-----", 0) == 0) out.push_back(current);
+  }
+  if (out.empty()) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "no certificate in " + file.string());
+  }
+  return out;
+}
 
 struct Roles {
   bool portal = false, mef = false, maf = false;
@@ -222,28 +247,41 @@ int Serve(const ServeArgs& args) {
 
   std::unique_ptr<Mef> mef;
   std::unique_ptr<OutboxWorker> outbox;
+  uint16_t mef_port = config->mef_port;
   if (roles->mef) {
     mef = std::make_unique<Mef>(**store, *kek, rng, clock,
                                 MefSettings{config->mef_fqdn, config->maf_id, config->maf_fqdn,
                                             config->enrolment_expiry_seconds});
-    crypto::TlsServerOptions psk;
-    psk.server_name = config->mef_fqdn;
-    psk.psk = true;
-    auto ctx = crypto::TlsContext::Server(psk);
+    // One MEF port: TLS-PSK for Flow A (psk_identity = KpmID), server-authenticated TLS with
+    // the MEF's FQDN certificate for the outer session of Flow B.
+    crypto::TlsServerOptions outer;
+    outer.server_name = config->mef_fqdn;
+    outer.psk = true;
+    outer.cert_chain_pem_file = config->cert("mef").string();
+    outer.key_pem_file = config->key("mef").string();
+    auto ctx = crypto::TlsContext::Server(outer);
     if (!ctx) return Die(ctx.error());
+    crypto::TlsServerOptions rspf;
+    rspf.server_name = config->mef_fqdn;
+    rspf.psk = true;
+    auto rspf_ctx = crypto::TlsContext::Server(rspf);
+    if (!rspf_ctx) return Die(rspf_ctx.error());
+    mef->set_rspf_context(*rspf_ctx);
     net::ListenerOptions listener;
     listener.name = "mef";
     listener.address = config->bind_address;
     listener.port = config->mef_port;
     listener.tls = *ctx;
     listener.psk_lookup = [m = mef.get()](std::string_view id) { return m->LookupKpm(id); };
-    listener.handler = [m = mef.get()](const proto::HttpRequest& r, const crypto::TlsEngine& t,
-                                       const net::ConnectionInfo&) { return m->Handle(r, t); };
+    listener.connection_factory = [m = mef.get()](const net::ConnectionInfo& info) {
+      return m->NewConnection(info.peer_address);
+    };
     listener.handshake_timeout = handshake;
     listener.idle_timeout = idle;
     auto port = server.Listen(std::move(listener));
     if (!port) return Die(port.error());
     ready["mefPort"] = *port;
+    mef_port = *port;
 
     // MEF -> MAF delivery client: mutual TLS with the MEF's certificate.
     crypto::TlsClientOptions client;
@@ -287,6 +325,14 @@ int Serve(const ServeArgs& args) {
   if (roles->portal) {
     PortalSettings settings;
     settings.session_seconds = config->portal_session_seconds;
+    settings.token_seconds = config->token_lifetime_seconds;
+    settings.mef_fqdn = config->mef_fqdn;
+    std::string host = config->mef_public_host;
+    if (host.find(':') != std::string::npos) host = "[" + host + "]";
+    settings.mef_uri = "https://" + host + ":" + std::to_string(mef_port);
+    auto anchors = ReadPemCertificates(config->ca_cert());
+    if (!anchors) return Die(anchors.error());
+    settings.mef_trust_anchors = std::move(*anchors);
     portal = std::make_unique<Portal>(**store, rng, clock, settings);
     crypto::TlsServerOptions tls;
     tls.server_name = "portal";
@@ -552,6 +598,12 @@ int main(int argc, char** argv) {
   init_cmd->add_option("--bind", init.bind, "listen address")->default_val("127.0.0.1");
   init_cmd->add_option("--portal-name", init.portal_names, "portal certificate DNS names")
       ->default_val(std::vector<std::string>{"localhost"});
+  init_cmd->add_option("--mef-public-host", init.mef_public_host,
+                       "host of the MEF URI in Flow B bundles (default: --bind unless it is a "
+                       "wildcard, then the MEF FQDN)");
+  init_cmd->add_option("--token-lifetime", init.token_lifetime_seconds,
+                       "Enrolment-Token lifetime in seconds")
+      ->default_val(7LL * 24 * 3600);
   init_cmd->add_flag("--force", init.force, "replace an existing data directory");
 
   ServeArgs serve;

@@ -13,7 +13,11 @@
 #include "base/secret.h"
 #include "client/https_client.h"
 #include "crypto/keys.h"
+#include "crypto/random.h"
 #include "crypto/tls_engine.h"
+#include "proto/enrolment.h"
+#include "proto/enrolment_client.h"
+#include "proto/obf_link.h"
 #include "proto/onem2m.h"
 
 namespace mte::enrolee {
@@ -23,12 +27,17 @@ namespace fs = std::filesystem;
 
 constexpr size_t kMinPsk = 16;
 constexpr size_t kMaxPsk = 64;
+constexpr size_t kMaxBundleBytes = 64 * 1024;
+
+void Say(const Progress& progress, const std::string& line) {
+  if (progress) progress(line);
+}
 
 // Writes `data` to dir/name atomically with mode 0600 (temp file, fsync, rename).
 Result<void> WriteFile0600(const fs::path& dir, const std::string& name, ByteSpan data) {
   fs::path tmp = dir / (name + ".tmp");
   fs::path final_path = dir / name;
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return Fail(ErrorKind::kIo, Errc::kIoFailed, "cannot write " + tmp.string());
   ::fchmod(fd, 0600);
   size_t off = 0;
@@ -40,16 +49,16 @@ Result<void> WriteFile0600(const fs::path& dir, const std::string& name, ByteSpa
     }
     off += static_cast<size_t>(n);
   }
-  ::fsync(fd);
+  bool synced = ::fsync(fd) == 0;
   ::close(fd);
-  if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
-    return Fail(ErrorKind::kIo, Errc::kIoFailed, "cannot rename to " + final_path.string());
+  if (!synced || ::rename(tmp.c_str(), final_path.c_str()) != 0) {
+    return Fail(ErrorKind::kIo, Errc::kIoFailed, "cannot store " + final_path.string());
   }
   return {};
 }
 
 Result<SecretBytes> ReadSecretFile(const fs::path& path) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     return Fail(ErrorKind::kLocalUsage, Errc::kConfig, path.string() + " is missing (enrol first)");
   }
@@ -67,181 +76,304 @@ Result<SecretBytes> ReadSecretFile(const fs::path& path) {
   return secret;
 }
 
-Result<Enrolment> Enrol(const PpskEnrolOptions& options, int* rsc_out) {
-  MTE_TRY(crypto::CheckIdentifier(options.kpm_id, "KpmID"));
-  MTE_TRY(crypto::CheckIdentifier(options.mef_fqdn, "MEF FQDN"));
-  if (options.state_dir.empty()) {
-    return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "a state directory is required");
-  }
-  MTE_TRY_ASSIGN(auto endpoint, client::ParseEndpoint(options.mef_address));
-  auto kpm_bytes = HexDecode(options.kpm_hex);
-  if (!kpm_bytes || kpm_bytes->size() < kMinPsk || kpm_bytes->size() > kMaxPsk) {
+Result<proto::PpskCredential> ParseCredential(const PpskCredential& credential) {
+  MTE_TRY(crypto::CheckIdentifier(credential.kpm_id, "KpmID"));
+  auto kpm = HexDecode(credential.kpm_hex);
+  if (!kpm || kpm->size() < kMinPsk || kpm->size() > kMaxPsk) {
     return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "Kpm must be 16..64 octets in hex");
   }
-  SecretBytes kpm(*kpm_bytes, SecretAccess::ForCrypto());
-  SecureWipe(kpm_bytes->data(), kpm_bytes->size());
-
-  std::error_code ec;
-  fs::create_directories(options.state_dir, ec);
-  if (ec) {
-    return Fail(ErrorKind::kIo, Errc::kIoFailed,
-                "cannot create state directory " + options.state_dir + ": " + ec.message());
-  }
-  fs::permissions(options.state_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
-
-  crypto::TlsClientOptions tls_options;
-  tls_options.server_name = options.mef_fqdn;
-  tls_options.psk_identity = options.kpm_id;
-  MTE_TRY_ASSIGN(auto context, crypto::TlsContext::Client(tls_options));
-  MTE_TRY_ASSIGN(auto engine, crypto::TlsEngine::Client(context, std::move(kpm)));
-
-  // TS-0003 §10.3.1: the Enrolment Key comes from this session's exporter; take it right after
-  // the handshake, before the MEF closes the session.
-  std::optional<crypto::EnrolmentKey> key;
-  client::ExchangeOptions exchange;
-  exchange.deadline = std::chrono::milliseconds(options.timeout_ms);
-  exchange.after_handshake = [&key](const crypto::TlsEngine& tls) -> Result<void> {
-    MTE_TRY_ASSIGN(SecretBytes exported,
-                   tls.Export(crypto::kBootstrapExporterLabel, crypto::kBootstrapExportLength));
-    MTE_TRY_ASSIGN(auto split, crypto::SplitBootstrapExport(exported));
-    key = std::move(split);
-    return {};
-  };
-  proto::HttpRequest request;
-  request.method = "POST";
-  request.target = "/enrolment";
-  request.headers.Set("Host", options.mef_fqdn);
-  request.headers.Set("Content-Type", "application/json");
-  request.headers.Set("Accept", "application/json");
-  request.headers.Set(proto::kHeaderOrigin, options.kpm_id);
-  request.headers.Set(proto::kHeaderRequestId, "enrol-1");
-  request.headers.Set(proto::kHeaderRvi, proto::kReleaseVersion);
-  request.body = R"({"mafEnrolment":true})";
-  request.keep_alive = false;
-  MTE_TRY_ASSIGN(auto result, client::Exchange(endpoint, std::move(engine), request, exchange));
-
-  const auto& response = result.response;
-  auto rsc_header = response.headers.Get(proto::kHeaderRsc);
-  if (rsc_header) *rsc_out = std::atoi(std::string(*rsc_header).c_str());
-  auto body = nlohmann::json::parse(response.body, nullptr, false);
-  if (response.status != 201) {
-    std::string message = "MEF refused the enrolment (HTTP " + std::to_string(response.status);
-    if (rsc_header) message += ", RSC " + std::string(*rsc_header);
-    message += ")";
-    if (body.is_object() && body.contains("m2m:dbg") && body["m2m:dbg"].is_string()) {
-      message += ": " + body["m2m:dbg"].get<std::string>().substr(0, 512);
-    }
-    return Fail(ErrorKind::kPeerAuth, Errc::kForbidden, message);
-  }
-  if (!key.has_value()) {
-    return Fail(ErrorKind::kInternal, Errc::kInvariant, "no enrolment key was exported");
-  }
-  Enrolment enrolment;
-  enrolment.tls_version = result.tls_version;
-  enrolment.cipher = result.cipher;
-  try {
-    enrolment.ke_id = body.at("keId").get<std::string>();
-    enrolment.expires_at = body.at("expiresAt").get<std::string>();
-    for (const auto& instruction : body.at("instructions")) {
-      if (instruction.at("type") == "mafEnrolment") {
-        enrolment.km_id = instruction.at("kmId").get<std::string>();
-        enrolment.maf_fqdn = instruction.at("mafFqdn").get<std::string>();
-        enrolment.maf_id = instruction.at("mafId").get<std::string>();
-      }
-    }
-  } catch (const nlohmann::json::exception&) {
-    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, "MEF response lacks keId/instructions");
-  }
-  // Both ends derive KeID from the same exporter output: a mismatch means a broken MEF.
-  std::string own_ke_id = crypto::MakeKeId(key->relative_ke_id, options.mef_fqdn);
-  if (!crypto::KeIdEquals(own_ke_id, enrolment.ke_id)) {
-    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
-                "MEF reported KeID " + enrolment.ke_id + " but the session gives " + own_ke_id);
-  }
-  fs::path dir(options.state_dir);
-  MTE_TRY(WriteFile0600(dir, "ke", key->ke.Expose(SecretAccess::ForCrypto())));
-  if (!enrolment.km_id.empty()) {
-    MTE_TRY(crypto::CheckIdentifier(enrolment.maf_id, "MAF-ID"));
-    MTE_TRY_ASSIGN(SecretBytes km, crypto::DeriveKm(key->ke, enrolment.maf_id));
-    MTE_TRY(WriteFile0600(dir, "km", km.Expose(SecretAccess::ForCrypto())));
-  }
-  nlohmann::json state = {{"keId", enrolment.ke_id},   {"expiresAt", enrolment.expires_at},
-                          {"kmId", enrolment.km_id},   {"mafFqdn", enrolment.maf_fqdn},
-                          {"mafId", enrolment.maf_id}, {"mefFqdn", options.mef_fqdn},
-                          {"rspf", "PPSK"},            {"kpmId", options.kpm_id},
-                          {"caFile", options.ca_file}};
-  std::string text = state.dump(2) + "\n";
-  MTE_TRY(WriteFile0600(dir, "enrolment.json", AsBytes(text)));
-  return enrolment;
+  proto::PpskCredential out{credential.kpm_id, SecretBytes(*kpm, SecretAccess::ForCrypto())};
+  SecureWipe(kpm->data(), kpm->size());
+  return out;
 }
 
-Result<MafCheckOutcome> Check(const MafCheckOptions& options) {
-  MTE_TRY_ASSIGN(auto endpoint, client::ParseEndpoint(options.maf_address));
-  fs::path dir(options.state_dir);
-  std::ifstream in(dir / "enrolment.json");
-  if (!in) {
-    return Fail(ErrorKind::kLocalUsage, Errc::kConfig,
-                (dir / "enrolment.json").string() + " is missing (enrol first)");
+Result<fs::path> PrepareStateDir(const std::string& state_dir) {
+  if (state_dir.empty()) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "a state directory is required");
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  auto state = nlohmann::json::parse(text.str(), nullptr, false);
-  if (!state.is_object() || !state.contains("kmId") || !state["kmId"].is_string() ||
-      state["kmId"].get<std::string>().empty()) {
-    return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "state holds no KmID (no MAF enrolment)");
+  std::error_code ec;
+  fs::create_directories(state_dir, ec);
+  if (ec) {
+    return Fail(ErrorKind::kIo, Errc::kIoFailed,
+                "cannot create state directory " + state_dir + ": " + ec.message());
   }
-  std::string km_id = state["kmId"].get<std::string>();
-  MTE_TRY_ASSIGN(SecretBytes km, ReadSecretFile(dir / "km"));
-  crypto::TlsClientOptions tls_options;
-  tls_options.server_name = options.maf_fqdn;
-  tls_options.psk_identity = km_id;
-  MTE_TRY_ASSIGN(auto context, crypto::TlsContext::Client(tls_options));
-  MTE_TRY_ASSIGN(auto engine, crypto::TlsEngine::Client(context, std::move(km)));
-  proto::HttpRequest request;
-  request.method = "GET";
-  request.target = "/maf/v1/session";
-  request.headers.Set("Host", options.maf_fqdn);
-  request.headers.Set(proto::kHeaderOrigin, km_id);
-  request.headers.Set(proto::kHeaderRequestId, "maf-check-1");
-  request.headers.Set(proto::kHeaderRvi, proto::kReleaseVersion);
-  request.keep_alive = false;
-  client::ExchangeOptions exchange;
-  exchange.deadline = std::chrono::milliseconds(options.timeout_ms);
-  MTE_TRY_ASSIGN(auto result, client::Exchange(endpoint, std::move(engine), request, exchange));
-  if (result.response.status != 200) {
-    return Fail(ErrorKind::kPeerAuth, Errc::kForbidden,
-                "MAF answered HTTP " + std::to_string(result.response.status));
+  fs::permissions(state_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+  return fs::path(state_dir);
+}
+
+Enrolment Public(const proto::EnrolmentResult& r) {
+  Enrolment e;
+  e.ke_id = r.ke_id;
+  e.expires_at = r.expires_at;
+  e.rspf = r.rspf;
+  e.enrolee_id = r.enrolee_id;
+  e.km_id = r.km_id;
+  e.maf_fqdn = r.maf_fqdn;
+  e.maf_id = r.maf_id;
+  e.tls_version = r.tls_version;
+  e.cipher = r.cipher;
+  e.outer_tls_version = r.outer_tls_version;
+  return e;
+}
+
+Result<void> Store(const fs::path& dir, const proto::EnrolmentResult& r, const std::string& mef_fqdn,
+                   const std::string& kpm_id, const std::string& flow, const std::string& ca_file) {
+  MTE_TRY(WriteFile0600(dir, "ke", r.ke.Expose(SecretAccess::ForCrypto())));
+  if (!r.km_id.empty()) MTE_TRY(WriteFile0600(dir, "km", r.km.Expose(SecretAccess::ForCrypto())));
+  nlohmann::json state = {{"keId", r.ke_id},     {"expiresAt", r.expires_at}, {"kmId", r.km_id},
+                          {"mafFqdn", r.maf_fqdn}, {"mafId", r.maf_id},       {"mefFqdn", mef_fqdn},
+                          {"rspf", r.rspf},       {"kpmId", kpm_id},          {"flow", flow},
+                          {"enroleeId", r.enrolee_id}};
+  if (!ca_file.empty()) state["caFile"] = ca_file;
+  std::string text = state.dump(2) + "\n";
+  return WriteFile0600(dir, "enrolment.json", AsBytes(text));
+}
+
+struct ParsedBundle {
+  proto::TokenBundle bundle;
+  client::Endpoint mef;
+};
+
+// {"token","mefUri":"https://HOST:PORT[/...]","mefFqdn"?,"mefTrustAnchors":[PEM],...}
+Result<ParsedBundle> ParseBundle(const std::string& json) {
+  if (json.size() > kMaxBundleBytes) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kTooLarge, "token bundle larger than 64 KiB");
   }
-  MafCheckOutcome outcome;
-  outcome.ok = true;
-  outcome.km_id = km_id;
-  outcome.tls_version = result.tls_version;
-  outcome.cipher = result.cipher;
-  return outcome;
+  auto j = nlohmann::json::parse(json, nullptr, false);
+  auto bad = [](const std::string& what) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kMalformed, "token bundle: " + what);
+  };
+  if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
+  if (!j.contains("token") || !j["token"].is_string()) return bad("missing token");
+  if (!j.contains("mefUri") || !j["mefUri"].is_string()) return bad("missing mefUri");
+  if (!j.contains("mefTrustAnchors") || !j["mefTrustAnchors"].is_array() ||
+      j["mefTrustAnchors"].empty()) {
+    return bad("missing mefTrustAnchors");
+  }
+  ParsedBundle out;
+  out.bundle.token = j["token"].get<std::string>();
+  for (const auto& pem : j["mefTrustAnchors"]) {
+    if (!pem.is_string()) return bad("mefTrustAnchors must be PEM strings");
+    out.bundle.mef_trust_pem += pem.get<std::string>();
+  }
+  std::string uri = j["mefUri"].get<std::string>();
+  constexpr std::string_view kScheme = "https://";
+  if (uri.rfind(kScheme, 0) != 0) return bad("mefUri must start with https://");
+  std::string authority = uri.substr(kScheme.size());
+  authority = authority.substr(0, authority.find('/'));
+  auto endpoint = client::ParseEndpoint(authority);
+  if (!endpoint) return bad("mefUri must name HOST:PORT");
+  out.mef = *endpoint;
+  out.bundle.mef_fqdn = j.contains("mefFqdn") && j["mefFqdn"].is_string()
+                            ? j["mefFqdn"].get<std::string>()
+                            : endpoint->host;
+  SecureWipe(j["token"].get_ptr<std::string*>()->data(), j["token"].get_ptr<std::string*>()->size());
+  return out;
+}
+
+Result<proto::EnrolmentResult> RunToken(const TokenEnrolOptions& options) {
+  MTE_TRY_ASSIGN(ParsedBundle parsed, ParseBundle(options.bundle_json));
+  MTE_TRY_ASSIGN(auto credential, ParseCredential(options.credential));
+  MTE_TRY_ASSIGN(fs::path dir, PrepareStateDir(options.state_dir));
+  std::string mef_fqdn = parsed.bundle.mef_fqdn;
+  MTE_TRY_ASSIGN(auto machine,
+                 proto::EnrolmentClient::ViaToken(std::move(parsed.bundle), std::move(credential),
+                                                  {std::string(proto::kRspfPpsk)}));
+  Say(options.progress, "step 12: server-authenticated TLS to the MEF " + mef_fqdn + " at " +
+                            parsed.mef.host + ":" + std::to_string(parsed.mef.port));
+  MTE_TRY_ASSIGN(auto result, client::RunEnrolment(
+                                  parsed.mef, *machine,
+                                  client::After(std::chrono::milliseconds(options.timeout_ms))));
+  Say(options.progress, "steps 13-17: token accepted, RSPF " + result.rspf +
+                            " ran inside the MEF session; enrolled with KeID " + result.ke_id);
+  MTE_TRY(Store(dir, result, mef_fqdn, options.credential.kpm_id, "B", ""));
+  return result;
 }
 
 }  // namespace
 
 EnrolOutcome EnrolWithPpsk(const PpskEnrolOptions& options) {
   EnrolOutcome outcome;
-  auto result = Enrol(options, &outcome.rsc);
+  auto run = [&]() -> Result<proto::EnrolmentResult> {
+    MTE_TRY_ASSIGN(auto endpoint, client::ParseEndpoint(options.mef_address));
+    MTE_TRY_ASSIGN(auto credential, ParseCredential(options.credential));
+    MTE_TRY_ASSIGN(fs::path dir, PrepareStateDir(options.state_dir));
+    MTE_TRY_ASSIGN(auto machine,
+                   proto::EnrolmentClient::Direct(options.mef_fqdn, std::move(credential)));
+    MTE_TRY_ASSIGN(auto result,
+                   client::RunEnrolment(endpoint, *machine,
+                                        client::After(std::chrono::milliseconds(options.timeout_ms))));
+    MTE_TRY(Store(dir, result, options.mef_fqdn, options.credential.kpm_id, "A", options.ca_file));
+    return result;
+  };
+  auto result = run();
   if (!result) {
     outcome.error = result.error().detail;
     return outcome;
   }
   outcome.ok = true;
-  outcome.enrolment = std::move(*result);
+  outcome.enrolment = Public(*result);
+  return outcome;
+}
+
+EnrolOutcome EnrolWithToken(const TokenEnrolOptions& options) {
+  EnrolOutcome outcome;
+  auto result = RunToken(options);
+  if (!result) {
+    outcome.error = result.error().detail;
+    return outcome;
+  }
+  outcome.ok = true;
+  outcome.enrolment = Public(*result);
+  return outcome;
+}
+
+EnrolOutcome AwaitObf(const AwaitObfOptions& options) {
+  EnrolOutcome outcome;
+  auto run = [&]() -> Result<proto::EnrolmentResult> {
+    MTE_TRY(crypto::CheckIdentifier(options.device_id, "device ID"));
+    MTE_TRY_ASSIGN(auto code, proto::ParseSetupCode(options.setup_code));
+    MTE_TRY_ASSIGN(auto link_psk, proto::ObfLinkPsk(code));
+    MTE_TRY_ASSIGN(auto endpoint, client::ParseEndpoint(options.listen));
+    MTE_TRY_ASSIGN(auto context, proto::ObfLinkServerContext());
+    MTE_TRY_ASSIGN(auto listener, client::ListeningSocket::Bind(endpoint));
+    if (options.on_listening) options.on_listening(listener.port());
+    Say(options.progress, "waiting for the OBF on " + endpoint.host + ":" +
+                              std::to_string(listener.port()) + " (device " + options.device_id +
+                              ")");
+    auto overall = options.timeout_s > 0 ? client::After(std::chrono::seconds(options.timeout_s))
+                                         : client::After(std::chrono::hours(24 * 365));
+    int failures = 0;
+    while (true) {
+      MTE_TRY_ASSIGN(auto socket, listener.Accept(overall));
+      std::string peer = socket.peer_address();
+      auto lookup = [&link_psk](std::string_view identity) -> std::optional<SecretBytes> {
+        if (identity != proto::kObfLinkIdentity) return std::nullopt;
+        return link_psk.Clone();
+      };
+      MTE_TRY_ASSIGN(auto engine, crypto::TlsEngine::Server(context, lookup));
+      auto session = client::AcceptRequest(socket, std::move(engine),
+                                           client::After(std::chrono::seconds(30)));
+      if (!session) {
+        // Seed 8.y.4 steps 1/10: only an OBF that read this device's setup code gets in.
+        Say(options.progress, "step 10: OBF link from " + peer +
+                                  " refused (wrong setup code or not an OBF): " +
+                                  session.error().detail);
+        if (++failures >= options.max_link_failures) {
+          return Fail(ErrorKind::kPeerAuth, Errc::kRateLimited,
+                      "too many failed OBF link attempts; giving up");
+        }
+        continue;
+      }
+      Say(options.progress, "step 10: secure link with the OBF at " + peer + " (" +
+                                session->tls->version() + ", setup-code PSK)");
+      const auto& request = session->request;
+      auto deadline = client::After(std::chrono::seconds(30));
+      if (request.method != "POST" || request.target != proto::kObfBundlePath) {
+        proto::HttpResponse response;
+        response.status = 404;
+        response.headers.Set("Content-Type", "application/json");
+        response.body = R"({"outcome":"failed","error":"use POST /obf/v1/bundle"})";
+        (void)client::SendResponse(socket, *session, response, deadline);
+        continue;
+      }
+      Say(options.progress, "step 11: received the Enrolment-Token, MEF URI and trust anchors");
+      TokenEnrolOptions token;
+      token.bundle_json = request.body;
+      token.credential = options.credential;
+      token.state_dir = options.state_dir;
+      token.progress = options.progress;
+      auto result = RunToken(token);
+      SecureWipe(token.bundle_json.data(), token.bundle_json.size());
+      proto::HttpResponse response;
+      response.headers.Set("Content-Type", "application/json");
+      nlohmann::json body;
+      if (result) {
+        response.status = 200;
+        body = {{"outcome", "enrolled"},   {"deviceId", options.device_id},
+                {"keId", result->ke_id},   {"expiresAt", result->expires_at},
+                {"kmId", result->km_id},   {"rspf", result->rspf},
+                {"enroleeId", result->enrolee_id}};
+      } else {
+        response.status = 502;
+        body = {{"outcome", "failed"},
+                {"deviceId", options.device_id},
+                {"error", result.error().detail}};
+      }
+      response.body = body.dump();
+      (void)client::SendResponse(socket, *session, response, deadline);
+      if (!result) return Fail(result.error());
+      return result;
+    }
+  };
+  auto result = run();
+  if (!result) {
+    outcome.error = result.error().detail;
+    return outcome;
+  }
+  outcome.ok = true;
+  outcome.enrolment = Public(*result);
   return outcome;
 }
 
 MafCheckOutcome CheckMaf(const MafCheckOptions& options) {
-  auto result = Check(options);
+  auto run = [&]() -> Result<MafCheckOutcome> {
+    MTE_TRY_ASSIGN(auto endpoint, client::ParseEndpoint(options.maf_address));
+    fs::path dir(options.state_dir);
+    std::ifstream in(dir / "enrolment.json");
+    if (!in) {
+      return Fail(ErrorKind::kLocalUsage, Errc::kConfig,
+                  (dir / "enrolment.json").string() + " is missing (enrol first)");
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    auto state = nlohmann::json::parse(text.str(), nullptr, false);
+    if (!state.is_object() || !state.contains("kmId") || !state["kmId"].is_string() ||
+        state["kmId"].get<std::string>().empty()) {
+      return Fail(ErrorKind::kLocalUsage, Errc::kConfig,
+                  "state holds no KmID (no MAF enrolment)");
+    }
+    std::string km_id = state["kmId"].get<std::string>();
+    MTE_TRY_ASSIGN(SecretBytes km, ReadSecretFile(dir / "km"));
+    crypto::TlsClientOptions tls_options;
+    tls_options.server_name = options.maf_fqdn;
+    tls_options.psk_identity = km_id;
+    MTE_TRY_ASSIGN(auto context, crypto::TlsContext::Client(tls_options));
+    MTE_TRY_ASSIGN(auto engine, crypto::TlsEngine::Client(context, std::move(km)));
+    proto::HttpRequest request;
+    request.method = "GET";
+    request.target = "/maf/v1/session";
+    request.headers.Set("Host", options.maf_fqdn);
+    request.headers.Set(proto::kHeaderOrigin, km_id);
+    request.headers.Set(proto::kHeaderRequestId, "maf-check-1");
+    request.headers.Set(proto::kHeaderRvi, proto::kReleaseVersion);
+    request.keep_alive = false;
+    client::ExchangeOptions exchange;
+    exchange.deadline = std::chrono::milliseconds(options.timeout_ms);
+    MTE_TRY_ASSIGN(auto result, client::Exchange(endpoint, std::move(engine), request, exchange));
+    if (result.response.status != 200) {
+      return Fail(ErrorKind::kPeerAuth, Errc::kForbidden,
+                  "MAF answered HTTP " + std::to_string(result.response.status));
+    }
+    MafCheckOutcome outcome;
+    outcome.ok = true;
+    outcome.km_id = km_id;
+    outcome.tls_version = result.tls_version;
+    outcome.cipher = result.cipher;
+    return outcome;
+  };
+  auto result = run();
   if (!result) {
     MafCheckOutcome outcome;
     outcome.error = result.error().detail;
     return outcome;
   }
   return std::move(*result);
+}
+
+std::string NewSetupCode() {
+  crypto::SystemRng rng;
+  return proto::NewSetupCode(rng);
 }
 
 }  // namespace mte::enrolee

@@ -34,6 +34,7 @@ Result<Config> LoadConfig(const std::filesystem::path& data_dir) {
     config.maf_fqdn = j.at("mafFqdn").get<std::string>();
     config.maf_id = j.value("mafId", config.maf_fqdn);
     config.bind_address = j.value("bindAddress", config.bind_address);
+    config.mef_public_host = j.value("mefPublicHost", config.mef_fqdn);
     for (auto [name, field] : {std::pair{"mefPort", &config.mef_port},
                                std::pair{"mafPort", &config.maf_port},
                                std::pair{"mafDeliveryPort", &config.maf_delivery_port},
@@ -48,6 +49,7 @@ Result<Config> LoadConfig(const std::filesystem::path& data_dir) {
     config.enrolment_expiry_seconds =
         j.value("enrolmentExpirySeconds", config.enrolment_expiry_seconds);
     config.portal_session_seconds = j.value("portalSessionSeconds", config.portal_session_seconds);
+    config.token_lifetime_seconds = j.value("tokenLifetimeSeconds", config.token_lifetime_seconds);
     config.handshake_timeout_ms = j.value("handshakeTimeoutMs", config.handshake_timeout_ms);
     config.idle_timeout_ms = j.value("idleTimeoutMs", config.idle_timeout_ms);
     config.io_threads = j.value("ioThreads", config.io_threads);
@@ -64,7 +66,7 @@ Result<Config> LoadConfig(const std::filesystem::path& data_dir) {
     }
   }
   if (config.enrolment_expiry_seconds <= 0 || config.handshake_timeout_ms <= 0 ||
-      config.portal_session_seconds <= 0 ||
+      config.portal_session_seconds <= 0 || config.token_lifetime_seconds <= 0 ||
       config.idle_timeout_ms <= 0 || config.io_threads < 1 || config.worker_threads < 1) {
     return Fail(ConfigError(file, "timeouts, lifetimes and thread counts must be positive"));
   }
@@ -77,12 +79,14 @@ Result<void> SaveConfig(const Config& config) {
       {"mafFqdn", config.maf_fqdn},
       {"mafId", config.maf_id},
       {"bindAddress", config.bind_address},
+      {"mefPublicHost", config.mef_public_host},
       {"mefPort", config.mef_port},
       {"mafPort", config.maf_port},
       {"mafDeliveryPort", config.maf_delivery_port},
       {"portalPort", config.portal_port},
       {"enrolmentExpirySeconds", config.enrolment_expiry_seconds},
       {"portalSessionSeconds", config.portal_session_seconds},
+      {"tokenLifetimeSeconds", config.token_lifetime_seconds},
       {"handshakeTimeoutMs", config.handshake_timeout_ms},
       {"idleTimeoutMs", config.idle_timeout_ms},
       {"ioThreads", config.io_threads},

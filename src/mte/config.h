@@ -19,12 +19,16 @@ struct Config {
   std::string maf_fqdn;
   std::string maf_id;  // MAF-ID used in the Km derivation; defaults to maf_fqdn
   std::string bind_address = "127.0.0.1";
+  // Host of the MTE-selected MEF URI handed out in Flow B bundles ("https://HOST:PORT"); the
+  // device connects there and verifies the MEF certificate against mef_fqdn.
+  std::string mef_public_host;
   uint16_t mef_port = 8443;
   uint16_t maf_port = 8444;            // MAF handshake (TLS-PSK with KmID/Km)
   uint16_t maf_delivery_port = 8445;   // MEF -> MAF credential delivery (mutual TLS)
   uint16_t portal_port = 8446;         // Enrolment Portal (HTTPS REST)
   int64_t enrolment_expiry_seconds = 365LL * 24 * 3600;  // Ke lifetime (TS-0003 §10.7)
   int64_t portal_session_seconds = 8 * 3600;
+  int64_t token_lifetime_seconds = 7LL * 24 * 3600;  // Enrolment-Token lifetime (Flow B)
   int64_t handshake_timeout_ms = 10000;
   int64_t idle_timeout_ms = 30000;
   int io_threads = 1;

@@ -47,6 +47,7 @@ nlohmann::json EnroleeJson(const store::EnroleeRecord& e) {
       {"id", e.id},
       {"deviceId", e.device_id},
       {"label", e.label},
+      {"deviceInfo", e.device_info},
       {"stakeholder", e.stakeholder_name},
       {"state", std::string(store::ToString(e.state))},
       {"rspf", e.rspf},

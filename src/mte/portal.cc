@@ -10,6 +10,7 @@
 #include "crypto/keys.h"
 #include "crypto/password.h"
 #include "mte/enrolees.h"
+#include "proto/enrolment.h"
 
 namespace mte {
 namespace {
@@ -18,6 +19,7 @@ constexpr size_t kTokenBytes = 32;
 constexpr size_t kMaxNameLength = 64;
 constexpr size_t kMaxPasswordLength = 256;
 constexpr size_t kMaxFailureEntries = 100000;
+constexpr size_t kMaxDeviceInfoLength = 1024;
 
 proto::HttpResponse Json(int status, const nlohmann::json& body) {
   proto::HttpResponse response;
@@ -117,6 +119,13 @@ proto::HttpResponse Portal::Handle(const proto::HttpRequest& request,
     if (request.method != "GET") return ErrorJson(405, "use GET");
     return GetEnrolee(rest.substr(1), *who);
   }
+  constexpr std::string_view kTokens = "/tokens";
+  if (rest.front() == '/' && rest.size() > kTokens.size() + 1 &&
+      rest.substr(rest.size() - kTokens.size()) == kTokens &&
+      rest.find('/', 1) == rest.size() - kTokens.size()) {
+    if (request.method != "POST") return ErrorJson(405, "use POST");
+    return IssueToken(rest.substr(1, rest.size() - kTokens.size() - 1), *who);
+  }
   return ErrorJson(404, "no such resource");
 }
 
@@ -215,6 +224,9 @@ proto::HttpResponse Portal::AddEnrolee(const proto::HttpRequest& request,
                                        const std::string& peer_address) {
   auto j = ParseObject(request);
   if (!j) return ErrorJson(400, j.error().detail);
+  // Without a claim code this is a Flow B entry (seed 8.y.4 steps 5-6): proof of control is
+  // given to the OBF, and the device is identified when it enrols.
+  if (!j->contains("claimCode")) return AddEntry(*j, who);
   auto device_id = StringMember(*j, "deviceId", 255, true);
   if (!device_id) return ErrorJson(400, device_id.error().detail);
   auto code_text = StringMember(*j, "claimCode", kMaxClaimCodeLength, true);
@@ -246,6 +258,88 @@ proto::HttpResponse Portal::AddEnrolee(const proto::HttpRequest& request,
                enrolee->device_id);
   auto response = Json(201, EnroleeJson(*enrolee));
   response.headers.Set("Location", "/api/v1/enrolees/" + std::to_string(enrolee->id));
+  return response;
+}
+
+proto::HttpResponse Portal::AddEntry(const nlohmann::json& body,
+                                     const store::StakeholderRecord& who) {
+  for (auto it = body.begin(); it != body.end(); ++it) {
+    if (it.key() != "label" && it.key() != "deviceInfo" && it.key() != "deviceId") {
+      return ErrorJson(400, "unknown member '" + it.key().substr(0, 64) + "'");
+    }
+  }
+  auto label = StringMember(body, "label", kMaxLabelLength, false);
+  if (!label) return ErrorJson(400, label.error().detail);
+  auto info = StringMember(body, "deviceInfo", kMaxDeviceInfoLength, false);
+  if (!info) return ErrorJson(400, info.error().detail);
+  auto device_id = StringMember(body, "deviceId", 255, false);
+  if (!device_id) return ErrorJson(400, device_id.error().detail);
+  if (label->empty() && info->empty()) {
+    return ErrorJson(400, "give a label or deviceInfo to identify the enrolee later");
+  }
+  std::optional<std::string_view> device;
+  if (!device_id->empty()) {
+    if (!crypto::CheckIdentifier(*device_id, "deviceId")) {
+      return ErrorJson(400, "deviceId must be printable ASCII without spaces");
+    }
+    device = *device_id;
+  }
+  int64_t now = UnixSeconds(clock_.Now());
+  auto enrolee = store_.AddEnroleeEntry(who.id, device, *label, *info, now);
+  if (!enrolee) {
+    // An entry naming a device is no claim: do not reveal whether that device exists.
+    if (enrolee.error().code == Errc::kNotFound || enrolee.error().code == Errc::kConflict) {
+      return ErrorJson(409, "that device cannot be added");
+    }
+    return ErrorJson(500, "internal error");
+  }
+  (void)store_.Audit({0, now, "stakeholder:" + who.name, "enrolee.add",
+                      "enrolee " + std::to_string(enrolee->id) + " (flow B entry)", ""});
+  spdlog::info("portal: '{}' added enrolee entry {} (flow B)", who.name, enrolee->id);
+  auto response = Json(201, EnroleeJson(*enrolee));
+  response.headers.Set("Location", "/api/v1/enrolees/" + std::to_string(enrolee->id));
+  return response;
+}
+
+proto::HttpResponse Portal::IssueToken(std::string_view id_text,
+                                       const store::StakeholderRecord& who) {
+  int64_t id = 0;
+  auto [ptr, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+  if (ec != std::errc() || ptr != id_text.data() + id_text.size() || id <= 0) {
+    return ErrorJson(404, "no such enrolee");
+  }
+  auto enrolee = store_.GetEnrolee(id);
+  if (!enrolee) return ErrorJson(500, "internal error");
+  if (!enrolee->has_value() || (*enrolee)->stakeholder_id != who.id) {
+    return ErrorJson(404, "no such enrolee");
+  }
+  if (settings_.mef_uri.empty() || settings_.mef_trust_anchors.empty()) {
+    return ErrorJson(503, "this portal has no MEF configured for Enrolment-Tokens");
+  }
+  // Seed 8.y.4 step 7: a single-use random token; only its SHA-256 is stored.
+  Bytes token(proto::kTokenBytes);
+  rng_.Fill(token);
+  std::string token_text = Base64UrlEncode(token);
+  SecureWipe(token.data(), token.size());
+  auto hash = crypto::Sha256(AsBytes(token_text));
+  int64_t now = UnixSeconds(clock_.Now());
+  int64_t expires_at = now + settings_.token_seconds;
+  auto issued = store_.IssueToken(id, hash, now, expires_at);
+  if (!issued) return ErrorJson(500, "internal error");
+  (void)store_.Audit({0, now, "stakeholder:" + who.name, "token.issue",
+                      "enrolee " + std::to_string(id) + " token " + std::to_string(issued->id),
+                      "previous unused tokens revoked"});
+  spdlog::info("portal: '{}' issued Enrolment-Token {} for enrolee {}", who.name, issued->id, id);
+  char buf[32];
+  // Step 8: token, MTE-selected MEF URI and MEF trust anchors.
+  nlohmann::json bundle = {{"token", token_text},
+                           {"mefUri", settings_.mef_uri},
+                           {"mefFqdn", settings_.mef_fqdn},
+                           {"mefTrustAnchors", settings_.mef_trust_anchors},
+                           {"expiresAt", std::string(FormatRfc3339(expires_at, buf))},
+                           {"enroleeId", id}};
+  auto response = Json(201, bundle);
+  SecureWipe(token_text.data(), token_text.size());
   return response;
 }
 

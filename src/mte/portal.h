@@ -9,6 +9,9 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "base/clock.h"
 #include "proto/http.h"
@@ -18,6 +21,11 @@ namespace mte {
 
 struct PortalSettings {
   int64_t session_seconds = 8 * 3600;
+  // Flow B (seed 8.y.4 steps 7-8): what a token bundle carries.
+  int64_t token_seconds = 7 * 24 * 3600;
+  std::string mef_uri;               // MTE-selected MEF URI, e.g. "https://mef.example.com:8443"
+  std::string mef_fqdn;
+  std::vector<std::string> mef_trust_anchors;  // PEM certificates
   int max_failures = 5;              // per account and per client address ...
   int64_t lockout_seconds = 300;     // ... then locked for this long
 };
@@ -36,6 +44,8 @@ class Portal {
                                  const std::string& peer_address);
   proto::HttpResponse ListEnrolees(const store::StakeholderRecord& who);
   proto::HttpResponse GetEnrolee(std::string_view id_text, const store::StakeholderRecord& who);
+  proto::HttpResponse AddEntry(const nlohmann::json& body, const store::StakeholderRecord& who);
+  proto::HttpResponse IssueToken(std::string_view id_text, const store::StakeholderRecord& who);
 
   bool Locked(const std::string& key, int64_t now);
   void RecordFailure(const std::string& key, int64_t now);

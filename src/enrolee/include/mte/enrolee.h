@@ -1,16 +1,21 @@
 // libmte-enrolee: the device side of OpenMTE enrolment, for AEs and CSEs to link against.
 //
-// EnrolWithPpsk runs TS-0003 §8.3.2.1 / seed 8.y.3 step 6 (enrolment without an OBF): a TLS-PSK
-// session to the MEF with psk_identity = KpmID, the Enrolment Exchange (POST /enrolment), the
-// Enrolment Key from the session's exporter, and Km for the MAF named in the MEF's instruction.
-// The result is stored in a state directory (files mode 0600): enrolment.json (identifiers and
-// expiry), ke and km (32 raw octets each).
-// CheckMaf performs the MAF handshake (TLS-PSK, psk_identity = KmID, psk = Km) with that state.
+// EnrolWithPpsk  Flow A (seed 8.y.3, TS-0003 §8.3.2.1): a TLS-PSK session to the MEF with
+//                psk_identity = KpmID, the Enrolment Exchange, the Enrolment Key from the session's
+//                exporter, and Km for the MAF named in the MEF's instruction.
+// EnrolWithToken Flow B steps 12-17 (seed 8.y.4): server-authenticated TLS to the MEF from a token
+//                bundle, the token and supported RSPFs, then the PPSK-RSPF inside that session.
+// AwaitObf       Flow B steps 10-11 and on: waits for the OBF on a local TLS link authenticated
+//                by the device's setup code, takes the bundle, enrols, reports the outcome back.
+// CheckMaf       the MAF handshake (TLS-PSK, psk_identity = KmID, psk = Km) with stored state.
 //
+// Results are stored in a state directory (mode 0700, files 0600): enrolment.json (identifiers
+// and expiry), ke and km (32 raw octets each).
 // Blocking; no Boost, no OpenSSL types in this interface. Thread-safety: calls are independent.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #if defined(MTE_ENROLEE_BUILD)
@@ -21,39 +26,72 @@
 
 namespace mte::enrolee {
 
-struct PpskEnrolOptions {
-  std::string mef_address;  // "host:port" or "[v6]:port"
-  std::string mef_fqdn;     // sent as SNI; the KeID's domain
-  std::string kpm_id;       // KpmID (psk_identity)
-  std::string kpm_hex;      // Kpm in hex (16..64 octets); the caller should wipe its copy
-  std::string state_dir;    // created if missing (mode 0700)
-  std::string ca_file;      // optional: MEF trust anchors, recorded for later server-auth use
-  int timeout_ms = 15000;
+// The device's pre-provisioned bootstrap credential (PPSK-RSPF).
+struct PpskCredential {
+  std::string kpm_id;   // KpmID (psk_identity)
+  std::string kpm_hex;  // Kpm in hex (16..64 octets); the caller should wipe its copy
 };
 
 struct Enrolment {
   std::string ke_id;
   std::string expires_at;  // RFC 3339
+  std::string rspf;        // "PPSK"
+  int64_t enrolee_id = 0;
   std::string km_id;       // empty if the MEF gave no MAF instruction
   std::string maf_fqdn;
   std::string maf_id;
-  std::string tls_version;
+  std::string tls_version;        // of the session that produced Ke (Flow B: the inner one)
   std::string cipher;
+  std::string outer_tls_version;  // Flow B only
 };
 
 struct EnrolOutcome {
   bool ok = false;
   std::string error;  // one line, when !ok
-  int rsc = 0;        // oneM2M Response Status Code from the MEF, when it answered
   Enrolment enrolment;
+};
+
+using Progress = std::function<void(const std::string& line)>;
+
+struct PpskEnrolOptions {
+  std::string mef_address;  // "host:port" or "[v6]:port"
+  std::string mef_fqdn;     // sent as SNI; the KeID's domain
+  PpskCredential credential;
+  std::string state_dir;    // created if missing
+  std::string ca_file;      // optional: MEF trust anchors, recorded for later server-auth use
+  int timeout_ms = 15000;
 };
 
 MTE_EXPORT EnrolOutcome EnrolWithPpsk(const PpskEnrolOptions& options);
 
+struct TokenEnrolOptions {
+  std::string bundle_json;  // {"token","mefUri","mefFqdn","mefTrustAnchors":[PEM],...}
+  PpskCredential credential;
+  std::string state_dir;
+  int timeout_ms = 15000;
+  Progress progress;  // optional
+};
+
+MTE_EXPORT EnrolOutcome EnrolWithToken(const TokenEnrolOptions& options);
+
+struct AwaitObfOptions {
+  std::string listen;       // "host:port" to listen on for the OBF
+  std::string device_id;    // reported to the OBF
+  std::string setup_code;   // printed on the device label
+  PpskCredential credential;
+  std::string state_dir;
+  int timeout_s = 0;        // give up after this long without an enrolment (0 = never)
+  int max_link_failures = 5;  // give up after this many failed OBF handshakes (wrong codes)
+  Progress progress;          // optional
+  std::function<void(int port)> on_listening;  // optional: the bound port
+};
+
+MTE_EXPORT EnrolOutcome AwaitObf(const AwaitObfOptions& options);
+
 struct MafCheckOptions {
   std::string maf_address;  // "host:port"
   std::string maf_fqdn;     // SNI
-  std::string state_dir;    // as written by EnrolWithPpsk
+  std::string state_dir;    // as written by an enrolment
   int timeout_ms = 15000;
 };
 
@@ -66,5 +104,8 @@ struct MafCheckOutcome {
 };
 
 MTE_EXPORT MafCheckOutcome CheckMaf(const MafCheckOptions& options);
+
+// A new random setup code for a device label (26 base32 characters).
+MTE_EXPORT std::string NewSetupCode();
 
 }  // namespace mte::enrolee

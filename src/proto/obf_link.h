@@ -1,0 +1,43 @@
+// The OBF <-> enrolee link (seed 8.y.4 steps 1, 9-11; DESIGN.md §3 Flow B, step 1 and 3).
+//
+// The device has a setup code: 128 random bits, printed on its label in base32 (26 characters,
+// RFC 4648 alphabet, no padding; '-' and spaces are ignored when typed back). Only someone who
+// read the label can talk to the device: the link is TLS 1.3 with an external PSK derived from the
+// setup code, with (EC)DHE (psk_dhe_ke), so it authenticates both ends and the device thereby
+// authorizes the OBF (seed 8.y.4 pre-conditions):
+//   PSK          = HKDF-SHA-256(salt = "" , IKM = the 16 setup-code octets,
+//                               info = "OpenMTE OBF link PSK v1", L = 32)
+//   psk_identity = "openmte-obf-v1"
+// Over it the OBF sends POST /obf/v1/bundle with the token bundle; the device enrols (steps
+// 12-17) and answers with the outcome (docs/protocol.md).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "base/bytes.h"
+#include "base/clock.h"
+#include "base/result.h"
+#include "base/secret.h"
+#include "crypto/tls_engine.h"
+
+namespace mte::proto {
+
+inline constexpr size_t kSetupCodeBytes = 16;
+inline constexpr std::string_view kObfLinkPskInfo = "OpenMTE OBF link PSK v1";
+inline constexpr std::string_view kObfLinkIdentity = "openmte-obf-v1";
+inline constexpr std::string_view kObfLinkServerName = "enrolee.obf.local";
+inline constexpr std::string_view kObfBundlePath = "/obf/v1/bundle";
+
+// A new random setup code, as printed on a label (base32, 26 characters).
+std::string NewSetupCode(Rng& rng);
+// Parses a typed setup code. kLocalUsage/kMalformed unless it decodes to exactly 16 octets.
+Result<SecretBytes> ParseSetupCode(std::string_view text);
+// The link PSK for a setup code.
+Result<SecretBytes> ObfLinkPsk(const SecretBytes& setup_code);
+
+// TLS 1.3-only contexts for the two ends of the link.
+Result<std::shared_ptr<const crypto::TlsContext>> ObfLinkServerContext();
+Result<std::shared_ptr<const crypto::TlsContext>> ObfLinkClientContext();
+
+}  // namespace mte::proto
