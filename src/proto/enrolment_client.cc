@@ -10,10 +10,14 @@ namespace mte::proto {
 namespace {
 
 Result<std::unique_ptr<crypto::TlsEngine>> PskEngine(const std::string& mef_fqdn,
-                                                     const PpskCredential& credential) {
+                                                     const PpskCredential& credential,
+                                                     const RspfTlsOptions& tls) {
   crypto::TlsClientOptions options;
   options.server_name = mef_fqdn;
   options.psk_identity = credential.kpm_id;
+  options.tls12 = tls.tls12;
+  options.tls13 = tls.tls13;
+  options.tls12_ciphers = tls.tls12_ciphers;
   MTE_TRY_ASSIGN(auto context, crypto::TlsContext::Client(options));
   return crypto::TlsEngine::Client(context, credential.kpm.Clone());
 }
@@ -45,12 +49,14 @@ const char* EnrolmentClient::PhaseName(Phase phase) {
 }
 
 Result<std::unique_ptr<EnrolmentClient>> EnrolmentClient::Direct(std::string mef_fqdn,
-                                                                 PpskCredential credential) {
+                                                                 PpskCredential credential,
+                                                                 RspfTlsOptions rspf_tls) {
   MTE_TRY(crypto::CheckIdentifier(mef_fqdn, "MEF FQDN"));
   MTE_TRY(crypto::CheckIdentifier(credential.kpm_id, "KpmID"));
   auto client = std::unique_ptr<EnrolmentClient>(new EnrolmentClient());
-  MTE_TRY_ASSIGN(auto engine, PskEngine(mef_fqdn, credential));
+  MTE_TRY_ASSIGN(auto engine, PskEngine(mef_fqdn, credential, rspf_tls));
   client->stack_ = TlsStack(std::move(engine));
+  client->rspf_tls_ = std::move(rspf_tls);
   client->mef_fqdn_ = std::move(mef_fqdn);
   client->credential_ = std::move(credential);
   client->phase_ = Phase::kRspfHandshake;
@@ -59,7 +65,8 @@ Result<std::unique_ptr<EnrolmentClient>> EnrolmentClient::Direct(std::string mef
 
 Result<std::unique_ptr<EnrolmentClient>> EnrolmentClient::ViaToken(TokenBundle bundle,
                                                                    PpskCredential credential,
-                                                                   std::vector<std::string> rspfs) {
+                                                                   std::vector<std::string> rspfs,
+                                                                   RspfTlsOptions rspf_tls) {
   MTE_TRY(crypto::CheckIdentifier(bundle.mef_fqdn, "MEF FQDN"));
   MTE_TRY(crypto::CheckIdentifier(credential.kpm_id, "KpmID"));
   if (bundle.token.empty() || bundle.token.size() > 128) {
@@ -76,6 +83,7 @@ Result<std::unique_ptr<EnrolmentClient>> EnrolmentClient::ViaToken(TokenBundle b
   client->mef_fqdn_ = bundle.mef_fqdn;
   client->bundle_ = std::move(bundle);
   client->rspfs_ = std::move(rspfs);
+  client->rspf_tls_ = std::move(rspf_tls);
   client->credential_ = std::move(credential);
   client->phase_ = Phase::kOuterHandshake;
   return client;
@@ -169,7 +177,7 @@ Result<void> EnrolmentClient::Step() {
 
 Result<void> EnrolmentClient::StartRspf() {
   // Seed 8.y.4 step 17: the RSPF's TLS handshake inside the established outer session.
-  auto engine = PskEngine(mef_fqdn_, credential_);
+  auto engine = PskEngine(mef_fqdn_, credential_, rspf_tls_);
   if (!engine) return Failed(engine.error());
   stack_.Push(std::move(*engine), decoder_.TakeBuffered());
   decoder_ = ResponseDecoder();

@@ -51,6 +51,15 @@ struct EnrolmentResult {
   std::string outer_tls_version;  // Flow B only
 };
 
+// TLS versions and TLS 1.2 suites of the RSPF's (inner) TLS-PSK session. Defaults: TLS 1.3 and
+// 1.2 offered, ECDHE-PSK preferred; TS-0003's mandatory TLS_PSK_WITH_AES_128_CBC_SHA256 is
+// "tls13 = false, tls12_ciphers = PSK-AES128-CBC-SHA256".
+struct RspfTlsOptions {
+  bool tls12 = true;
+  bool tls13 = true;
+  std::string tls12_ciphers;
+};
+
 class EnrolmentClient {
  public:
   enum class Phase {
@@ -64,10 +73,12 @@ class EnrolmentClient {
   };
 
   static Result<std::unique_ptr<EnrolmentClient>> Direct(std::string mef_fqdn,
-                                                         PpskCredential credential);
+                                                         PpskCredential credential,
+                                                         RspfTlsOptions rspf_tls = {});
   static Result<std::unique_ptr<EnrolmentClient>> ViaToken(TokenBundle bundle,
                                                            PpskCredential credential,
-                                                           std::vector<std::string> rspfs);
+                                                           std::vector<std::string> rspfs,
+                                                           RspfTlsOptions rspf_tls = {});
 
   // Produces the first flight (ClientHello).
   Result<void> Start();
@@ -101,6 +112,7 @@ class EnrolmentClient {
   TokenBundle bundle_;
   std::vector<std::string> rspfs_;
   PpskCredential credential_;
+  RspfTlsOptions rspf_tls_;
   TlsStack stack_;
   ResponseDecoder decoder_;
   std::optional<Bytes> binding_override_;
