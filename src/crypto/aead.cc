@@ -13,6 +13,7 @@
 #include <string>
 #include <system_error>
 
+#include "base/file.h"
 #include "crypto/ossl.h"
 
 namespace mte::crypto {
@@ -26,41 +27,6 @@ constexpr size_t kOverhead = kHeaderSize + kTagSize;
 
 constexpr std::string_view kOpenFailed = "sealed value does not verify (wrong key or tampered)";
 
-// Owns a file descriptor.
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd) : fd_(fd) {}
-
-  ~UniqueFd() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-  }
-
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-
-  int get() const { return fd_; }
-
-  // Closes explicitly so that a failed close (e.g. a delayed write error) is reported.
-  int Close() {
-    int rc = ::close(fd_);
-    fd_ = -1;
-    return rc;
-  }
-
- private:
-  int fd_;
-};
-
-std::string Quoted(const std::filesystem::path& path) {
-  return "'" + path.string() + "'";
-}
-
-std::string ErrnoText(int err) {
-  return std::error_code(err, std::generic_category()).message();
-}
-
 std::string OctalMode(mode_t mode) {
   std::string out(4, '0');
   auto bits = static_cast<unsigned>(mode & 07777);
@@ -68,49 +34,6 @@ std::string OctalMode(mode_t mode) {
     out[i] = static_cast<char>('0' + (bits & 7));
   }
   return out;
-}
-
-// Creates `path` exclusively with exactly `mode`, writes `data` and fsyncs it. On failure after
-// creation the file is removed, so no half-written key file stays behind.
-Result<void> WriteNewFile(const std::filesystem::path& path, ByteSpan data, mode_t mode) {
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
-  if (fd.get() < 0) {
-    int err = errno;
-    if (err == EEXIST) {
-      return Fail(ErrorKind::kLocalUsage, Errc::kConflict,
-                  Quoted(path) + " already exists; refusing to overwrite it");
-    }
-    return Fail(ErrorKind::kIo, Errc::kIoFailed,
-                "cannot create " + Quoted(path) + ": " + ErrnoText(err));
-  }
-  auto fail = [&](std::string_view what) {
-    int err = errno;
-    ::unlink(path.c_str());
-    return Fail(ErrorKind::kIo, Errc::kIoFailed,
-                std::string(what) + " " + Quoted(path) + ": " + ErrnoText(err));
-  };
-  // The umask may have cleared bits; set the documented mode exactly.
-  if (::fchmod(fd.get(), mode) != 0) {
-    return fail("cannot set the mode of");
-  }
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd.get(), data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return fail("cannot write");
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd.get()) != 0) {
-    return fail("cannot sync");
-  }
-  if (fd.Close() != 0) {
-    return fail("cannot close");
-  }
-  return {};
 }
 
 Result<void> CheckKekSize(const SecretBytes& key) {
@@ -130,7 +53,7 @@ Result<void> KeyEncryptionKey::CreateFile(const std::filesystem::path& path, Rng
 }
 
 Result<KeyEncryptionKey> KeyEncryptionKey::LoadFile(const std::filesystem::path& path) {
-  const std::string prefix = "key-encryption key file " + Quoted(path);
+  const std::string prefix = "key-encryption key file " + QuotedPath(path);
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) {
     int err = errno;
@@ -151,7 +74,7 @@ Result<KeyEncryptionKey> KeyEncryptionKey::LoadFile(const std::filesystem::path&
   if ((st.st_mode & 077) != 0) {
     return Fail(ErrorKind::kLocalUsage, Errc::kConfig,
                 prefix + " is accessible by group or others (mode " + OctalMode(st.st_mode) +
-                    "); run: chmod 600 " + Quoted(path));
+                    "); run: chmod 600 " + QuotedPath(path));
   }
   if (st.st_size != static_cast<off_t>(kKekSize)) {
     return Fail(ErrorKind::kLocalUsage, Errc::kConfig,

@@ -14,5 +14,8 @@ namespace mte::crypto {
 Result<std::string> HashPassword(const SecretString& password, Rng& rng);
 // False on mismatch or on a malformed hash string; never fails loudly for a wrong password.
 bool VerifyPassword(const SecretString& password, const std::string& phc_hash);
+// For an unknown account or device: spends what VerifyPassword spends, then returns false, so
+// that a missing record cannot be told apart from a wrong password by timing.
+bool VerifyAgainstNothing(const SecretString& password);
 
 }  // namespace mte::crypto

@@ -15,6 +15,7 @@
 
 #include "base/bytes.h"
 #include "base/secret.h"
+#include "base/file.h"
 #include "crypto/ossl.h"
 
 namespace mte::crypto {
@@ -368,80 +369,6 @@ Result<SecretBytes> PrivateKeyPem(EVP_PKEY* key) {
                      SecretAccess::ForCrypto());
 }
 
-std::string Quoted(const std::filesystem::path& path) {
-  return "'" + path.string() + "'";
-}
-
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd) : fd_(fd) {}
-
-  ~UniqueFd() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-  }
-
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-
-  int get() const { return fd_; }
-
-  int Close() {
-    int rc = ::close(fd_);
-    fd_ = -1;
-    return rc;
-  }
-
- private:
-  int fd_;
-};
-
-// Creates `path` exclusively with exactly `mode`, writes `data` and fsyncs it. On failure after
-// creation the file is removed.
-Result<void> WriteNewFile(const std::filesystem::path& path, ByteSpan data, mode_t mode) {
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
-  if (fd.get() < 0) {
-    int err = errno;
-    if (err == EEXIST) {
-      return Fail(ErrorKind::kLocalUsage, Errc::kConflict,
-                  Quoted(path) + " already exists; refusing to overwrite it");
-    }
-    return Fail(ErrorKind::kIo, Errc::kIoFailed,
-                "cannot create " + Quoted(path) + ": " +
-                    std::error_code(err, std::generic_category()).message());
-  }
-  auto fail = [&](std::string_view what) {
-    int err = errno;
-    ::unlink(path.c_str());
-    return Fail(ErrorKind::kIo, Errc::kIoFailed,
-                std::string(what) + " " + Quoted(path) + ": " +
-                    std::error_code(err, std::generic_category()).message());
-  };
-  // The umask may have cleared bits; set the documented mode exactly.
-  if (::fchmod(fd.get(), mode) != 0) {
-    return fail("cannot set the mode of");
-  }
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd.get(), data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return fail("cannot write");
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd.get()) != 0) {
-    return fail("cannot sync");
-  }
-  if (fd.Close() != 0) {
-    return fail("cannot close");
-  }
-  return {};
-}
-
 struct PendingFile {
   std::filesystem::path path;
   Bytes public_data;        // certificates
@@ -490,7 +417,7 @@ Result<void> CreateDevPki(const std::filesystem::path& dir, const std::string& c
     if (std::filesystem::symlink_status(target, ec).type() !=
         std::filesystem::file_type::not_found) {
       return Fail(ErrorKind::kLocalUsage, Errc::kConflict,
-                  Quoted(target) + " already exists; refusing to overwrite it");
+                  QuotedPath(target) + " already exists; refusing to overwrite it");
     }
   }
 
@@ -517,7 +444,7 @@ Result<void> CreateDevPki(const std::filesystem::path& dir, const std::string& c
   std::filesystem::create_directories(dir, ec);
   if (ec || !std::filesystem::is_directory(dir, ec)) {
     return Fail(ErrorKind::kIo, Errc::kIoFailed,
-                "cannot create directory " + Quoted(dir) + (ec ? ": " + ec.message() : ""));
+                "cannot create directory " + QuotedPath(dir) + (ec ? ": " + ec.message() : ""));
   }
   return WriteAll(files);
 }

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "base/bytes.h"
+#include "base/file.h"
 #include "base/secret.h"
 #include "client/https_client.h"
 #include "crypto/keys.h"
@@ -33,28 +34,9 @@ void Say(const Progress& progress, const std::string& line) {
   if (progress) progress(line);
 }
 
-// Writes `data` to dir/name atomically with mode 0600 (temp file, fsync, rename).
+// Writes dir/name atomically with mode 0600.
 Result<void> WriteFile0600(const fs::path& dir, const std::string& name, ByteSpan data) {
-  fs::path tmp = dir / (name + ".tmp");
-  fs::path final_path = dir / name;
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return Fail(ErrorKind::kIo, Errc::kIoFailed, "cannot write " + tmp.string());
-  ::fchmod(fd, 0600);
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n <= 0) {
-      ::close(fd);
-      return Fail(ErrorKind::kIo, Errc::kIoFailed, "cannot write " + tmp.string());
-    }
-    off += static_cast<size_t>(n);
-  }
-  bool synced = ::fsync(fd) == 0;
-  ::close(fd);
-  if (!synced || ::rename(tmp.c_str(), final_path.c_str()) != 0) {
-    return Fail(ErrorKind::kIo, Errc::kIoFailed, "cannot store " + final_path.string());
-  }
-  return {};
+  return ReplaceFile(dir / name, data, 0600);
 }
 
 Result<SecretBytes> ReadSecretFile(const fs::path& path) {

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/file.h"
 #include "crypto/keys.h"
 
 namespace mte {
@@ -92,18 +93,8 @@ Result<void> SaveConfig(const Config& config) {
       {"ioThreads", config.io_threads},
       {"workerThreads", config.worker_threads},
   };
-  auto file = config.config_file();
-  auto tmp = file;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << j.dump(2) << "\n";
-    if (!out) return Fail(ConfigError(tmp, "cannot write"));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, file, ec);
-  if (ec) return Fail(ConfigError(file, ec.message()));
-  return {};
+  std::string text = j.dump(2) + "\n";
+  return ReplaceFile(config.config_file(), AsBytes(text), 0644);
 }
 
 }  // namespace mte

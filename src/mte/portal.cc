@@ -53,6 +53,12 @@ int StatusFor(const Error& error) {
   }
 }
 
+// The response for an error: the peer's own faults are explained, ours are not.
+proto::HttpResponse ErrorFrom(const Error& error) {
+  int status = StatusFor(error);
+  return ErrorJson(status, status == 500 ? "internal error" : error.detail);
+}
+
 Result<nlohmann::json> ParseObject(const proto::HttpRequest& request) {
   auto ct = request.headers.Get("Content-Type");
   if (!ct || strncasecmp(ct->data(), "application/json", 16) != 0) {
@@ -173,11 +179,9 @@ proto::HttpResponse Portal::Login(const proto::HttpRequest& request,
   }
   auto stakeholder = store_.FindStakeholder(*name);
   if (!stakeholder) return ErrorJson(500, "internal error");
-  static const std::string kDummyHash =
-      "$argon2id$v=19$m=19456,t=2,p=1$AAAAAAAAAAAAAAAAAAAAAA$"
-      "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-  bool ok = crypto::VerifyPassword(
-      password, stakeholder->has_value() ? (*stakeholder)->password_hash : kDummyHash);
+  bool ok = stakeholder->has_value()
+                ? crypto::VerifyPassword(password, (*stakeholder)->password_hash)
+                : crypto::VerifyAgainstNothing(password);
   if (!stakeholder->has_value() || !ok) {
     RecordFailure(account_key, now);
     RecordFailure(address_key, now);
@@ -251,8 +255,7 @@ proto::HttpResponse Portal::AddEnrolee(const proto::HttpRequest& request,
     spdlog::info("portal: '{}' could not add device '{}': {}", who.name,
                  log::Printable(*device_id),
                  Describe(enrolee.error()));
-    int status = StatusFor(enrolee.error());
-    return ErrorJson(status, status == 500 ? "internal error" : enrolee.error().detail);
+    return ErrorFrom(enrolee.error());
   }
   spdlog::info("portal: '{}' added enrolee {} for device '{}'", who.name, enrolee->id,
                enrolee->device_id);
@@ -301,18 +304,26 @@ proto::HttpResponse Portal::AddEntry(const nlohmann::json& body,
   return response;
 }
 
-proto::HttpResponse Portal::IssueToken(std::string_view id_text,
-                                       const store::StakeholderRecord& who) {
+Result<store::EnroleeRecord> Portal::OwnEnrolee(std::string_view id_text,
+                                                const store::StakeholderRecord& who) {
   int64_t id = 0;
   auto [ptr, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
   if (ec != std::errc() || ptr != id_text.data() + id_text.size() || id <= 0) {
-    return ErrorJson(404, "no such enrolee");
+    return Fail(ErrorKind::kPeerProtocol, Errc::kNotFound, "no such enrolee");
   }
-  auto enrolee = store_.GetEnrolee(id);
-  if (!enrolee) return ErrorJson(500, "internal error");
-  if (!enrolee->has_value() || (*enrolee)->stakeholder_id != who.id) {
-    return ErrorJson(404, "no such enrolee");
+  MTE_TRY_ASSIGN(auto enrolee, store_.GetEnrolee(id));
+  // Another stakeholder's enrolee is indistinguishable from a missing one.
+  if (!enrolee.has_value() || enrolee->stakeholder_id != who.id) {
+    return Fail(ErrorKind::kPeerProtocol, Errc::kNotFound, "no such enrolee");
   }
+  return std::move(*enrolee);
+}
+
+proto::HttpResponse Portal::IssueToken(std::string_view id_text,
+                                       const store::StakeholderRecord& who) {
+  auto enrolee = OwnEnrolee(id_text, who);
+  if (!enrolee) return ErrorFrom(enrolee.error());
+  int64_t id = enrolee->id;
   if (settings_.mef_uri.empty() || settings_.mef_trust_anchors.empty()) {
     return ErrorJson(503, "this portal has no MEF configured for Enrolment-Tokens");
   }
@@ -353,18 +364,9 @@ proto::HttpResponse Portal::ListEnrolees(const store::StakeholderRecord& who) {
 
 proto::HttpResponse Portal::GetEnrolee(std::string_view id_text,
                                        const store::StakeholderRecord& who) {
-  int64_t id = 0;
-  auto [ptr, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
-  if (ec != std::errc() || ptr != id_text.data() + id_text.size() || id <= 0) {
-    return ErrorJson(404, "no such enrolee");
-  }
-  auto enrolee = store_.GetEnrolee(id);
-  if (!enrolee) return ErrorJson(500, "internal error");
-  // Another stakeholder's enrolee is indistinguishable from a missing one.
-  if (!enrolee->has_value() || (*enrolee)->stakeholder_id != who.id) {
-    return ErrorJson(404, "no such enrolee");
-  }
-  return Json(200, EnroleeJson(**enrolee));
+  auto enrolee = OwnEnrolee(id_text, who);
+  if (!enrolee) return ErrorFrom(enrolee.error());
+  return Json(200, EnroleeJson(*enrolee));
 }
 
 }  // namespace mte

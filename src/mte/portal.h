@@ -46,6 +46,9 @@ class Portal {
   proto::HttpResponse GetEnrolee(std::string_view id_text, const store::StakeholderRecord& who);
   proto::HttpResponse AddEntry(const nlohmann::json& body, const store::StakeholderRecord& who);
   proto::HttpResponse IssueToken(std::string_view id_text, const store::StakeholderRecord& who);
+  // The stakeholder's own enrolee by id text; kNotFound also for another stakeholder's.
+  Result<store::EnroleeRecord> OwnEnrolee(std::string_view id_text,
+                                          const store::StakeholderRecord& who);
 
   bool Locked(const std::string& key, int64_t now);
   void RecordFailure(const std::string& key, int64_t now);

@@ -1,0 +1,88 @@
+#include "base/file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <system_error>
+
+namespace mte {
+
+UniqueFd::~UniqueFd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+int UniqueFd::Close() {
+  int rc = ::close(fd_);
+  fd_ = -1;
+  return rc;
+}
+
+std::string QuotedPath(const std::filesystem::path& path) { return "'" + path.string() + "'"; }
+
+std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
+
+namespace {
+
+// Writes, fsyncs and closes; on failure removes `path` and names `what` failed.
+Result<void> FillAndSync(UniqueFd& fd, const std::filesystem::path& path, ByteSpan data,
+                         mode_t mode) {
+  auto fail = [&](std::string_view what) {
+    int err = errno;
+    ::unlink(path.c_str());
+    return Fail(ErrorKind::kIo, Errc::kIoFailed,
+                std::string(what) + " " + QuotedPath(path) + ": " + ErrnoText(err));
+  };
+  // The umask may have cleared bits; set the documented mode exactly.
+  if (::fchmod(fd.get(), mode) != 0) return fail("cannot set the mode of");
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd.get(), data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail("cannot write");
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd.get()) != 0) return fail("cannot sync");
+  if (fd.Close() != 0) return fail("cannot close");
+  return {};
+}
+
+}  // namespace
+
+Result<void> WriteNewFile(const std::filesystem::path& path, ByteSpan data, mode_t mode) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+  if (fd.get() < 0) {
+    int err = errno;
+    if (err == EEXIST) {
+      return Fail(ErrorKind::kLocalUsage, Errc::kConflict,
+                  QuotedPath(path) + " already exists; refusing to overwrite it");
+    }
+    return Fail(ErrorKind::kIo, Errc::kIoFailed,
+                "cannot create " + QuotedPath(path) + ": " + ErrnoText(err));
+  }
+  return FillAndSync(fd, path, data, mode);
+}
+
+Result<void> ReplaceFile(const std::filesystem::path& path, ByteSpan data, mode_t mode) {
+  std::filesystem::path tmp = path;
+  tmp += ".tmp";
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode));
+  if (fd.get() < 0) {
+    return Fail(ErrorKind::kIo, Errc::kIoFailed,
+                "cannot create " + QuotedPath(tmp) + ": " + ErrnoText(errno));
+  }
+  MTE_TRY(FillAndSync(fd, tmp, data, mode));
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return Fail(ErrorKind::kIo, Errc::kIoFailed,
+                "cannot replace " + QuotedPath(path) + ": " + ErrnoText(err));
+  }
+  return {};
+}
+
+}  // namespace mte

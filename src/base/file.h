@@ -1,0 +1,44 @@
+// Small POSIX file helpers shared by key files, the PKI, device state and the config.
+// Thread-safety: free functions and a move-only handle.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <string>
+
+#include "base/bytes.h"
+#include "base/result.h"
+
+namespace mte {
+
+// Owns a file descriptor.
+class UniqueFd {
+ public:
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  ~UniqueFd();
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+
+  int get() const { return fd_; }
+  // Closes explicitly so that a failed close (e.g. a delayed write error) is reported.
+  int Close();
+
+ private:
+  int fd_;
+};
+
+// "'<path>'" for messages.
+std::string QuotedPath(const std::filesystem::path& path);
+// strerror-like text for an errno value.
+std::string ErrnoText(int err);
+
+// Creates `path` exclusively with exactly `mode` (not following symlinks), writes `data` and
+// fsyncs it. kLocalUsage/kConflict if it exists; on a later failure the file is removed, so no
+// half-written key file stays behind.
+Result<void> WriteNewFile(const std::filesystem::path& path, ByteSpan data, mode_t mode);
+
+// Replaces `path` atomically: writes "<path>.tmp" with `mode`, fsyncs, renames over `path`.
+Result<void> ReplaceFile(const std::filesystem::path& path, ByteSpan data, mode_t mode);
+
+}  // namespace mte
