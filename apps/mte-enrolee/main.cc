@@ -32,6 +32,38 @@ void Progress(const std::string& line) {
 
 void Wipe(std::string& s) { std::fill(s.begin(), s.end(), '\0'); }
 
+// --kpm-hex on the command line is visible to other local users (ps); --kpm-file is not.
+void AddKpmOptions(CLI::App* cmd, mte::enrolee::PpskCredential& credential, std::string& file) {
+  auto* hex = cmd->add_option("--kpm-hex", credential.kpm_hex,
+                              "Kpm in hex (16..64 octets); visible in process listings");
+  auto* from_file = cmd->add_option("--kpm-file", file, "file holding Kpm in hex (mode 0600)")
+                        ->check(CLI::ExistingFile);
+  hex->excludes(from_file);
+  from_file->excludes(hex);
+}
+
+// Fills credential.kpm_hex from --kpm-file if given. False (with a message) on failure.
+bool LoadKpm(mte::enrolee::PpskCredential& credential, const std::string& file) {
+  if (file.empty()) {
+    if (credential.kpm_hex.empty()) {
+      std::fprintf(stderr, "mte-enrolee: give --kpm-hex or --kpm-file\n");
+      return false;
+    }
+    return true;
+  }
+  std::ifstream in(file);
+  std::getline(in, credential.kpm_hex);
+  while (!credential.kpm_hex.empty() &&
+         (credential.kpm_hex.back() == '\r' || credential.kpm_hex.back() == ' ')) {
+    credential.kpm_hex.pop_back();
+  }
+  if (credential.kpm_hex.empty()) {
+    std::fprintf(stderr, "mte-enrolee: %s holds no Kpm\n", file.c_str());
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -52,8 +84,8 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   enrol_cmd->add_option("--kpm-id", enrol.credential.kpm_id, "KpmID (TLS psk_identity)")
       ->required();
-  enrol_cmd->add_option("--kpm-hex", enrol.credential.kpm_hex, "Kpm in hex (16..64 octets)")
-      ->required();
+  std::string enrol_kpm_file;
+  AddKpmOptions(enrol_cmd, enrol.credential, enrol_kpm_file);
   enrol_cmd->add_option("--state", enrol.state_dir, "state directory")->required();
   enrol_cmd->add_option("--timeout-ms", enrol.timeout_ms, "overall deadline")->default_val(15000);
 
@@ -68,7 +100,8 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   bundle_cmd->add_option("--kpm-id", token.credential.kpm_id, "KpmID (inner psk_identity)")
       ->required();
-  bundle_cmd->add_option("--kpm-hex", token.credential.kpm_hex, "Kpm in hex")->required();
+  std::string bundle_kpm_file;
+  AddKpmOptions(bundle_cmd, token.credential, bundle_kpm_file);
   bundle_cmd->add_option("--state", token.state_dir, "state directory")->required();
   bundle_cmd->add_option("--timeout-ms", token.timeout_ms, "overall deadline")->default_val(15000);
 
@@ -85,7 +118,8 @@ int main(int argc, char** argv) {
   await_cmd->add_option("--setup-code", await.setup_code, "setup code from the device label")
       ->required();
   await_cmd->add_option("--kpm-id", await.credential.kpm_id, "KpmID")->required();
-  await_cmd->add_option("--kpm-hex", await.credential.kpm_hex, "Kpm in hex")->required();
+  std::string await_kpm_file;
+  AddKpmOptions(await_cmd, await.credential, await_kpm_file);
   await_cmd->add_option("--state", await.state_dir, "state directory")->required();
   await_cmd->add_option("--timeout-s", await.timeout_s, "give up after this long (0 = never)")
       ->default_val(0);
@@ -112,6 +146,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (enrol_cmd->parsed()) {
+    if (!LoadKpm(enrol.credential, enrol_kpm_file)) return 2;
     auto outcome = mte::enrolee::EnrolWithPpsk(enrol);
     Wipe(enrol.credential.kpm_hex);
     if (!outcome.ok) {
@@ -122,6 +157,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (bundle_cmd->parsed()) {
+    if (!LoadKpm(token.credential, bundle_kpm_file)) return 2;
     std::ifstream in(bundle_file);
     std::stringstream text;
     text << in.rdbuf();
@@ -138,6 +174,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (await_cmd->parsed()) {
+    if (!LoadKpm(await.credential, await_kpm_file)) return 2;
     await.progress = Progress;
     await.on_listening = [&port_file](int port) {
       if (port_file.empty()) return;

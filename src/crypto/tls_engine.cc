@@ -82,10 +82,13 @@ struct TlsCallbacks {
                                 unsigned int max_psk_len) {
     TlsEngine* engine = EngineOf(ssl);
     std::string_view id = identity == nullptr ? std::string_view() : std::string_view(identity);
-    if (id.size() > kMaxPskIdentity) id = id.substr(0, kMaxPskIdentity);
-    engine->psk_identity_ = std::string(id);
     std::optional<SecretBytes> key;
-    if (!id.empty() && engine->impl_->psk_lookup) key = engine->impl_->psk_lookup(id);
+    if (id.size() > kMaxPskIdentity) {
+      id = {};  // never looked up, never recorded: fails like any unknown identity
+    } else {
+      engine->psk_identity_ = std::string(id);
+      if (!id.empty() && engine->impl_->psk_lookup) key = engine->impl_->psk_lookup(id);
+    }
     if (!key.has_value() || key->empty() || key->size() > max_psk_len) {
       // RFC 4279 §2: continue with a random key so that an unknown identity fails exactly like
       // a wrong key (at Finished / the binder), revealing nothing to the peer.
@@ -360,6 +363,10 @@ Error HandshakeError(const std::string& failure) {
     case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
     case SSL_R_PSK_IDENTITY_NOT_FOUND:
     case SSL_R_TLSV1_ALERT_DECRYPT_ERROR:
+    // What a PSK peer sends for a wrong key (TLS 1.3 binder: illegal_parameter; TLS 1.2:
+    // bad_record_mac); with certificates these alerts do not occur for a wrong credential.
+    case SSL_R_SSLV3_ALERT_ILLEGAL_PARAMETER:
+    case SSL_R_SSLV3_ALERT_BAD_RECORD_MAC:
     case SSL_R_TLSV1_ALERT_UNKNOWN_PSK_IDENTITY:
     case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
     case SSL_R_TLSV1_ALERT_UNKNOWN_CA:

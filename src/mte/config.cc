@@ -36,6 +36,7 @@ Result<Config> LoadConfig(const std::filesystem::path& data_dir) {
     config.maf_id = j.value("mafId", config.maf_fqdn);
     config.bind_address = j.value("bindAddress", config.bind_address);
     config.mef_public_host = j.value("mefPublicHost", config.mef_fqdn);
+    config.maf_delivery_host = j.value("mafDeliveryHost", config.bind_address);
     for (auto [name, field] : {std::pair{"mefPort", &config.mef_port},
                                std::pair{"mafPort", &config.maf_port},
                                std::pair{"mafDeliveryPort", &config.maf_delivery_port},
@@ -81,6 +82,8 @@ Result<void> SaveConfig(const Config& config) {
       {"mafId", config.maf_id},
       {"bindAddress", config.bind_address},
       {"mefPublicHost", config.mef_public_host},
+      {"mafDeliveryHost",
+       config.maf_delivery_host.empty() ? config.bind_address : config.maf_delivery_host},
       {"mefPort", config.mef_port},
       {"mafPort", config.maf_port},
       {"mafDeliveryPort", config.maf_delivery_port},

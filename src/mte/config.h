@@ -25,6 +25,7 @@ struct Config {
   uint16_t mef_port = 8443;
   uint16_t maf_port = 8444;            // MAF handshake (TLS-PSK with KmID/Km)
   uint16_t maf_delivery_port = 8445;   // MEF -> MAF credential delivery (mutual TLS)
+  std::string maf_delivery_host;       // where the MEF reaches the MAF (default: bind_address)
   uint16_t portal_port = 8446;         // Enrolment Portal (HTTPS REST)
   int64_t enrolment_expiry_seconds = 365LL * 24 * 3600;  // Ke lifetime (TS-0003 §10.7)
   int64_t portal_session_seconds = 8 * 3600;

@@ -238,6 +238,12 @@ Result<proto::HttpResponse> Mef::Enrol(const proto::HttpRequest& request,
     MTE_TRY_ASSIGN(commit.outbox.payload_sealed, kek_.Seal(plain, "outbox|" + gen_aad, rng_));
     commit.outbox.next_attempt_at = now;
   }
+  commit.audit = {0, now, "mef", enrolee->generation == 0 ? "enrolment.commit" : "enrolment.reenrol",
+                  "enrolee " + std::to_string(enrolee->id) + " device " + device->device_id +
+                      " KeID " + ke_id,
+                  "generation " + std::to_string(generation) +
+                      (flow_b ? ", flow B, token " + std::to_string(flow_b->token_id)
+                              : ", flow A")};
   MTE_FAILPOINT_HIT("mef-before-commit");
   auto committed = store_.CommitEnrolment(commit);
   if (!committed) {
@@ -257,13 +263,6 @@ Result<proto::HttpResponse> Mef::Enrol(const proto::HttpRequest& request,
     }
     return Fail(committed.error());
   }
-  MTE_TRY(store_.Audit({0, now, "mef", enrolee->generation == 0 ? "enrolment.commit"
-                                                                  : "enrolment.reenrol",
-                        "enrolee " + std::to_string(enrolee->id) + " device " +
-                            device->device_id + " KeID " + ke_id,
-                        "generation " + std::to_string(generation) +
-                            (flow_b ? ", flow B, token " + std::to_string(flow_b->token_id)
-                                    : ", flow A")}));
   spdlog::info("mef: enrolled device '{}' (enrolee {}, generation {}, flow {}) with KeID {} "
                "over {} {}",
                device->device_id, enrolee->id, generation, flow_b ? "B" : "A", ke_id,
@@ -436,13 +435,16 @@ proto::HttpResponse Mef::PresentToken(const proto::HttpRequest& request, MefConn
   if (!found->has_value()) return refuse(Rsc::kOriginatorHasNoPrivilege, "unknown Enrolment-Token", true);
   const store::TokenRecord& record = **found;
   if (record.state == store::TokenState::kSpent) {
-    return refuse(Rsc::kOriginatorHasNoPrivilege, "the Enrolment-Token has already been used", true);
+    // A real token, not a guess: it does not count toward the lockout (a device that lost a
+    // race for its token must not lock out its neighbours behind the same address).
+    return refuse(Rsc::kOriginatorHasNoPrivilege, "the Enrolment-Token has already been used",
+                  false);
   }
   if (record.state == store::TokenState::kRevoked) {
-    return refuse(Rsc::kOriginatorHasNoPrivilege, "the Enrolment-Token has been revoked", true);
+    return refuse(Rsc::kOriginatorHasNoPrivilege, "the Enrolment-Token has been revoked", false);
   }
   if (record.expires_at <= now) {
-    return refuse(Rsc::kOriginatorHasNoPrivilege, "the Enrolment-Token has expired", true);
+    return refuse(Rsc::kOriginatorHasNoPrivilege, "the Enrolment-Token has expired", false);
   }
   // Step 15: an RSPF the enrolee supports and the MTE holds credentials for.
   std::vector<std::string> offered_by_enrolee;

@@ -40,6 +40,12 @@ auto OnPool(asio::thread_pool& pool, F work) {
 
 }  // namespace
 
+// A listener's options plus its live connection count.
+struct Listener : ListenerOptions {
+  explicit Listener(ListenerOptions options) : ListenerOptions(std::move(options)) {}
+  std::shared_ptr<std::atomic<size_t>> open_connections = std::make_shared<std::atomic<size_t>>(0);
+};
+
 struct Server::Impl {
   asio::io_context ioc;
   asio::thread_pool pool;
@@ -50,8 +56,8 @@ struct Server::Impl {
 
   Impl(int io, int workers) : ioc(io), pool(static_cast<size_t>(workers)), io_threads(io) {}
 
-  asio::awaitable<void> Accept(tcp::acceptor& acceptor, std::shared_ptr<ListenerOptions> opts);
-  asio::awaitable<void> Session(tcp::socket socket, std::shared_ptr<ListenerOptions> opts);
+  asio::awaitable<void> Accept(tcp::acceptor& acceptor, std::shared_ptr<Listener> opts);
+  asio::awaitable<void> Session(tcp::socket socket, std::shared_ptr<Listener> opts);
   asio::awaitable<bool> WriteAll(tcp::socket& socket, asio::steady_timer& timer, const Bytes& out);
   void BeginShutdown(std::chrono::milliseconds grace);
 };
@@ -84,13 +90,13 @@ Result<uint16_t> Server::Listen(ListenerOptions options) {
                     std::to_string(options.port) + ": " + ec.message());
   }
   uint16_t port = acceptor.local_endpoint().port();
-  auto opts = std::make_shared<ListenerOptions>(std::move(options));
+  auto opts = std::make_shared<Listener>(std::move(options));
   asio::co_spawn(impl_->ioc, impl_->Accept(acceptor, opts), asio::detached);
   return port;
 }
 
 asio::awaitable<void> Server::Impl::Accept(tcp::acceptor& acceptor,
-                                           std::shared_ptr<ListenerOptions> opts) {
+                                           std::shared_ptr<Listener> opts) {
   while (!stopping) {
     auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ioc),
                                                        asio::as_tuple(asio::use_awaitable));
@@ -99,7 +105,7 @@ asio::awaitable<void> Server::Impl::Accept(tcp::acceptor& acceptor,
       spdlog::warn("{}: accept failed: {}", opts->name, ec.message());
       continue;
     }
-    if (sessions.load() >= opts->max_connections) {
+    if (opts->open_connections->load() >= opts->max_connections) {
       spdlog::warn("{}: connection limit {} reached; closing new connection", opts->name,
                    opts->max_connections);
       continue;  // the socket closes when it goes out of scope
@@ -129,12 +135,17 @@ asio::awaitable<bool> Server::Impl::WriteAll(tcp::socket& socket, asio::steady_t
 }
 
 asio::awaitable<void> Server::Impl::Session(tcp::socket socket,
-                                            std::shared_ptr<ListenerOptions> opts) {
+                                            std::shared_ptr<Listener> opts) {
   ++sessions;
+  ++*opts->open_connections;
   struct Count {
     std::atomic<size_t>& n;
-    ~Count() { --n; }
-  } count{sessions};
+    std::atomic<size_t>& mine;
+    ~Count() {
+      --n;
+      --mine;
+    }
+  } count{sessions, *opts->open_connections};
   ConnectionInfo info;
   info.listener = opts->name;
   boost::system::error_code ec;

@@ -642,6 +642,21 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
                     std::to_string(generation));
   }
   return Write(kOp, [&]() -> Result<EnroleeRecord> {
+    // The token first: a loser of a race for one token learns that the token is gone.
+    if (commit.spend_token_id != 0) {
+      // Single use: one conditional update decides which enrolment spends the token.
+      MTE_TRY_ASSIGN(auto spend, Statement::Prepare(
+                                     db(),
+                                     "UPDATE tokens SET state = 'spent', spent_at = ?3"
+                                     " WHERE id = ?1 AND enrolee_id = ?2 AND state = 'active'"
+                                     " AND expires_at > ?3",
+                                     kOp));
+      MTE_TRY(spend.BindAll(commit.spend_token_id, commit.enrolee_id, commit.now));
+      MTE_TRY(spend.Run());
+      if (sqlite3_changes(db()) != 1) {
+        return Fail(ConflictError(std::string(kOp) + ": the Enrolment-Token is no longer valid"));
+      }
+    }
     MTE_TRY_ASSIGN(auto current, Statement::Prepare(
                                      db(), "SELECT generation, device_id FROM enrolees WHERE id = ?1",
                                      kOp));
@@ -658,20 +673,6 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
     const bool has_device = !current.IsNull(1);
     const std::string current_device = has_device ? current.Text(1) : std::string();
 
-    if (commit.spend_token_id != 0) {
-      // Single use: one conditional update decides which enrolment spends the token.
-      MTE_TRY_ASSIGN(auto spend, Statement::Prepare(
-                                     db(),
-                                     "UPDATE tokens SET state = 'spent', spent_at = ?3"
-                                     " WHERE id = ?1 AND enrolee_id = ?2 AND state = 'active'"
-                                     " AND expires_at > ?3",
-                                     kOp));
-      MTE_TRY(spend.BindAll(commit.spend_token_id, commit.enrolee_id, commit.now));
-      MTE_TRY(spend.Run());
-      if (sqlite3_changes(db()) != 1) {
-        return Fail(ConflictError(std::string(kOp) + ": the Enrolment-Token is no longer valid"));
-      }
-    }
     if (!commit.bind_device_id.empty()) {
       if (has_device && current_device != commit.bind_device_id) {
         return Fail(ErrorKind::kPeerAuth, Errc::kForbidden,
@@ -723,6 +724,16 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
       add_id.Reset();
       MTE_TRY(add_id.BindAll(commit.enrolee_id, position++, credential_id));
       MTE_TRY(add_id.Run());
+    }
+
+    if (!commit.audit.action.empty()) {
+      MTE_TRY_ASSIGN(auto audit, Statement::Prepare(db(),
+                                                    "INSERT INTO audit (at, actor, action,"
+                                                    " subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                                                    kOp));
+      MTE_TRY(audit.BindAll(commit.audit.at, commit.audit.actor, commit.audit.action,
+                            commit.audit.subject, commit.audit.detail));
+      MTE_TRY(audit.Run());
     }
 
     // A fresh delivery: attempts, delivered_at and last_error of the given item are not copied.

@@ -77,6 +77,15 @@ struct OutboxItem {
   std::string last_error;
 };
 
+struct AuditEntry {
+  int64_t id = 0;
+  int64_t at = 0;
+  std::string actor;    // "admin", "stakeholder:<name>", "mef", "maf"
+  std::string action;   // "device.import", "enrolee.add", "enrolment.commit", ...
+  std::string subject;  // identifiers only, never secrets
+  std::string detail;
+};
+
 enum class TokenState { kActive, kSpent, kRevoked };
 std::string_view ToString(TokenState state);
 
@@ -108,6 +117,8 @@ struct EnrolmentCommit {
   // kForbidden if the entry names another device; kConflict if the device has another entry.
   std::string bind_device_id;
   int64_t now = 0;
+  // Written in the same transaction when audit.action is non-empty (DESIGN.md §7).
+  AuditEntry audit;
 };
 
 // A credential received by the MAF (seed step 7/18).
@@ -120,14 +131,6 @@ struct MafCredential {
   int64_t received_at = 0;
 };
 
-struct AuditEntry {
-  int64_t id = 0;
-  int64_t at = 0;
-  std::string actor;    // "admin", "stakeholder:<name>", "mef", "maf"
-  std::string action;   // "device.import", "enrolee.add", "enrolment.commit", ...
-  std::string subject;  // identifiers only, never secrets
-  std::string detail;
-};
 
 class Store {
  public:
