@@ -1,4 +1,4 @@
-// mte: the M2M Trust Enabler's operator command (init, serve, admin).
+// mte: the M2M Trust Enabler's operator command (init, serve, admin, demo).
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -21,6 +21,7 @@
 #include "crypto/password.h"
 #include "crypto/pki.h"
 #include "crypto/random.h"
+#include "demo.h"
 #include "mte/config.h"
 #include "mte/enrolees.h"
 #include "mte/maf.h"
@@ -85,18 +86,29 @@ int Init(const InitArgs& args) {
     if (id->find('*') != std::string::npos) return Die("wildcard names are not allowed: " + *id);
   }
   std::error_code ec;
-  if (fs::exists(args.data, ec) && !fs::is_empty(args.data, ec)) {
-    if (!args.force) {
-      return Die(args.data + " exists and is not empty; use --force to replace it");
-    }
-    fs::remove_all(args.data, ec);
-    if (ec) return Die("cannot remove " + args.data + ": " + ec.message());
+  if (fs::exists(args.data, ec) && !fs::is_empty(args.data, ec) && !args.force) {
+    return Die(args.data + " exists and is not empty; use --force to replace it");
   }
-  fs::create_directories(args.data, ec);
-  if (ec) return Die("cannot create " + args.data + ": " + ec.message());
-  fs::permissions(args.data, fs::perms::owner_all, fs::perm_options::replace, ec);
+  // Build everything in a staging directory beside the target and move it into place at the
+  // end: a failure leaves nothing behind, and --force replaces the old directory only then.
+  fs::path target = fs::absolute(args.data, ec);
+  fs::path staging = target;
+  staging += ".init-" + std::to_string(::getpid());
+  fs::remove_all(staging, ec);
+  struct Cleanup {
+    fs::path dir;
+    ~Cleanup() {
+      std::error_code ignored;
+      if (!dir.empty()) fs::remove_all(dir, ignored);
+    }
+  } cleanup{staging};
+  fs::create_directories(staging, ec);
+  if (ec) return Die("cannot create " + staging.string() + ": " + ec.message());
+  fs::permissions(staging, fs::perms::owner_all, fs::perm_options::replace, ec);
+  Config staged = config;
+  staged.data_dir = staging;
   crypto::SystemRng rng;
-  if (auto ok = crypto::KeyEncryptionKey::CreateFile(config.kek_file(), rng); !ok) {
+  if (auto ok = crypto::KeyEncryptionKey::CreateFile(staged.kek_file(), rng); !ok) {
     return Die(ok.error());
   }
   std::vector<crypto::LeafSpec> leaves;
@@ -106,18 +118,31 @@ int Init(const InitArgs& args) {
                           false};
   for (const auto& n : args.portal_names) portal.dns_names.push_back(n);
   leaves.push_back(portal);
-  if (auto ok = crypto::CreateDevPki(config.pki_dir(), "OpenMTE development CA", leaves,
+  if (auto ok = crypto::CreateDevPki(staged.pki_dir(), "OpenMTE development CA", leaves,
                                      std::chrono::system_clock::now());
       !ok) {
     return Die(ok.error());
   }
-  auto store = store::OpenSqliteStore(config.db_file().string());
-  if (!store) return Die(store.error());
-  if (auto ok = SaveConfig(config); !ok) return Die(ok.error());
+  {
+    auto store = store::OpenSqliteStore(staged.db_file().string());
+    if (!store) return Die(store.error());
+  }
+  if (auto ok = SaveConfig(staged); !ok) return Die(ok.error());
+  fs::remove_all(target, ec);
+  if (ec) return Die("cannot replace " + target.string() + ": " + ec.message());
+  fs::rename(staging, target, ec);
+  if (ec) return Die("cannot move " + staging.string() + " to " + target.string() + ": " +
+                     ec.message());
+  cleanup.dir.clear();
+  auto port = [](uint16_t p) { return p == 0 ? std::string("any free port") : std::to_string(p); };
   std::printf("initialised %s\n", args.data.c_str());
-  std::printf("  MEF %s port %u, MAF %s port %u (delivery %u), portal port %u on %s\n",
-              config.mef_fqdn.c_str(), config.mef_port, config.maf_fqdn.c_str(), config.maf_port,
-              config.maf_delivery_port, config.portal_port, config.bind_address.c_str());
+  std::printf("  MEF %s on %s, MAF %s on %s (delivery %s), portal on %s, address %s\n",
+              config.mef_fqdn.c_str(), port(config.mef_port).c_str(), config.maf_fqdn.c_str(),
+              port(config.maf_port).c_str(), port(config.maf_delivery_port).c_str(),
+              port(config.portal_port).c_str(), config.bind_address.c_str());
+  if (config.mef_port == 0 || config.portal_port == 0) {
+    std::printf("  'mte serve' writes the ports it bound to %s/serve.json\n", args.data.c_str());
+  }
   std::printf("  development CA: %s\n", config.ca_cert().c_str());
   return 0;
 }
@@ -291,9 +316,14 @@ int Serve(const ServeArgs& args) {
     client.key_pem_file = config->key("mef").string();
     auto client_ctx = crypto::TlsContext::Client(client);
     if (!client_ctx) return Die(client_ctx.error());
-    client::Endpoint endpoint{config->bind_address, maf_delivery_port};
+    if (maf_delivery_port == 0) {
+      return Die("the MAF runs in another process but mafDeliveryPort is 0 in " +
+                 config->config_file().string() + ": set the port the MAF listens on");
+    }
+    client::Endpoint endpoint{config->maf_delivery_host, maf_delivery_port};
     std::string maf_host = config->maf_fqdn;
-    auto deliver = [ctx = *client_ctx, endpoint, maf_host](const SecretBytes& payload)
+    std::string mef_fqdn = config->mef_fqdn;
+    auto deliver = [ctx = *client_ctx, endpoint, maf_host, mef_fqdn](const SecretBytes& payload)
         -> Result<void> {
       MTE_TRY_ASSIGN(auto engine, crypto::TlsEngine::Client(ctx));
       proto::HttpRequest request;
@@ -301,7 +331,7 @@ int Serve(const ServeArgs& args) {
       request.target = "/maf/v1/credentials";
       request.headers.Set("Host", maf_host);
       request.headers.Set("Content-Type", "application/json");
-      request.headers.Set("X-M2M-Origin", "mef");
+      request.headers.Set("X-M2M-Origin", mef_fqdn);
       request.headers.Set("X-M2M-RVI", "3");
       request.body = std::string(AsText(payload.Expose(SecretAccess::ForCrypto())));
       request.keep_alive = false;
@@ -550,9 +580,14 @@ int ListEnrolees(const std::string& data, bool json) {
   }
   std::printf("%-4s %-20s %-16s %-12s %-9s %-9s %-50s %s\n", "ID", "DEVICE", "LABEL",
               "STAKEHOLDER", "STATE", "MAF", "KEID", "ENROLLED");
+  auto fit = [](const std::string& text, size_t width) {
+    if (text.empty()) return std::string("-");
+    return text.size() <= width ? text : text.substr(0, width - 3) + "...";
+  };
   for (const auto& e : *list) {
     std::printf("%-4lld %-20s %-16s %-12s %-9s %-9s %-50s %s\n", static_cast<long long>(e.id),
-                e.device_id.c_str(), e.label.c_str(), e.stakeholder_name.c_str(),
+                fit(e.device_id, 20).c_str(), fit(e.label, 16).c_str(),
+                fit(e.stakeholder_name, 12).c_str(),
                 std::string(store::ToString(e.state)).c_str(),
                 std::string(store::ToString(e.maf_delivery)).c_str(),
                 e.ke_id.empty() ? "-" : e.ke_id.c_str(), Time(e.enrolled_at).c_str());
@@ -659,8 +694,30 @@ int main(int argc, char** argv) {
   audit->require_subcommand(1);
   auto* audit_list = audit->add_subcommand("list", "Print the audit log");
 
+  DemoOptions demo;
+  int64_t demo_timeout_s = demo.timeout.count();
+  auto* demo_cmd = app.add_subcommand(
+      "demo", "What 'make demo' runs: both enrolment flows through the real binaries on\n"
+              "loopback, narrated with the seed's step numbers.");
+  demo_cmd->footer(
+      "Sets up an MTE in a temporary directory, starts 'mte serve' on 127.0.0.1 (ephemeral\n"
+      "ports) and enrols two simulated devices with the real binaries (mte-enrolee and mte-obf,\n"
+      "next to this one): sensor-0001 without an OBF (8.y.3, PPSK-RSPF) and sensor-0002 via\n"
+      "the On-Boarding Function (8.y.4). Exits 0 when both are enrolled and their credentials\n"
+      "work at the MAF; otherwise non-zero with one line on stderr. Kpm values, the password\n"
+      "and tokens are never printed.");
+  demo_cmd->add_flag("--keep", demo.keep,
+                     "keep the temporary directory (data directory, server log, device state)");
+  demo_cmd->add_option("--timeout-s", demo_timeout_s, "bound on the whole demo in seconds")
+      ->default_val(demo.timeout.count())
+      ->check(CLI::Range(int64_t{5}, int64_t{3600}));
+
   CLI11_PARSE(app, argc, argv);
 
+  if (demo_cmd->parsed()) {
+    demo.timeout = std::chrono::seconds(demo_timeout_s);
+    return RunDemo(demo);
+  }
   if (init_cmd->parsed()) return Init(init);
   if (serve_cmd->parsed()) return Serve(serve);
   if (device_import->parsed()) return ImportDevices(admin_data, manifest);

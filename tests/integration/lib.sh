@@ -299,3 +299,152 @@ wait_log() {
   done
   return 1
 }
+
+# ---------------------------------------------------------------- portal REST and JSON documents
+
+# portal_call OUT METHOD PATH [JSON_BODY] [BEARER]: one request to the portal over HTTPS (curl,
+# verified against the development CA and the name localhost); the response body goes to OUT and
+# the HTTP status is printed.
+portal_call() {
+  local out=$1 method=$2 path=$3 body=${4:-} bearer=${5:-}
+  local args=(-sS -o "$out" -w '%{http_code}' --max-time 20 --cacert "$DATA/pki/ca.crt"
+    --resolve "localhost:$PORTAL_PORT:127.0.0.1" -X "$method")
+  [[ -z "$body" ]] || args+=(-H 'Content-Type: application/json' --data-binary "$body")
+  [[ -z "$bearer" ]] || args+=(-H "Authorization: Bearer $bearer")
+  curl "${args[@]}" "https://localhost:$PORTAL_PORT$path"
+}
+
+# portal_login NAME PASSWORD: prints the bearer token (empty when the login is refused).
+portal_login() {
+  local body
+  body=$(python3 -c 'import json,sys; print(json.dumps({"name": sys.argv[1], "password": sys.argv[2]}))' "$1" "$2")
+  [[ $(portal_call "$T/login.out" POST /api/v1/login "$body") == 200 ]] || { rm -f "$T/login.out"; return 0; }
+  json_get ".get('token','')" <"$T/login.out"
+  rm -f "$T/login.out"
+}
+
+# enrolee_by_id ID KEY: one member of entry ID in 'enrolee list --json' (lists/objects as JSON).
+enrolee_by_id() {
+  enrolee_json | python3 -c '
+import json, sys
+entry = [e for e in json.load(sys.stdin) if str(e["id"]) == sys.argv[1]]
+v = entry[0][sys.argv[2]] if entry else ""
+print(json.dumps(v) if isinstance(v, (list, dict)) else v)' "$1" "$2"
+}
+
+# json_flat FILE: fills the associative array JF with every member of a JSON document, keys joined
+# with "." (list indices too, e.g. "a.0.b"); scalars as text (booleans as true/false), lists and
+# objects also as compact JSON under their own key. A string member holding a JSON object or list
+# (an HTTP body) is flattened once more under KEY.json. One interpreter start for all of them.
+declare -gA JF=()
+json_flat() {
+  JF=()
+  eval "$(python3 - "$1" <<'EOF'
+import json, shlex, sys
+
+def walk(prefix, v, out):
+    if isinstance(v, (dict, list)):
+        if prefix:
+            out[prefix] = json.dumps(v, separators=(",", ":"))
+        items = v.items() if isinstance(v, dict) else enumerate(v)
+        for k, x in items:
+            walk(f"{prefix}.{k}" if prefix else str(k), x, out)
+        return
+    if isinstance(v, bool):
+        out[prefix] = "true" if v else "false"
+    elif v is None:
+        out[prefix] = ""
+    else:
+        out[prefix] = str(v)
+    if isinstance(v, str) and v[:1] in ("{", "["):
+        try:
+            walk(prefix + ".json", json.loads(v), out)
+        except ValueError:
+            pass
+
+out = {}
+walk("", json.load(open(sys.argv[1])), out)
+for k, v in out.items():
+    print("JF[%s]=%s" % (shlex.quote(k), shlex.quote(v)))
+EOF
+)"
+}
+
+# jf KEY: one value from the last json_flat ("" when absent).
+jf() { echo "${JF[$1]:-}"; }
+
+# ---------------------------------------------------------------- Flow B: entries, bundles, devices
+# (BEARER holds a portal bearer token from portal_login)
+
+OBF="$MTE_BIN_DIR/mte-obf"
+
+# flowb_entry JSON_BODY: adds a Flow B entry (no claim code) on the portal; prints its id.
+flowb_entry() {
+  local status
+  status=$(portal_call "$T/entry.out" POST /api/v1/enrolees "$1" "$BEARER")
+  [[ "$status" == 201 ]] || { cat "$T/entry.out" >&2; fail "portal: adding an entry gave $status"; }
+  json_get "['id']" <"$T/entry.out"
+}
+
+# flowb_bundle ENTRY_ID FILE: issues an Enrolment-Token on the portal; the bundle goes to FILE.
+flowb_bundle() {
+  local status
+  status=$(portal_call "$2" POST "/api/v1/enrolees/$1/tokens" "" "$BEARER")
+  [[ "$status" == 201 ]] || { cat "$2" >&2; fail "portal: issuing a token gave $status"; }
+}
+
+bundle_token() { json_get "['token']" <"$1"; }
+
+# bundle_edit IN OUT PYTHON_STATEMENT: a copy of a bundle changed by a statement on dict `d`.
+bundle_edit() {
+  python3 - "$1" "$2" "$3" <<'PYEOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+exec(sys.argv[3])
+json.dump(d, open(sys.argv[2], "w"))
+PYEOF
+}
+
+# portal_enrolee_field ID KEY: one member of GET /api/v1/enrolees/ID (lists as JSON).
+portal_enrolee_field() {
+  local status
+  status=$(portal_call "$T/enrolee.out" GET "/api/v1/enrolees/$1" "" "$BEARER")
+  [[ "$status" == 200 ]] || { cat "$T/enrolee.out" >&2; fail "portal: GET enrolee $1 gave $status"; }
+  python3 -c '
+import json, sys
+v = json.load(open(sys.argv[1]))[sys.argv[2]]
+print(json.dumps(v) if isinstance(v, (list, dict)) else v)' "$T/enrolee.out" "$2"
+}
+
+# token_state TOKEN_TEXT: the stored state of a token, looked up by its SHA-256 ("" if unknown).
+token_state() {
+  local hash
+  hash=$(printf %s "$1" | openssl dgst -sha256 | awk '{print toupper($NF)}')
+  db_query "SELECT state FROM tokens WHERE hex(token_hash) = '$hash';"
+}
+
+# start_device NAME DEVICE_ID SETUP_CODE KPM_ID KPM_HEX: `mte-enrolee await-obf` in the
+# background (state in $T/NAME.state, output in $T/NAME.log); waits for its port file; sets
+# DEVICE_PID and DEVICE_PORT. Reap it with reap_server.
+start_device() {
+  local name=$1
+  rm -f "$T/$name.port"
+  "$ENROLEE" await-obf --listen 127.0.0.1:0 --device-id "$2" --setup-code "$3" \
+    --kpm-id "$4" --kpm-hex "$5" --state "$T/$name.state" --port-file "$T/$name.port" \
+    --timeout-s 45 >"$T/$name.log" 2>&1 &
+  DEVICE_PID=$!
+  SERVER_PIDS+=("$DEVICE_PID")
+  wait_for "[[ -s '$T/$name.port' ]] || ! kill -0 $DEVICE_PID 2>/dev/null" 100 ||
+    fail "device $name did not start listening"
+  [[ -s "$T/$name.port" ]] || { cat "$T/$name.log" >&2; fail "device $name exited"; }
+  DEVICE_PORT=$(cat "$T/$name.port")
+}
+
+# obf_deliver OUT BUNDLE PORT SETUP_CODE: `mte-obf deliver`; stdout+stderr in OUT; prints the
+# exit status.
+obf_deliver() {
+  local rc=0
+  timeout 50 "$OBF" deliver --bundle "$2" --device "127.0.0.1:$3" --setup-code "$4" \
+    --timeout-s 40 >"$1" 2>&1 || rc=$?
+  echo "$rc"
+}

@@ -28,6 +28,7 @@
 #include "crypto/password.h"
 #include "crypto/random.h"
 #include "crypto/tls_engine.h"
+#include "proto/enrolment_client.h"
 #include "proto/http.h"
 #include "proto/tls_http_session.h"
 #include "store/store.h"
@@ -190,6 +191,120 @@ class TlsLink {
   proto::ResponseDecoder decoder_;
   std::optional<Error> client_error_;
   std::optional<Error> server_error_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// A Flow B connection in memory: the enrolee's sans-IO EnrolmentClient and a server
+// TlsHttpSession whose requests go to a per-connection handler (Mef::NewConnection). After a 101
+// reply the session sends the response, then tunnels the reply's inner engine with Upgrade(), as
+// net/server.cc does. Every response the handler produced is kept for assertions.
+
+class FlowBLink {
+ public:
+  using Phase = proto::EnrolmentClient::Phase;
+
+  FlowBLink(std::unique_ptr<proto::EnrolmentClient> client,
+            std::unique_ptr<crypto::TlsEngine> server,
+            std::unique_ptr<proto::ConnectionHandler> handler)
+      : client_(std::move(client)),
+        session_(std::move(server), proto::HttpLimits{}),
+        handler_(std::move(handler)) {}
+
+  // Called whenever the client enters a new phase (e.g. to move a fake clock mid-enrolment).
+  void set_on_phase(std::function<void(Phase)> on_phase) { on_phase_ = std::move(on_phase); }
+
+  // Moves bytes until the client is done or failed and nothing moves any more. With `drop_at`,
+  // the connection is cut as soon as the client enters that phase: the bytes it produced on
+  // entering it never reach the server, and nothing further is exchanged.
+  // Returns the client's final error, if any.
+  Result<void> Run(std::optional<Phase> drop_at = std::nullopt) {
+    if (!started_) {
+      started_ = true;
+      Step(client_->Start(), client_error_);
+      NotePhase();
+    }
+    for (int round = 0; round < 256; ++round) {
+      if (drop_at && client_->phase() == *drop_at) {
+        dropped_ = true;
+        break;
+      }
+      bool moved = false;
+      Bytes to_server = client_->TakeCiphertext();
+      if (!to_server.empty() && !session_.Finished()) {
+        moved = true;
+        Step(session_.FeedCiphertext(to_server), server_error_);
+        while (auto request = session_.NextRequest()) {
+          proto::HttpReply reply = handler_->OnRequest(*request, session_);
+          if (!request->keep_alive && !reply.upgrade) reply.response.keep_alive = false;
+          requests_.push_back(request->method + " " + request->target);
+          responses_.push_back(reply.response);
+          if (!session_.SendResponse(reply.response)) {
+            if (!server_error_) {
+              server_error_ = Error{ErrorKind::kLocalUsage, Errc::kClosed, "SendResponse failed"};
+            }
+            break;
+          }
+          if (!reply.response.keep_alive) break;
+          if (reply.upgrade) Step(session_.Upgrade(std::move(reply.upgrade)), server_error_);
+        }
+      }
+      Bytes to_client = session_.TakeCiphertext();
+      if (!to_client.empty() && !ClientFinished()) {
+        moved = true;
+        Step(client_->FeedCiphertext(to_client), client_error_);
+        NotePhase();
+      }
+      if (!moved) {
+        // The server is gone (closed or failed) while the client still waits: EOF.
+        if (!ClientFinished() && (session_.Finished() || server_error_)) {
+          Step(client_->FeedEof(), client_error_);
+          NotePhase();
+        }
+        break;
+      }
+    }
+    if (client_error_) return Fail(*client_error_);
+    return {};
+  }
+
+  bool ClientFinished() const {
+    return client_->phase() == Phase::kDone || client_->phase() == Phase::kFailed;
+  }
+  proto::EnrolmentClient& client() { return *client_; }
+  proto::TlsHttpSession& session() { return session_; }
+  const std::optional<Error>& client_error() const { return client_error_; }
+  const std::optional<Error>& server_error() const { return server_error_; }
+  // The phase in which the client failed (kFailed only once it has failed), or its current one.
+  Phase last_phase_before_failure() const { return last_live_phase_; }
+  const std::vector<proto::HttpResponse>& responses() const { return responses_; }
+  const std::vector<std::string>& requests() const { return requests_; }
+  bool dropped() const { return dropped_; }
+
+ private:
+  static void Step(Result<void> result, std::optional<Error>& error) {
+    if (!result && !error) error = result.error();
+  }
+  void NotePhase() {
+    Phase now = client_->phase();
+    if (now != Phase::kFailed) last_live_phase_ = now;
+    if (now != seen_phase_) {
+      seen_phase_ = now;
+      if (on_phase_) on_phase_(now);
+    }
+  }
+
+  std::unique_ptr<proto::EnrolmentClient> client_;
+  proto::TlsHttpSession session_;
+  std::unique_ptr<proto::ConnectionHandler> handler_;
+  std::function<void(Phase)> on_phase_;
+  std::optional<Error> client_error_;
+  std::optional<Error> server_error_;
+  std::vector<proto::HttpResponse> responses_;
+  std::vector<std::string> requests_;
+  bool started_ = false;
+  bool dropped_ = false;
+  Phase seen_phase_ = Phase::kFailed;
+  Phase last_live_phase_ = Phase::kOuterHandshake;
 };
 
 inline std::shared_ptr<const crypto::TlsContext> MustContext(

@@ -5,7 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <memory>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -16,6 +19,8 @@
 #include "mte/enrolees.h"
 #include "mte/maf.h"
 #include "mte/mef.h"
+#include "mte/portal.h"
+#include "proto/enrolment_client.h"
 #include "service_harness.h"
 #include "store/store.h"
 
@@ -26,6 +31,9 @@ inline constexpr const char* kMafFqdn = "maf.example.com";
 inline constexpr const char* kMafId = "CMAF-01";  // deliberately not the MAF FQDN
 inline constexpr const char* kIntruderFqdn = "intruder.example.com";
 inline constexpr int64_t kEnrolmentExpiry = 30LL * 24 * 3600;
+// Flow B: the MEF URI a bundle names, and the Enrolment-Token lifetime of the test portal.
+inline constexpr const char* kMefUri = "https://127.0.0.1:8443";
+inline constexpr int64_t kTokenLifetime = 24 * 3600;
 
 struct TestDevice {
   std::string device_id;
@@ -33,6 +41,14 @@ struct TestDevice {
   SecretBytes kpm;
   std::string claim_code;
 };
+
+inline std::string ReadTextFile(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  EXPECT_TRUE(in.good()) << path;
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
 
 inline std::unique_ptr<store::Store> MustOpenMemoryStore() {
   auto opened = store::OpenSqliteStore(":memory:");
@@ -171,6 +187,75 @@ class ServiceWorld {
     return link->Exchange(JsonRequest("POST", target, body));
   }
 
+  // --- Flow B (seed 8.y.4): the MEF's certificate, the RSPF context, the portal's bundles ---
+
+  // Creates, once, in its own directory: ca.crt and server certificates (serverAuth, P-256) for
+  // the MEF FQDN ("mef-server") and for another FQDN ("other-server"), both from that CA.
+  const std::filesystem::path& FlowBPki() {
+    if (!flow_b_pki_ready_) {
+      std::vector<crypto::LeafSpec> leaves;
+      leaves.push_back({"mef-server", kMefFqdn, {kMefFqdn}, {}, true, false});
+      leaves.push_back({"other-server", kIntruderFqdn, {kIntruderFqdn}, {}, true, false});
+      EXPECT_TRUE(Ok(crypto::CreateDevPki(flow_b_pki_dir_.path(), "OpenMTE Flow B Test CA",
+                                          leaves, std::chrono::system_clock::now())));
+      flow_b_pki_ready_ = true;
+    }
+    return flow_b_pki_dir_.path();
+  }
+
+  std::string FlowBCaPem() { return ReadTextFile(FlowBPki() / "ca.crt"); }
+
+  // The PEM of a CA that has nothing to do with the MEF.
+  std::string UnrelatedCaPem() {
+    if (!unrelated_ca_ready_) {
+      EXPECT_TRUE(Ok(crypto::CreateDevPki(unrelated_dir_.path(), "Unrelated CA", {},
+                                          std::chrono::system_clock::now())));
+      unrelated_ca_ready_ = true;
+    }
+    return ReadTextFile(unrelated_dir_.path() / "ca.crt");
+  }
+
+  // The MEF listener's context as `mte serve` builds it: TLS-PSK for Flow A and the certificate
+  // `<stem>.crt` for the server-authenticated outer session of Flow B.
+  std::shared_ptr<const crypto::TlsContext> MefOuterContext(
+      const std::string& stem = "mef-server") {
+    const auto& dir = FlowBPki();
+    crypto::TlsServerOptions outer;
+    outer.server_name = kMefFqdn;
+    outer.psk = true;
+    outer.cert_chain_pem_file = (dir / (stem + ".crt")).string();
+    outer.key_pem_file = (dir / (stem + ".key")).string();
+    return MustContext(crypto::TlsContext::Server(outer));
+  }
+
+  // Gives the MEF its PSK-only context for the RSPF handshake inside the outer session.
+  void EnableFlowB() { mef.set_rspf_context(PskServerContext(kMefFqdn)); }
+
+  // The portal that issues token bundles naming this world's MEF (created on first use).
+  Portal& FlowBPortal(int64_t token_seconds = kTokenLifetime) {
+    if (!portal_) {
+      PortalSettings settings;
+      settings.token_seconds = token_seconds;
+      settings.mef_uri = kMefUri;
+      settings.mef_fqdn = kMefFqdn;
+      settings.mef_trust_anchors = {FlowBCaPem()};
+      portal_ = std::make_unique<Portal>(*store, rng, clock, settings);
+    }
+    return *portal_;
+  }
+
+  // One Flow B connection from `peer` to the MEF, whose outer certificate is `<stem>.crt`.
+  std::unique_ptr<FlowBLink> MefFlowBLink(std::unique_ptr<proto::EnrolmentClient> client,
+                                          const std::string& peer = "192.0.2.10",
+                                          const std::string& stem = "mef-server") {
+    auto server = crypto::TlsEngine::Server(
+        MefOuterContext(stem), [this](std::string_view id) { return mef.LookupKpm(id); });
+    EXPECT_TRUE(Ok(server));
+    if (!server || !client) return nullptr;
+    return std::make_unique<FlowBLink>(std::move(client), std::move(*server),
+                                       mef.NewConnection(peer));
+  }
+
   crypto::SystemRng rng;
   FakeClock clock;
   std::unique_ptr<store::Store> store;
@@ -182,6 +267,11 @@ class ServiceWorld {
  private:
   TempDir pki_dir_;
   bool pki_ready_ = false;
+  TempDir flow_b_pki_dir_;
+  bool flow_b_pki_ready_ = false;
+  TempDir unrelated_dir_;
+  bool unrelated_ca_ready_ = false;
+  std::unique_ptr<Portal> portal_;
 };
 
 }  // namespace mte::testing

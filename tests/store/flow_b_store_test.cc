@@ -1,0 +1,594 @@
+// Conformance tests of the Flow B parts of store::Store (seed 8.y.4, DESIGN.md §6), run on SQLite
+// ":memory:" and on a database file: enrolee entries without a claim, Enrolment-Tokens (issue,
+// revoke, find), the commit that spends a token exactly once and records the device authenticated
+// by the RSPF, commits without an outbox item, and MAF credential retirement.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <climits>
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/result.h"
+#include "store/store.h"
+
+namespace mte::store {
+namespace {
+
+template <class T>
+::testing::AssertionResult Ok(const Result<T>& result) {
+  if (result.has_value()) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << "error: " << ToString(result.error().kind) << " " << Describe(result.error());
+}
+
+template <class T>
+::testing::AssertionResult IsError(const Result<T>& result, ErrorKind kind, Errc code,
+                                   std::string_view detail_part = {}) {
+  if (result.has_value()) return ::testing::AssertionFailure() << "expected an error, got a value";
+  const Error& error = result.error();
+  if (error.kind != kind || error.code != code) {
+    return ::testing::AssertionFailure() << "expected " << ToString(kind) << "/" << ToString(code)
+                                         << ", got " << ToString(error.kind) << "/"
+                                         << Describe(error);
+  }
+  if (error.detail.find(detail_part) == std::string::npos) {
+    return ::testing::AssertionFailure()
+           << "detail '" << error.detail << "' does not contain '" << detail_part << "'";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "mte_flowb_XXXXXX").string();
+    if (::mkdtemp(pattern.data()) != nullptr) path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  bool ok() const { return !path_.empty(); }
+  std::string File(std::string_view name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+Bytes SomeBytes(std::string_view seed) {
+  Bytes out(AsBytes(seed).begin(), AsBytes(seed).end());
+  out.push_back(0x00);
+  out.push_back(0xff);
+  return out;
+}
+
+// A 32-octet stand-in for SHA-256(token text); distinct per n.
+Bytes TokenHash(int n) {
+  Bytes hash(32, 0xa5);
+  hash[0] = static_cast<uint8_t>(n);
+  hash[31] = static_cast<uint8_t>(n >> 8);
+  return hash;
+}
+
+DeviceRecord MakeDevice(int n) {
+  DeviceRecord device;
+  device.device_id = "dev-" + std::to_string(n);
+  device.kpm_id = "kpm-" + std::to_string(n);
+  device.kpm_sealed = SomeBytes("kpm-sealed-" + std::to_string(n));
+  device.claim_hash = "$argon2id$v=19$m=65536,t=3,p=1$claim" + std::to_string(n);
+  device.created_at = 1000 + n;
+  return device;
+}
+
+// A Flow B commit for `enrolee_id` at generation 0 -> 1 that spends `token_id` and binds `device`.
+EnrolmentCommit FlowBCommit(int64_t enrolee_id, int64_t token_id, std::string device,
+                            int64_t now, int64_t expected_generation = 0) {
+  const int64_t generation = expected_generation + 1;
+  EnrolmentCommit commit;
+  commit.enrolee_id = enrolee_id;
+  commit.expected_generation = expected_generation;
+  commit.rspf = "PPSK";
+  commit.ke_id = "KE" + std::to_string(enrolee_id) + "G" + std::to_string(generation) +
+                 "@mef.example";
+  commit.ke_sealed = SomeBytes(commit.ke_id);
+  commit.ke_expires_at = now + 3600;
+  commit.credential_ids = {"11-" + commit.ke_id};
+  commit.outbox.enrolee_id = enrolee_id;
+  commit.outbox.generation = generation;
+  commit.outbox.target = "maf";
+  commit.outbox.payload_sealed = SomeBytes("payload|" + std::to_string(enrolee_id));
+  commit.outbox.next_attempt_at = now;
+  commit.spend_token_id = token_id;
+  commit.bind_device_id = std::move(device);
+  commit.now = now;
+  return commit;
+}
+
+MafCredential MakeCredential(std::string km_id, int64_t enrolee_id, int64_t generation) {
+  MafCredential credential;
+  credential.km_id = std::move(km_id);
+  credential.km_sealed = SomeBytes(credential.km_id);
+  credential.enrolee_id = enrolee_id;
+  credential.generation = generation;
+  credential.expires_at = 9000 + generation;
+  credential.received_at = 5000 + generation;
+  return credential;
+}
+
+enum class Backend { kMemory, kFile };
+
+std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
+  return info.param == Backend::kMemory ? "Memory" : "File";
+}
+
+class FlowBStoreTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  static constexpr int64_t kNow = 10'000;
+  static constexpr int64_t kLifetime = 600;
+
+  void SetUp() override {
+    if (GetParam() == Backend::kFile) {
+      ASSERT_TRUE(dir_.ok());
+      path_ = dir_.File("mte.db");
+    } else {
+      path_ = ":memory:";
+    }
+    auto opened = OpenSqliteStore(path_);
+    ASSERT_TRUE(Ok(opened));
+    store_ = std::move(*opened);
+    auto id = store().AddStakeholder("alice", "$argon2id$alice", 10);
+    ASSERT_TRUE(Ok(id));
+    alice_ = *id;
+    ASSERT_TRUE(Ok(store().ImportDevices({MakeDevice(1), MakeDevice(2), MakeDevice(3)})));
+  }
+
+  Store& store() { return *store_; }
+
+  EnroleeRecord AddEntry(std::optional<std::string_view> device = std::nullopt,
+                         std::string label = "entry") {
+    auto entry = store().AddEnroleeEntry(alice_, device, label, "info for " + label, kNow);
+    EXPECT_TRUE(Ok(entry));
+    return entry ? *entry : EnroleeRecord{};
+  }
+
+  TokenRecord Issue(int64_t enrolee_id, int n, int64_t now = kNow) {
+    auto token = store().IssueToken(enrolee_id, TokenHash(n), now, now + kLifetime);
+    EXPECT_TRUE(Ok(token));
+    return token ? *token : TokenRecord{};
+  }
+
+  std::optional<TokenRecord> Find(int n) {
+    auto found = store().FindToken(TokenHash(n));
+    EXPECT_TRUE(Ok(found));
+    return found ? *found : std::nullopt;
+  }
+
+  EnroleeRecord Get(int64_t id) {
+    auto found = store().GetEnrolee(id);
+    EXPECT_TRUE(Ok(found));
+    return found && found->has_value() ? **found : EnroleeRecord{};
+  }
+
+  std::vector<OutboxItem> AllUndelivered() {
+    auto items = store().DueOutbox(std::numeric_limits<int64_t>::max(), INT_MAX);
+    EXPECT_TRUE(Ok(items));
+    return items ? *items : std::vector<OutboxItem>{};
+  }
+
+  // The entry, its token and the outbox must be exactly as before a refused commit.
+  void ExpectUnchanged(const EnroleeRecord& before, int token_n, TokenState token_state,
+                       size_t outbox) {
+    EnroleeRecord now = Get(before.id);
+    EXPECT_EQ(now.state, before.state);
+    EXPECT_EQ(now.generation, before.generation);
+    EXPECT_EQ(now.device_id, before.device_id);
+    EXPECT_EQ(now.ke_id, before.ke_id);
+    EXPECT_EQ(now.ke_sealed, before.ke_sealed);
+    EXPECT_EQ(now.credential_ids, before.credential_ids);
+    EXPECT_EQ(now.maf_delivery, before.maf_delivery);
+    EXPECT_EQ(now.updated_at, before.updated_at);
+    auto token = Find(token_n);
+    ASSERT_TRUE(token.has_value());
+    EXPECT_EQ(token->state, token_state);
+    EXPECT_EQ(AllUndelivered().size(), outbox);
+  }
+
+  TempDir dir_;
+  std::string path_;
+  std::unique_ptr<Store> store_;
+  int64_t alice_ = 0;
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, FlowBStoreTest,
+                         ::testing::Values(Backend::kMemory, Backend::kFile), BackendName);
+
+TEST(FlowBStoreEnumTest, TokenStatesHaveNames) {
+  EXPECT_EQ(ToString(TokenState::kActive), "active");
+  EXPECT_EQ(ToString(TokenState::kSpent), "spent");
+  EXPECT_EQ(ToString(TokenState::kRevoked), "revoked");
+}
+
+// --- enrolee entries (seed 8.y.4 step 6) -------------------------------------------------------
+
+TEST_P(FlowBStoreTest, EntryWithoutDeviceIsPendingAndNamesNoDevice) {
+  EnroleeRecord entry = AddEntry(std::nullopt, "hall sensor");
+  ASSERT_GT(entry.id, 0);
+  EXPECT_EQ(entry.stakeholder_id, alice_);
+  EXPECT_EQ(entry.stakeholder_name, "alice");
+  EXPECT_EQ(entry.device_id, "");
+  EXPECT_EQ(entry.label, "hall sensor");
+  EXPECT_EQ(entry.device_info, "info for hall sensor");
+  EXPECT_EQ(entry.state, EnroleeState::kPending);
+  EXPECT_EQ(entry.generation, 0);
+  EXPECT_EQ(entry.maf_delivery, DeliveryStatus::kNone);
+  EXPECT_EQ(entry.created_at, kNow);
+  EnroleeRecord stored = Get(entry.id);
+  EXPECT_EQ(stored.device_id, "");
+  EXPECT_EQ(stored.device_info, "info for hall sensor");
+  // Several entries without a device may coexist (the device is learnt at enrolment).
+  EnroleeRecord second = AddEntry(std::nullopt, "porch sensor");
+  EXPECT_GT(second.id, entry.id);
+  auto list = store().ListEnrolees(alice_);
+  ASSERT_TRUE(Ok(list));
+  EXPECT_EQ(list->size(), 2u);
+}
+
+TEST_P(FlowBStoreTest, EntryWithDeviceNamesIt) {
+  EnroleeRecord entry = AddEntry("dev-1");
+  EXPECT_EQ(entry.device_id, "dev-1");
+  auto by_device = store().FindEnroleeByDevice("dev-1");
+  ASSERT_TRUE(Ok(by_device));
+  ASSERT_TRUE(by_device->has_value());
+  EXPECT_EQ((*by_device)->id, entry.id);
+}
+
+TEST_P(FlowBStoreTest, EntryErrors) {
+  EXPECT_TRUE(IsError(store().AddEnroleeEntry(alice_, "dev-404", "x", "", kNow),
+                      ErrorKind::kLocalUsage, Errc::kNotFound, "dev-404"));
+  AddEntry("dev-1");
+  EXPECT_TRUE(IsError(store().AddEnroleeEntry(alice_, "dev-1", "again", "", kNow),
+                      ErrorKind::kLocalUsage, Errc::kConflict, "dev-1"));
+  EXPECT_TRUE(IsError(store().AddEnroleeEntry(alice_ + 99, std::nullopt, "x", "", kNow),
+                      ErrorKind::kLocalUsage, Errc::kNotFound));
+  auto list = store().ListEnrolees(std::nullopt);
+  ASSERT_TRUE(Ok(list));
+  EXPECT_EQ(list->size(), 1u) << "a refused entry must not be stored";
+}
+
+// --- Enrolment-Tokens ----------------------------------------------------------------------------
+
+TEST_P(FlowBStoreTest, IssuedTokenIsFoundByItsHashOnly) {
+  EnroleeRecord entry = AddEntry();
+  TokenRecord token = Issue(entry.id, 1);
+  EXPECT_GT(token.id, 0);
+  EXPECT_EQ(token.enrolee_id, entry.id);
+  EXPECT_EQ(token.state, TokenState::kActive);
+  EXPECT_EQ(token.created_at, kNow);
+  EXPECT_EQ(token.expires_at, kNow + kLifetime);
+  EXPECT_EQ(token.spent_at, 0);
+  auto found = Find(1);
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->id, token.id);
+  EXPECT_EQ(found->state, TokenState::kActive);
+  EXPECT_EQ(found->expires_at, kNow + kLifetime);
+  EXPECT_FALSE(Find(2).has_value()) << "an unknown hash finds nothing";
+  const Bytes full = TokenHash(1);
+  const Bytes prefix(full.begin(), full.begin() + 16);
+  auto partial = store().FindToken(prefix);
+  ASSERT_TRUE(Ok(partial));
+  EXPECT_FALSE(partial->has_value()) << "a prefix of the hash must not match";
+}
+
+TEST_P(FlowBStoreTest, IssuingRevokesThePreviousActiveTokens) {
+  EnroleeRecord entry = AddEntry();
+  EnroleeRecord other = AddEntry(std::nullopt, "other");
+  TokenRecord first = Issue(entry.id, 1);
+  TokenRecord theirs = Issue(other.id, 9);
+  TokenRecord second = Issue(entry.id, 2, kNow + 5);
+  EXPECT_NE(first.id, second.id);
+  EXPECT_EQ(Find(1)->state, TokenState::kRevoked);
+  EXPECT_EQ(Find(2)->state, TokenState::kActive);
+  EXPECT_EQ(Find(9)->state, TokenState::kActive) << "another enrolee's token is untouched";
+  Issue(entry.id, 3, kNow + 6);
+  EXPECT_EQ(Find(1)->state, TokenState::kRevoked);
+  EXPECT_EQ(Find(2)->state, TokenState::kRevoked);
+  EXPECT_EQ(Find(3)->state, TokenState::kActive);
+  EXPECT_EQ(theirs.state, TokenState::kActive);
+}
+
+TEST_P(FlowBStoreTest, IssuingDoesNotTouchASpentToken) {
+  EnroleeRecord entry = AddEntry();
+  TokenRecord first = Issue(entry.id, 1);
+  ASSERT_TRUE(Ok(store().CommitEnrolment(FlowBCommit(entry.id, first.id, "dev-1", kNow + 1))));
+  Issue(entry.id, 2, kNow + 2);
+  auto spent = Find(1);
+  ASSERT_TRUE(spent.has_value());
+  EXPECT_EQ(spent->state, TokenState::kSpent);
+  EXPECT_EQ(spent->spent_at, kNow + 1);
+}
+
+TEST_P(FlowBStoreTest, IssueForUnknownEnroleeIsNotFound) {
+  EXPECT_TRUE(IsError(store().IssueToken(4242, TokenHash(1), kNow, kNow + 1),
+                      ErrorKind::kLocalUsage, Errc::kNotFound, "4242"));
+  EXPECT_FALSE(Find(1).has_value());
+}
+
+// --- the commit that spends a token (DESIGN.md §6) ---------------------------------------------
+
+TEST_P(FlowBStoreTest, CommitSpendsTheTokenAndBindsTheDevice) {
+  EnroleeRecord entry = AddEntry();
+  TokenRecord token = Issue(entry.id, 1);
+  auto committed = store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-2", kNow + 10));
+  ASSERT_TRUE(Ok(committed));
+  EXPECT_EQ(committed->state, EnroleeState::kEnrolled);
+  EXPECT_EQ(committed->generation, 1);
+  EXPECT_EQ(committed->device_id, "dev-2");
+  EXPECT_EQ(committed->maf_delivery, DeliveryStatus::kPending);
+  auto spent = Find(1);
+  ASSERT_TRUE(spent.has_value());
+  EXPECT_EQ(spent->state, TokenState::kSpent);
+  EXPECT_EQ(spent->spent_at, kNow + 10);
+  auto by_device = store().FindEnroleeByDevice("dev-2");
+  ASSERT_TRUE(Ok(by_device));
+  ASSERT_TRUE(by_device->has_value());
+  EXPECT_EQ((*by_device)->id, entry.id);
+  EXPECT_EQ(AllUndelivered().size(), 1u);
+}
+
+TEST_P(FlowBStoreTest, TokenIsSpentExactlyOnce) {
+  EnroleeRecord entry = AddEntry();
+  TokenRecord token = Issue(entry.id, 1);
+  ASSERT_TRUE(Ok(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1", kNow + 10))));
+  EnroleeRecord after_first = Get(entry.id);
+  // The right generation this time: only the token stands in the way.
+  EXPECT_TRUE(IsError(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1", kNow + 20,
+                                                          /*expected_generation=*/1)),
+                      ErrorKind::kLocalUsage, Errc::kConflict, "Enrolment-Token"));
+  ExpectUnchanged(after_first, 1, TokenState::kSpent, 1);
+  EXPECT_EQ(Find(1)->spent_at, kNow + 10) << "the second attempt must not re-spend the token";
+}
+
+TEST_P(FlowBStoreTest, ExpiredTokenAtCommitTimeIsAConflict) {
+  EnroleeRecord entry = AddEntry();
+  TokenRecord token = Issue(entry.id, 1);
+  EXPECT_TRUE(IsError(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1",
+                                                          token.expires_at)),
+                      ErrorKind::kLocalUsage, Errc::kConflict, "Enrolment-Token"));
+  ExpectUnchanged(entry, 1, TokenState::kActive, 0);
+  EXPECT_TRUE(IsError(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1",
+                                                          token.expires_at + 100)),
+                      ErrorKind::kLocalUsage, Errc::kConflict, "Enrolment-Token"));
+  ExpectUnchanged(entry, 1, TokenState::kActive, 0);
+  // One second before expiry it is still good.
+  EXPECT_TRUE(Ok(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1",
+                                                     token.expires_at - 1))));
+}
+
+TEST_P(FlowBStoreTest, RevokedTokenCannotBeSpent) {
+  EnroleeRecord entry = AddEntry();
+  TokenRecord first = Issue(entry.id, 1);
+  TokenRecord second = Issue(entry.id, 2);
+  EXPECT_TRUE(IsError(store().CommitEnrolment(FlowBCommit(entry.id, first.id, "dev-1", kNow + 1)),
+                      ErrorKind::kLocalUsage, Errc::kConflict, "Enrolment-Token"));
+  ExpectUnchanged(entry, 1, TokenState::kRevoked, 0);
+  EXPECT_EQ(Find(2)->state, TokenState::kActive);
+  EXPECT_TRUE(Ok(store().CommitEnrolment(FlowBCommit(entry.id, second.id, "dev-1", kNow + 2))));
+}
+
+TEST_P(FlowBStoreTest, TokenOfAnotherEnroleeCannotBeSpent) {
+  EnroleeRecord entry = AddEntry();
+  EnroleeRecord other = AddEntry(std::nullopt, "other");
+  TokenRecord theirs = Issue(other.id, 7);
+  EXPECT_TRUE(IsError(store().CommitEnrolment(FlowBCommit(entry.id, theirs.id, "dev-1", kNow + 1)),
+                      ErrorKind::kLocalUsage, Errc::kConflict, "Enrolment-Token"));
+  ExpectUnchanged(entry, 7, TokenState::kActive, 0);
+  EXPECT_TRUE(IsError(store().CommitEnrolment(FlowBCommit(entry.id, 987654, "dev-1", kNow + 1)),
+                      ErrorKind::kLocalUsage, Errc::kConflict, "Enrolment-Token"));
+  EXPECT_EQ(Get(entry.id).state, EnroleeState::kPending);
+}
+
+TEST_P(FlowBStoreTest, BindKeepsTheDeviceTheEntryAlreadyNames) {
+  EnroleeRecord entry = AddEntry("dev-1");
+  TokenRecord token = Issue(entry.id, 1);
+  auto committed = store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1", kNow + 1));
+  ASSERT_TRUE(Ok(committed));
+  EXPECT_EQ(committed->device_id, "dev-1");
+}
+
+TEST_P(FlowBStoreTest, EntryNamingAnotherDeviceIsForbiddenAndNothingChanges) {
+  EnroleeRecord entry = AddEntry("dev-1");
+  TokenRecord token = Issue(entry.id, 1);
+  EXPECT_TRUE(IsError(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-2", kNow + 1)),
+                      ErrorKind::kPeerAuth, Errc::kForbidden, "another device"));
+  // The token was spent inside the refused transaction: it must be active again.
+  ExpectUnchanged(entry, 1, TokenState::kActive, 0);
+  auto dev2 = store().FindEnroleeByDevice("dev-2");
+  ASSERT_TRUE(Ok(dev2));
+  EXPECT_FALSE(dev2->has_value());
+  EXPECT_TRUE(Ok(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1", kNow + 2))));
+}
+
+TEST_P(FlowBStoreTest, DeviceWithAnotherEntryIsAConflictAndNothingChanges) {
+  EnroleeRecord claimed = AddEntry("dev-1", "claimed");
+  EnroleeRecord entry = AddEntry(std::nullopt, "open");
+  TokenRecord token = Issue(entry.id, 1);
+  EXPECT_TRUE(IsError(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1", kNow + 1)),
+                      ErrorKind::kLocalUsage, Errc::kConflict, "dev-1"));
+  ExpectUnchanged(entry, 1, TokenState::kActive, 0);
+  EXPECT_EQ(Get(claimed.id).state, EnroleeState::kPending);
+  EXPECT_EQ(Get(entry.id).device_id, "");
+}
+
+TEST_P(FlowBStoreTest, StaleGenerationWithTokenChangesNothing) {
+  EnroleeRecord entry = AddEntry();
+  TokenRecord token = Issue(entry.id, 1);
+  EXPECT_TRUE(IsError(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1", kNow + 1,
+                                                          /*expected_generation=*/3)),
+                      ErrorKind::kLocalUsage, Errc::kConflict));
+  ExpectUnchanged(entry, 1, TokenState::kActive, 0);
+}
+
+TEST_P(FlowBStoreTest, EmptyOutboxTargetCommitsWithoutAnOutboxItem) {
+  EnroleeRecord entry = AddEntry();
+  TokenRecord token = Issue(entry.id, 1);
+  EnrolmentCommit commit = FlowBCommit(entry.id, token.id, "dev-3", kNow + 1);
+  commit.outbox = OutboxItem{};
+  commit.credential_ids.clear();
+  auto committed = store().CommitEnrolment(commit);
+  ASSERT_TRUE(Ok(committed));
+  EXPECT_EQ(committed->state, EnroleeState::kEnrolled);
+  EXPECT_EQ(committed->generation, 1);
+  EXPECT_EQ(committed->maf_delivery, DeliveryStatus::kNone);
+  EXPECT_TRUE(committed->credential_ids.empty());
+  EXPECT_EQ(Get(entry.id).maf_delivery, DeliveryStatus::kNone);
+  EXPECT_TRUE(AllUndelivered().empty());
+  EXPECT_EQ(Find(1)->state, TokenState::kSpent);
+}
+
+TEST_P(FlowBStoreTest, ConcurrentCommitsWithOneTokenHaveExactlyOneWinner) {
+  EnroleeRecord entry = AddEntry();
+  TokenRecord token = Issue(entry.id, 1);
+  constexpr int kThreads = 8;
+  std::atomic<int> won{0}, conflicts{0}, other{0};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      while (!go.load()) std::this_thread::yield();
+      auto result = store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1", kNow + t));
+      if (result.has_value()) {
+        ++won;
+      } else if (result.error().code == Errc::kConflict) {
+        ++conflicts;
+      } else {
+        ++other;
+      }
+    });
+  }
+  go = true;
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(won.load(), 1);
+  EXPECT_EQ(conflicts.load(), kThreads - 1);
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(Find(1)->state, TokenState::kSpent);
+  EXPECT_EQ(Get(entry.id).generation, 1);
+  EXPECT_EQ(AllUndelivered().size(), 1u);
+}
+
+// Two stores on one file stand for two MEF processes sharing the database.
+TEST_P(FlowBStoreTest, ConcurrentCommitsFromTwoConnectionsHaveExactlyOneWinner) {
+  if (GetParam() != Backend::kFile) GTEST_SKIP() << "needs a database file";
+  auto opened = OpenSqliteStore(path_);
+  ASSERT_TRUE(Ok(opened));
+  std::unique_ptr<Store> second = std::move(*opened);
+  EnroleeRecord entry = AddEntry();
+  TokenRecord token = Issue(entry.id, 1);
+  constexpr int kThreads = 8;
+  std::atomic<int> won{0}, conflicts{0}, other{0};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Store& s = (t % 2 == 0) ? store() : *second;
+      while (!go.load()) std::this_thread::yield();
+      auto result = s.CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1", kNow + t));
+      if (result.has_value()) {
+        ++won;
+      } else if (result.error().code == Errc::kConflict) {
+        ++conflicts;
+      } else {
+        ++other;
+      }
+    });
+  }
+  go = true;
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(won.load(), 1);
+  EXPECT_EQ(conflicts.load(), kThreads - 1);
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(Find(1)->state, TokenState::kSpent);
+  EXPECT_EQ(AllUndelivered().size(), 1u);
+}
+
+// --- MAF credential retirement -------------------------------------------------------------------
+
+TEST_P(FlowBStoreTest, RetireRemovesOlderCredentialsAndIsIdempotent) {
+  ASSERT_TRUE(Ok(store().PutMafCredential(MakeCredential("KM1@mef", 5, 1))));
+  ASSERT_TRUE(Ok(store().PutMafCredential(MakeCredential("KMX@mef", 6, 1))));
+  auto retired = store().RetireMafCredentials(5, 2);
+  ASSERT_TRUE(Ok(retired));
+  EXPECT_TRUE(*retired);
+  auto gone = store().FindMafCredential("KM1@mef");
+  ASSERT_TRUE(Ok(gone));
+  EXPECT_FALSE(gone->has_value());
+  auto kept = store().FindMafCredential("KMX@mef");
+  ASSERT_TRUE(Ok(kept));
+  EXPECT_TRUE(kept->has_value()) << "another enrolee's credential must stay";
+
+  auto again = store().RetireMafCredentials(5, 2);
+  ASSERT_TRUE(Ok(again));
+  EXPECT_FALSE(*again) << "a repeat retirement reports nothing new";
+  auto older = store().RetireMafCredentials(5, 1);
+  ASSERT_TRUE(Ok(older));
+  EXPECT_FALSE(*older);
+
+  // A late delivery of the retired (or any older) generation is ignored.
+  auto late = store().PutMafCredential(MakeCredential("KM1@mef", 5, 1));
+  ASSERT_TRUE(Ok(late));
+  EXPECT_FALSE(*late);
+  auto late2 = store().PutMafCredential(MakeCredential("KM2@mef", 5, 2));
+  ASSERT_TRUE(Ok(late2));
+  EXPECT_FALSE(*late2) << "the retired generation itself holds no credential";
+  auto none = store().FindMafCredential("KM1@mef");
+  ASSERT_TRUE(Ok(none));
+  EXPECT_FALSE(none->has_value());
+  auto none2 = store().FindMafCredential("KM2@mef");
+  ASSERT_TRUE(Ok(none2));
+  EXPECT_FALSE(none2->has_value());
+
+  // A newer generation is stored again.
+  auto newer = store().PutMafCredential(MakeCredential("KM3@mef", 5, 3));
+  ASSERT_TRUE(Ok(newer));
+  EXPECT_TRUE(*newer);
+  auto listed = store().ListMafCredentials();
+  ASSERT_TRUE(Ok(listed));
+  EXPECT_EQ(listed->size(), 2u);
+}
+
+TEST_P(FlowBStoreTest, RetireDoesNotRemoveANewerOrEqualCredential) {
+  ASSERT_TRUE(Ok(store().PutMafCredential(MakeCredential("KM3@mef", 5, 3))));
+  auto retired = store().RetireMafCredentials(5, 2);
+  ASSERT_TRUE(Ok(retired));
+  EXPECT_FALSE(*retired);
+  auto same = store().RetireMafCredentials(5, 3);
+  ASSERT_TRUE(Ok(same));
+  EXPECT_FALSE(*same);
+  auto kept = store().FindMafCredential("KM3@mef");
+  ASSERT_TRUE(Ok(kept));
+  EXPECT_TRUE(kept->has_value());
+}
+
+TEST_P(FlowBStoreTest, RetireWithoutAnyCredentialRemembersTheGeneration) {
+  auto retired = store().RetireMafCredentials(8, 4);
+  ASSERT_TRUE(Ok(retired));
+  EXPECT_TRUE(*retired);
+  auto late = store().PutMafCredential(MakeCredential("KM8@mef", 8, 4));
+  ASSERT_TRUE(Ok(late));
+  EXPECT_FALSE(*late);
+  auto newer = store().PutMafCredential(MakeCredential("KM8@mef", 8, 5));
+  ASSERT_TRUE(Ok(newer));
+  EXPECT_TRUE(*newer);
+}
+
+}  // namespace
+}  // namespace mte::store
