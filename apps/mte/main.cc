@@ -323,9 +323,12 @@ int Serve(const ServeArgs& args) {
     client::Endpoint endpoint{config->maf_delivery_host, maf_delivery_port};
     std::string maf_host = config->maf_fqdn;
     std::string mef_fqdn = config->mef_fqdn;
-    auto deliver = [ctx = *client_ctx, endpoint, maf_host, mef_fqdn](const SecretBytes& payload)
-        -> Result<void> {
-      MTE_TRY_ASSIGN(auto engine, crypto::TlsEngine::Client(ctx));
+    // One persistent mutual-TLS connection, used only by the outbox thread: one handshake for
+    // many deliveries (deliveries are idempotent, so a resend after a dead connection is safe).
+    auto connection = std::make_shared<client::KeepAliveClient>(
+        endpoint, [ctx = *client_ctx] { return crypto::TlsEngine::Client(ctx); },
+        std::chrono::seconds(10));
+    auto deliver = [connection, maf_host, mef_fqdn](const SecretBytes& payload) -> Result<void> {
       proto::HttpRequest request;
       request.method = "POST";
       request.target = "/maf/v1/credentials";
@@ -334,16 +337,13 @@ int Serve(const ServeArgs& args) {
       request.headers.Set("X-M2M-Origin", mef_fqdn);
       request.headers.Set("X-M2M-RVI", "3");
       request.body = std::string(AsText(payload.Expose(SecretAccess::ForCrypto())));
-      request.keep_alive = false;
-      client::ExchangeOptions options;
-      options.deadline = std::chrono::seconds(10);
-      auto result = client::Exchange(endpoint, std::move(engine), request, options);
+      auto response = connection->RoundTrip(request);
       SecureWipe(request.body.data(), request.body.size());
-      if (!result) return Fail(result.error());
-      if (result->response.status != 200 && result->response.status != 201) {
+      if (!response) return Fail(response.error());
+      if (response->status != 200 && response->status != 201) {
         return Fail(ErrorKind::kPeerProtocol, Errc::kForbidden,
-                    "MAF answered HTTP " + std::to_string(result->response.status) + ": " +
-                        result->response.body.substr(0, 200));
+                    "MAF answered HTTP " + std::to_string(response->status) + ": " +
+                        response->body.substr(0, 200));
       }
       return {};
     };

@@ -70,6 +70,78 @@ Result<ExchangeResult> Exchange(const Endpoint& endpoint, std::unique_ptr<crypto
   return ExchangeOn(socket, std::move(tls), request, deadline, options.after_handshake);
 }
 
+KeepAliveClient::KeepAliveClient(Endpoint endpoint, EngineFactory new_engine,
+                                 std::chrono::milliseconds timeout)
+    : endpoint_(std::move(endpoint)), new_engine_(std::move(new_engine)), timeout_(timeout) {}
+
+Result<void> KeepAliveClient::Connect(Deadline deadline) {
+  socket_.reset();
+  tls_.reset();
+  MTE_TRY_ASSIGN(auto socket, Socket::Connect(endpoint_, deadline));
+  MTE_TRY_ASSIGN(auto engine, new_engine_());
+  MTE_TRY(Handshake(socket, *engine, deadline));
+  socket_.emplace(std::move(socket));
+  tls_ = std::move(engine);
+  return {};
+}
+
+Result<proto::HttpResponse> KeepAliveClient::TryRoundTrip(const proto::HttpRequest& request,
+                                                          Deadline deadline, bool* stale) {
+  *stale = false;
+  // Bytes that arrived while idle can only be the peer's close_notify (or garbage).
+  if (tls_->PeerClosed()) {
+    *stale = true;
+    return Fail(ErrorKind::kIo, Errc::kClosed, "the connection was closed by the peer");
+  }
+  MTE_TRY(tls_->WritePlaintext(AsBytes(request.Serialize())));
+  if (auto sent = socket_->SendAll(tls_->TakeCiphertext(), deadline); !sent) {
+    *stale = true;
+    return Fail(sent.error());
+  }
+  proto::ResponseDecoder decoder;
+  bool got_bytes = false;
+  while (true) {
+    Bytes plain = tls_->TakePlaintext();
+    got_bytes = got_bytes || !plain.empty();
+    MTE_TRY_ASSIGN(auto decoded, decoder.Feed(plain));
+    if (decoded.has_value()) return std::move(*decoded);
+    if (tls_->PeerClosed()) {
+      *stale = !got_bytes;
+      return Fail(ErrorKind::kPeerProtocol, Errc::kClosed,
+                  "the peer closed the connection without a complete response");
+    }
+    MTE_TRY_ASSIGN(Bytes in, socket_->ReadSome(deadline, "HTTP response"));
+    if (in.empty()) {
+      *stale = !got_bytes;
+      return Fail(ErrorKind::kPeerProtocol, Errc::kClosed,
+                  "the peer closed the connection without a complete response");
+    }
+    tls_->FeedCiphertext(in);
+    MTE_TRY(tls_->Advance());
+  }
+}
+
+Result<proto::HttpResponse> KeepAliveClient::RoundTrip(const proto::HttpRequest& request) {
+  auto deadline = After(timeout_);
+  bool fresh = false;
+  if (!socket_) {
+    MTE_TRY(Connect(deadline));
+    fresh = true;
+  }
+  bool stale = false;
+  auto response = TryRoundTrip(request, deadline, &stale);
+  if (!response && stale && !fresh) {
+    // The peer closed an idle connection (its idle timeout): once more on a new one.
+    MTE_TRY(Connect(deadline));
+    response = TryRoundTrip(request, deadline, &stale);
+  }
+  if (!response || !response->keep_alive) {
+    socket_.reset();
+    tls_.reset();
+  }
+  return response;
+}
+
 Result<proto::EnrolmentResult> RunEnrolment(const Endpoint& mef, proto::EnrolmentClient& machine,
                                             Deadline deadline) {
   MTE_TRY_ASSIGN(auto socket, Socket::Connect(mef, deadline));

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "base/result.h"
@@ -45,6 +46,27 @@ Result<ExchangeResult> Exchange(const Endpoint& endpoint, std::unique_ptr<crypto
 Result<ExchangeResult> ExchangeOn(Socket& socket, std::unique_ptr<crypto::TlsEngine> tls,
                                   const proto::HttpRequest& request, Deadline deadline,
                                   const SessionHook& after_handshake = {});
+
+// A persistent TLS + HTTP/1.1 connection for a worker that sends many requests to one peer (the
+// MEF's outbox to the MAF): one handshake, then keep-alive requests; it reconnects when the peer
+// has closed the connection. Requests must be idempotent: after a connection is found dead,
+// the request is sent once more on a new one.
+class KeepAliveClient {
+ public:
+  using EngineFactory = std::function<Result<std::unique_ptr<crypto::TlsEngine>>()>;
+  KeepAliveClient(Endpoint endpoint, EngineFactory new_engine, std::chrono::milliseconds timeout);
+  Result<proto::HttpResponse> RoundTrip(const proto::HttpRequest& request);
+
+ private:
+  Result<void> Connect(Deadline deadline);
+  Result<proto::HttpResponse> TryRoundTrip(const proto::HttpRequest& request, Deadline deadline,
+                                           bool* stale);
+  Endpoint endpoint_;
+  EngineFactory new_engine_;
+  std::chrono::milliseconds timeout_;
+  std::optional<Socket> socket_;
+  std::unique_ptr<crypto::TlsEngine> tls_;
+};
 
 // Runs `machine` (already created) to completion over a new connection to the MEF.
 Result<proto::EnrolmentResult> RunEnrolment(const Endpoint& mef, proto::EnrolmentClient& machine,

@@ -166,6 +166,8 @@ bool RequestDecoder::HasPartialMessage() const {
   return !impl_->buffer.empty() || (impl_->parser && impl_->parser->got_some());
 }
 
+void RequestDecoder::Buffer(ByteSpan data) { impl_->buffer.append(AsText(data)); }
+
 Bytes RequestDecoder::TakeBuffered() {
   Bytes out(impl_->buffer.begin(), impl_->buffer.end());
   impl_->buffer.clear();

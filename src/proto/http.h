@@ -84,6 +84,8 @@ class RequestDecoder {
   // Bytes received after the last complete request and not yet parsed (e.g. the start of another
   // protocol after an HTTP Upgrade). Clears them.
   Bytes TakeBuffered();
+  // Appends bytes without parsing them (they are parsed by the next Feed, or taken raw).
+  void Buffer(ByteSpan data);
 
   struct Impl;
 

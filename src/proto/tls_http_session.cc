@@ -21,6 +21,12 @@ Result<void> TlsHttpSession::FeedCiphertext(ByteSpan data) {
 Result<void> TlsHttpSession::DecodeTop(Bytes plain) {
   ByteSpan input = plain;
   while (true) {
+    if (awaiting_upgrade_) {
+      // Bytes after an Upgrade request may already be the next protocol (e.g. a ClientHello):
+      // keep them raw until the handler has answered.
+      decoder_.Buffer(input);
+      return {};
+    }
     auto decoded = decoder_.Feed(input);
     input = {};
     if (!decoded) {
@@ -34,6 +40,7 @@ Result<void> TlsHttpSession::DecodeTop(Bytes plain) {
       return Fail(decoded.error());
     }
     if (!decoded->has_value()) break;
+    if ((*decoded)->headers.Get("Upgrade")) awaiting_upgrade_ = true;
     requests_.push_back(std::move(**decoded));
   }
   return {};
@@ -48,6 +55,11 @@ std::optional<HttpRequest> TlsHttpSession::NextRequest() {
 
 Result<void> TlsHttpSession::SendResponse(const HttpResponse& response) {
   MTE_TRY(stack_.WritePlaintext(AsBytes(response.Serialize())));
+  if (awaiting_upgrade_ && response.status != 101) {
+    // The Upgrade was declined: whatever followed the request is parsed as HTTP again.
+    awaiting_upgrade_ = false;
+    MTE_TRY(DecodeTop({}));
+  }
   if (!response.keep_alive) {
     stack_.Shutdown(/*all=*/true);
     finished_ = true;
@@ -62,6 +74,7 @@ Result<void> TlsHttpSession::Upgrade(std::unique_ptr<crypto::TlsEngine> inner) {
                 "requests were pipelined after an Upgrade request");
   }
   // Bytes after the Upgrade request already belong to the inner protocol.
+  awaiting_upgrade_ = false;
   Bytes pending = decoder_.TakeBuffered();
   stack_.Push(std::move(inner));
   decoder_ = RequestDecoder(limits_);

@@ -68,6 +68,7 @@ class TlsHttpSession {
   HttpLimits limits_;
   RequestDecoder decoder_;
   std::deque<HttpRequest> requests_;
+  bool awaiting_upgrade_ = false;
   bool finished_ = false;
 };
 

@@ -274,3 +274,72 @@ TEST_F(TlsHttpSessionTest, ResponseBeforeHandshakeFails) {
 
 }  // namespace
 }  // namespace mte::proto
+
+namespace mte::proto {
+namespace {
+
+HttpRequest UpgradeRequest() {
+  HttpRequest r;
+  r.method = "GET";
+  r.target = "/enrolment/rspf";
+  r.headers.Add("Host", kFqdn);
+  r.headers.Add("Connection", "Upgrade");
+  r.headers.Add("Upgrade", "oneM2M-RSPF");
+  return r;
+}
+
+// A client may send its inner ClientHello right behind the Upgrade request, without waiting for
+// the 101: those bytes must reach the inner engine, not the HTTP parser.
+TEST_F(TlsHttpSessionTest, InnerClientHelloRightBehindTheUpgradeRequest) {
+  Handshake();
+  auto inner_client = NewClientEngine();
+  ASSERT_TRUE(inner_client->Advance().has_value());
+  Bytes hello = inner_client->TakeCiphertext();
+  ASSERT_FALSE(hello.empty());
+  std::string burst = UpgradeRequest().Serialize() + std::string(AsText(hello));
+  auto fed = SendFromClient(burst);
+  ASSERT_TRUE(fed.has_value()) << Show(fed.error());
+  ASSERT_TRUE(session_->NextRequest().has_value());
+  EXPECT_FALSE(session_->NextRequest().has_value());
+
+  HttpResponse switching;
+  switching.status = 101;
+  switching.headers.Set("Connection", "Upgrade");
+  switching.headers.Set("Upgrade", "oneM2M-RSPF");
+  ASSERT_TRUE(session_->SendResponse(switching).has_value());
+  auto upgraded = session_->Upgrade(NewServerEngine());
+  ASSERT_TRUE(upgraded.has_value()) << Show(upgraded.error());
+  EXPECT_EQ(session_->depth(), 2u);
+
+  // The outer plaintext after the 101 is the inner server's first flight.
+  std::string outer_plain = ReceiveAtClient();
+  auto header_end = outer_plain.find("\r\n\r\n");
+  ASSERT_NE(header_end, std::string::npos);
+  EXPECT_EQ(outer_plain.rfind("HTTP/1.1 101", 0), 0u);
+  inner_client->FeedCiphertext(AsBytes(std::string_view(outer_plain).substr(header_end + 4)));
+  for (int round = 0; round < 6 && !inner_client->HandshakeComplete(); ++round) {
+    auto advanced = inner_client->Advance();
+    ASSERT_TRUE(advanced.has_value()) << Show(advanced.error());
+    Bytes out = inner_client->TakeCiphertext();
+    if (!out.empty()) ASSERT_TRUE(SendFromClient(AsText(out)).has_value());
+    inner_client->FeedCiphertext(AsBytes(ReceiveAtClient()));
+  }
+  EXPECT_TRUE(inner_client->HandshakeComplete());
+  EXPECT_TRUE(session_->tls().HandshakeComplete());
+}
+
+// A declined Upgrade: what followed the request is HTTP again.
+TEST_F(TlsHttpSessionTest, DeclinedUpgradeParsesTheNextRequest) {
+  Handshake();
+  auto fed = SendFromClient(UpgradeRequest().Serialize() + PostRequest("{}").Serialize());
+  ASSERT_TRUE(fed.has_value()) << Show(fed.error());
+  ASSERT_TRUE(session_->NextRequest().has_value());
+  EXPECT_FALSE(session_->NextRequest().has_value());
+  ASSERT_TRUE(session_->SendResponse(MakeResponse(Rsc::kBadRequest, "{}", "")).has_value());
+  auto next = session_->NextRequest();
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->method, "POST");
+}
+
+}  // namespace
+}  // namespace mte::proto

@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# make bench: measures, in one run on this machine,
+#  (a) bare OpenSSL nested handshakes (outer TLS 1.3 ECDSA P-256 + X25519, inner TLS 1.2
+#      PSK-AES128-CBC-SHA256), server CPU per handshake (bench/bare_nested.cc);
+#  (b) full Flow B enrolments through a real `mte serve` over loopback with durable commits, with
+#      the MEF in its own process (`--roles mef`) so that its CPU can be read from /proc, and the
+#      portal and MAF in another (`--roles portal,maf`) (bench/flowb_load.cc);
+#  (c) p50/p99 enrolment latency at each stated concurrency.
+# The last line is `enrolment_vs_bare_ratio=R`, R = (a) server CPU per handshake / (b) MEF CPU per
+# enrolment at the highest stated concurrency. docs/performance.md explains the method.
+#
+# usage: bench/run_bench.sh BUILD_DIR
+# environment (defaults in brackets):
+#   BENCH_CONCURRENCY [4,8]  BENCH_ROUNDS [3]  BENCH_PER_ROUND [150]   Flow B load
+#   BENCH_BARE_REPS [7]  BENCH_BARE_HANDSHAKES [200]                   bare handshakes
+#   BENCH_TMPDIR [/var/tmp]   where the MTE data directory lives (must be a real disk: fsync)
+#   BENCH_PROFILE [0]         1: perf record the MEF process during (b) (cpu-clock, DWARF call
+#                             graphs; BENCH_PROFILE_HZ [999], BENCH_PROFILE_STACK [65528]) and
+#                             write BUILD/bench/mef-profile.txt: the MEF's CPU per enrolment by
+#                             thread and cause. Profiling costs CPU: not for the reported figures.
+#   KEEP_TMP [0]              1: keep the data directory, logs and perf data
+set -euo pipefail
+
+BUILD=${1:?usage: run_bench.sh BUILD_DIR}
+BUILD=$(cd "$BUILD" && pwd)
+MTE="$BUILD/bin/mte"
+BARE="$BUILD/bench/mte_bench_bare"
+FLOWB="$BUILD/bench/mte_bench_flowb"
+for b in "$MTE" "$BARE" "$FLOWB"; do
+  [[ -x "$b" ]] || { echo "run_bench: $b is not built" >&2; exit 1; }
+done
+
+BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD/CMakeCache.txt")
+case "$BUILD_TYPE" in
+  Release|RelWithDebInfo) ;;
+  *) echo "run_bench: $BUILD is a '$BUILD_TYPE' build; benchmark a Release or RelWithDebInfo build" >&2; exit 1 ;;
+esac
+
+CONCURRENCY=${BENCH_CONCURRENCY:-4,8}
+ROUNDS=${BENCH_ROUNDS:-3}
+PER_ROUND=${BENCH_PER_ROUND:-150}
+BARE_REPS=${BENCH_BARE_REPS:-7}
+BARE_HANDSHAKES=${BENCH_BARE_HANDSHAKES:-200}
+PROFILE=${BENCH_PROFILE:-0}
+IFS=, read -r -a LEVELS <<<"$CONCURRENCY"
+PRIMARY=${LEVELS[-1]}
+TOTAL=$(( ${#LEVELS[@]} * ROUNDS * PER_ROUND ))
+
+T=$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/mte-bench.XXXXXX")
+DATA="$T/mte"
+SERVER_PIDS=()
+PERF_PID=""
+cleanup() {
+  local pid
+  [[ -n "$PERF_PID" ]] && kill -INT "$PERF_PID" 2>/dev/null || true
+  for pid in "${SERVER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${SERVER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [[ "${KEEP_TMP:-0}" != 1 ]]; then rm -rf "$T"; else echo "kept $T" >&2; fi
+}
+trap cleanup EXIT
+
+START=$(date +%s)
+echo "== OpenMTE benchmark (make bench)"
+echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)," \
+  "kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "software: $(openssl version), SQLite $(sqlite3 --version 2>/dev/null | cut -d' ' -f1 || echo '?')," \
+  "build $BUILD_TYPE"
+echo "data directory: $T on $(findmnt -n -o FSTYPE --target "$T" 2>/dev/null || stat -f -c %T "$T") (SQLite WAL, synchronous=FULL)"
+
+# ---------------------------------------------------------------- (a) bare nested handshakes
+echo
+echo "== (a) bare OpenSSL nested handshakes: outer TLS 1.3 ECDSA P-256 + X25519, inner TLS 1.2" \
+  "PSK-AES128-CBC-SHA256, in-process memory BIOs, CPU per side (CLOCK_THREAD_CPUTIME_ID)"
+"$BARE" --reps "$BARE_REPS" --handshakes "$BARE_HANDSHAKES" --warmup 50 | tee "$T/bare.out"
+BARE_US=$(sed -n 's/^bare_server_cpu_us=//p' "$T/bare.out")
+
+# ---------------------------------------------------------------- (b) Flow B through mte serve
+echo
+echo "== (b) Flow B enrolments through mte serve over loopback (MEF: --roles mef;" \
+  "portal+MAF: --roles portal,maf)"
+"$MTE" init --data "$DATA" --mef-fqdn mef.bench.test --maf-fqdn maf.bench.test >/dev/null
+"$FLOWB" ports --data "$DATA"
+"$FLOWB" manifest --out "$T/manifest.json" --count "$TOTAL"
+t0=$(date +%s.%N)
+"$MTE" admin --data "$DATA" device import "$T/manifest.json" >/dev/null
+t1=$(date +%s.%N)
+echo "imported $TOTAL devices in one manifest in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s (not measured)"
+PASSWORD="bench-$(openssl rand -hex 12)"
+printf '%s\n' "$PASSWORD" >"$T/password"
+chmod 600 "$T/password"
+"$MTE" admin --data "$DATA" stakeholder add bench --password-stdin <"$T/password" >/dev/null
+
+# start ROLES LOG: one `mte serve` process; waits until it wrote DATA/serve.json.
+start() {
+  rm -f "$DATA/serve.json"
+  "$MTE" serve --data "$DATA" --roles "$1" >>"$2" 2>&1 &
+  SERVER_PIDS+=($!)
+  local i
+  for i in $(seq 200); do
+    [[ -f "$DATA/serve.json" ]] && return 0
+    kill -0 "${SERVER_PIDS[-1]}" 2>/dev/null || { tail -n 20 "$2" >&2; echo "run_bench: mte serve --roles $1 exited" >&2; exit 1; }
+    sleep 0.05
+  done
+  echo "run_bench: mte serve --roles $1 did not become ready" >&2
+  exit 1
+}
+start portal,maf "$T/portal-maf.log"
+OTHER_PID=${SERVER_PIDS[-1]}
+start mef "$T/mef.log"
+MEF_PID=${SERVER_PIDS[-1]}
+echo "mte serve --roles mef: pid $MEF_PID; mte serve --roles portal,maf: pid $OTHER_PID;" \
+  "load: $ROUNDS rounds x $PER_ROUND enrolments at each of C=$CONCURRENCY"
+
+if [[ "$PROFILE" == 1 ]]; then
+  # DWARF unwinding: the release build has no frame pointers. Costs CPU; use for analysis only.
+  perf record -F ${BENCH_PROFILE_HZ:-999} -e cpu-clock --call-graph dwarf,${BENCH_PROFILE_STACK:-65528} -p "$MEF_PID" -o "$T/perf.data" \
+    >/dev/null 2>&1 &
+  PERF_PID=$!
+fi
+set +e
+"$FLOWB" run --data "$DATA" --manifest "$T/manifest.json" --stakeholder bench \
+  --password-file "$T/password" --mef-pid "$MEF_PID" --other-pid "$OTHER_PID" \
+  --concurrency "$CONCURRENCY" --rounds "$ROUNDS" --per-round "$PER_ROUND" | tee "$T/flowb.out"
+rc=${PIPESTATUS[0]}
+set -e
+if [[ -n "$PERF_PID" ]]; then
+  kill -INT "$PERF_PID" 2>/dev/null || true
+  wait "$PERF_PID" 2>/dev/null || true
+  PERF_PID=""
+  perf report -i "$T/perf.data" --no-children --sort dso,symbol --stdio -g none \
+    --percent-limit 0.3 2>/dev/null | grep -v '^#' | grep -v '^$' | cut -c1-160 \
+    >"$BUILD/bench/mef-profile-flat.txt" || true
+  # Every sample classified by its thread and call stack, in us per enrolment.
+  perf script -i "$T/perf.data" -F tid,time,ip,sym,dso 2>/dev/null >"$T/perf.script" || true
+  python3 -S - "$T/perf.script" "$TOTAL" "${BENCH_PROFILE_HZ:-999}" "$MEF_PID" \
+    >"$BUILD/bench/mef-profile.txt" <<'PY' || true
+import collections, re, sys
+path, enrolments, hz, pid = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+samples, cur = [], None
+for line in open(path, errors="replace"):
+    if not line.strip():
+        if cur: samples.append(cur)
+        cur = None
+    elif not line[0].isspace():
+        cur = {"tid": line.split()[0], "frames": []}
+    elif cur is not None:
+        m = re.match(r"\s*[0-9a-f]+\s+(.*?)\s+\((.*)\)$", line.rstrip("\n"))
+        if m: cur["frames"].append(m.group(1))
+if cur: samples.append(cur)
+role = {s["tid"]: "io" if s["tid"] == pid else "pool" for s in samples}
+for s in samples:  # the outbox thread is the one running OutboxWorker::Loop
+    if any("OutboxWorker::Loop" in f for f in s["frames"]): role[s["tid"]] = "outbox"
+def cat(s):
+    f, r = s["frames"], role[s["tid"]]
+    has = lambda *p: any(x in fr for fr in f for x in p)
+    if r == "outbox":
+        if has("MarkDelivered"): return "outbox: MarkDelivered (own write transaction + fsync)"
+        if has("DueOutbox"): return "outbox: DueOutbox (read)"
+        if has("KeyEncryptionKey::Open"): return "outbox: KEK open of the payload"
+        if has("TlsEngine", "SSL_"): return "outbox: mutual-TLS client handshake to the MAF (OpenSSL)"
+        if has("Socket::", "__libc_send", "__libc_recv", "connect", "__close", "socket"):
+            return "outbox: TCP connect/send/recv/close (incl. loopback kernel work)"
+        return "outbox: other (logging, HTTP)"
+    if r == "pool":
+        if has("sqlite3", "SqliteStore", "fdatasync"):
+            if has("LookupKpm"): return "workers: SQLite in the PSK lookup (FindDeviceByKpmId)"
+            if has("CommitEnrolment"): return "workers: SQLite CommitEnrolment (write transaction + fsync)"
+            if has("SqliteStore::Audit"): return "workers: SQLite Audit after the commit (own write transaction + fsync)"
+            if has("FindToken"): return "workers: SQLite FindToken"
+            return "workers: SQLite reads in Mef::Enrol (device again, enrolee, device's enrolee)"
+        if has("KeyEncryptionKey"): return "workers: KEK seal/open"
+        if has("spdlog"): return "workers: logging"
+        if has("TlsEngine", "SSL_"): return "workers: TLS server, outer + inner (handshakes, records, exporters)"
+        if has("Decoder", "Serialize", "nlohmann", "Mef::"): return "workers: HTTP, JSON, handler logic"
+        return "workers: asio scheduling, other"
+    if has("__libc_send", "__libc_recv", "sendmsg", "recvmsg", "accept", "shutdown", "__close"):
+        return "asio I/O thread: socket syscalls (incl. loopback kernel work)"
+    return "asio I/O thread: epoll, coroutines, other"
+counts = collections.Counter(cat(s) for s in samples)
+n = max(len(samples), 1)
+print(f"MEF CPU by thread and call stack: {len(samples)} samples at {hz:.0f} Hz, {enrolments} enrolments")
+for k, v in sorted(counts.items()):
+    print(f"{v / hz * 1e6 / enrolments:7.0f} us/enrolment {100 * v / n:5.1f}%  {k}")
+print(f"{len(samples) / hz * 1e6 / enrolments:7.0f} us/enrolment in total")
+PY
+  echo "MEF profile: $BUILD/bench/mef-profile.txt (by cause), $BUILD/bench/mef-profile-flat.txt"
+fi
+if [[ $rc -ne 0 ]]; then
+  echo "run_bench: the Flow B load generator failed (exit $rc); MEF log tail:" >&2
+  tail -n 20 "$T/mef.log" >&2
+  exit 1
+fi
+MEF_US=$(sed -n "s/^flowb_c${PRIMARY}_mef_cpu_us=//p" "$T/flowb.out")
+P50=$(sed -n "s/^flowb_c${PRIMARY}_p50_ms=//p" "$T/flowb.out")
+P99=$(sed -n "s/^flowb_c${PRIMARY}_p99_ms=//p" "$T/flowb.out")
+RATE=$(sed -n "s/^flowb_c${PRIMARY}_enrolments_per_s=//p" "$T/flowb.out")
+
+# ---------------------------------------------------------------- summary
+echo
+echo "== summary ($(( $(date +%s) - START )) s)"
+awk -v bare="$BARE_US" -v mef="$MEF_US" -v c="$PRIMARY" -v p50="$P50" -v p99="$P99" -v rate="$RATE" 'BEGIN {
+  r = bare / mef
+  printf "(a) bare nested handshake: server CPU %.0f us (%.0f handshakes/s per core)\n", bare, 1e6 / bare
+  printf "(b) Flow B enrolment at C=%d: MEF CPU %.0f us (%.0f enrolments/s per MEF core); %.0f enrolments/s measured\n", c, mef, 1e6 / mef, rate
+  printf "(c) latency at C=%d: p50 %.1f ms, p99 %.1f ms\n", c, p50, p99
+  printf "ratio (a)/(b) = %.3f, target >= 0.6: %s\n", r, (r >= 0.6 ? "met" : "NOT met")
+  printf "enrolment_vs_bare_ratio=%.2f\n", r
+}'
