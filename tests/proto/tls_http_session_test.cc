@@ -321,7 +321,9 @@ TEST_F(TlsHttpSessionTest, InnerClientHelloRightBehindTheUpgradeRequest) {
     auto advanced = inner_client->Advance();
     ASSERT_TRUE(advanced.has_value()) << Show(advanced.error());
     Bytes out = inner_client->TakeCiphertext();
-    if (!out.empty()) ASSERT_TRUE(SendFromClient(AsText(out)).has_value());
+    if (!out.empty()) {
+      ASSERT_TRUE(SendFromClient(AsText(out)).has_value());
+    }
     inner_client->FeedCiphertext(AsBytes(ReceiveAtClient()));
   }
   EXPECT_TRUE(inner_client->HandshakeComplete());
