@@ -172,10 +172,20 @@ Result<proto::EnrolmentResult> RunToken(const TokenEnrolOptions& options) {
   return result;
 }
 
+EnrolOutcome ToOutcome(const Result<proto::EnrolmentResult>& result) {
+  EnrolOutcome outcome;
+  if (!result) {
+    outcome.error = result.error().detail;
+    return outcome;
+  }
+  outcome.ok = true;
+  outcome.enrolment = Public(*result);
+  return outcome;
+}
+
 }  // namespace
 
 EnrolOutcome EnrolWithPpsk(const PpskEnrolOptions& options) {
-  EnrolOutcome outcome;
   auto run = [&]() -> Result<proto::EnrolmentResult> {
     MTE_TRY_ASSIGN(auto endpoint, client::ParseEndpoint(options.mef_address));
     MTE_TRY_ASSIGN(auto credential, ParseCredential(options.credential));
@@ -188,30 +198,14 @@ EnrolOutcome EnrolWithPpsk(const PpskEnrolOptions& options) {
     MTE_TRY(Store(dir, result, options.mef_fqdn, options.credential.kpm_id, "A", options.ca_file));
     return result;
   };
-  auto result = run();
-  if (!result) {
-    outcome.error = result.error().detail;
-    return outcome;
-  }
-  outcome.ok = true;
-  outcome.enrolment = Public(*result);
-  return outcome;
+  return ToOutcome(run());
 }
 
 EnrolOutcome EnrolWithToken(const TokenEnrolOptions& options) {
-  EnrolOutcome outcome;
-  auto result = RunToken(options);
-  if (!result) {
-    outcome.error = result.error().detail;
-    return outcome;
-  }
-  outcome.ok = true;
-  outcome.enrolment = Public(*result);
-  return outcome;
+  return ToOutcome(RunToken(options));
 }
 
 EnrolOutcome AwaitObf(const AwaitObfOptions& options) {
-  EnrolOutcome outcome;
   auto run = [&]() -> Result<proto::EnrolmentResult> {
     MTE_TRY(crypto::CheckIdentifier(options.device_id, "device ID"));
     MTE_TRY_ASSIGN(auto code, proto::ParseSetupCode(options.setup_code));
@@ -288,14 +282,7 @@ EnrolOutcome AwaitObf(const AwaitObfOptions& options) {
       return result;
     }
   };
-  auto result = run();
-  if (!result) {
-    outcome.error = result.error().detail;
-    return outcome;
-  }
-  outcome.ok = true;
-  outcome.enrolment = Public(*result);
-  return outcome;
+  return ToOutcome(run());
 }
 
 MafCheckOutcome CheckMaf(const MafCheckOptions& options) {

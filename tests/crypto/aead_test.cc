@@ -1,3 +1,4 @@
+#include "testlib/temp_dir.h"
 #include "crypto/aead.h"
 
 #include <gtest/gtest.h>
@@ -18,28 +19,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "mte-aead-XXXXXX").string();
-    char* p = ::mkdtemp(tmpl.data());
-    EXPECT_NE(p, nullptr);
-    path_ = tmpl;
-  }
-
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using testlib::TempDir;
 
 void WriteBytes(const fs::path& path, const std::string& data, fs::perms perms) {
   std::ofstream(path, std::ios::binary) << data;

@@ -1,5 +1,6 @@
 // The development PKI is checked with the independent openssl CLI (verify, x509) and with
 // OpenSSL's own host-name matching.
+#include "testlib/temp_dir.h"
 #include "crypto/pki.h"
 
 #include <gtest/gtest.h>
@@ -23,28 +24,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "mte-pki-XXXXXX").string();
-    char* p = ::mkdtemp(tmpl.data());
-    EXPECT_NE(p, nullptr);
-    path_ = tmpl;
-  }
-
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using testlib::TempDir;
 
 struct CommandResult {
   int status = -1;

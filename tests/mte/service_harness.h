@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "testlib/temp_dir.h"
 #include "base/bytes.h"
 #include "base/clock.h"
 #include "base/result.h"
@@ -56,23 +57,7 @@ template <class T>
                                        << Describe(result.error());
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "mte_svc_XXXXXX").string();
-    if (::mkdtemp(pattern.data()) != nullptr) path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using testlib::TempDir;
 
 inline SecretBytes SecretFromText(std::string_view text) {
   return SecretBytes(AsBytes(text), SecretAccess::ForCrypto());

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "testlib/temp_dir.h"
 #include "base/result.h"
 #include "store/store.h"
 
@@ -46,24 +47,7 @@ template <class T>
   return ::testing::AssertionSuccess();
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "mte_flowb_XXXXXX").string();
-    if (::mkdtemp(pattern.data()) != nullptr) path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  bool ok() const { return !path_.empty(); }
-  std::string File(std::string_view name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using testlib::TempDir;
 
 Bytes SomeBytes(std::string_view seed) {
   Bytes out(AsBytes(seed).begin(), AsBytes(seed).end());

@@ -27,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "testlib/temp_dir.h"
 #include "base/result.h"
 #include "store/internal/migrate.h"
 #include "store/store.h"
@@ -68,32 +69,7 @@ template <class T>
   return ::testing::AssertionSuccess();
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "mte_store_XXXXXX").string();
-    if (::mkdtemp(pattern.data()) != nullptr) {
-      path_ = pattern;
-    }
-  }
-
-  ~TempDir() {
-    if (!path_.empty()) {
-      std::error_code ignored;
-      std::filesystem::remove_all(path_, ignored);
-    }
-  }
-
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  bool ok() const { return !path_.empty(); }
-
-  std::string File(std::string_view name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using testlib::TempDir;
 
 // A second, raw connection to a database file, bypassing the store.
 class RawDb {
