@@ -42,21 +42,30 @@ Result<Bytes> HexDecode(std::string_view hex) {
   return out;
 }
 
-std::string Base32Encode(ByteSpan bytes) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+namespace {
+
+// Big-endian bit packing shared by the base32 and base64url encoders (RFC 4648, no padding).
+std::string EncodeBits(ByteSpan bytes, const char* alphabet, int bits_per_char) {
+  const uint32_t mask = (1u << bits_per_char) - 1;
   std::string out;
   uint32_t acc = 0;
   int bits = 0;
   for (uint8_t b : bytes) {
     acc = (acc << 8) | b;
     bits += 8;
-    while (bits >= 5) {
-      bits -= 5;
-      out.push_back(kAlphabet[(acc >> bits) & 0x1f]);
+    while (bits >= bits_per_char) {
+      bits -= bits_per_char;
+      out.push_back(alphabet[(acc >> bits) & mask]);
     }
   }
-  if (bits > 0) out.push_back(kAlphabet[(acc << (5 - bits)) & 0x1f]);
+  if (bits > 0) out.push_back(alphabet[(acc << (bits_per_char - bits)) & mask]);
   return out;
+}
+
+}  // namespace
+
+std::string Base32Encode(ByteSpan bytes) {
+  return EncodeBits(bytes, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 5);
 }
 
 Result<Bytes> Base32Decode(std::string_view text) {
@@ -84,21 +93,7 @@ Result<Bytes> Base32Decode(std::string_view text) {
 }
 
 std::string Base64UrlEncode(ByteSpan bytes) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (uint8_t b : bytes) {
-    acc = (acc << 8) | b;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kAlphabet[(acc >> bits) & 0x3f]);
-    }
-  }
-  if (bits > 0) out.push_back(kAlphabet[(acc << (6 - bits)) & 0x3f]);
-  return out;
+  return EncodeBits(bytes, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", 6);
 }
 
 }  // namespace mte

@@ -23,19 +23,6 @@ constexpr const char* kClaimCode = "K7Q2-9XRM-4TPA";
 constexpr const char* kDeviceId = "urn:dev:acme:sensor-0001";
 constexpr const char* kKpmId = "kpm-0001@acme.example";
 
-// HMAC-SHA-256(key, label || id) with OpenSSL's one-shot MAC (TS-0003 §10.3.2).
-Bytes IndependentKm(const Bytes& ke, std::string_view maf_id) {
-  std::string data = std::string("oneM2M Enrolment Key to Master Credential derivation") +
-                     std::string(maf_id);
-  Bytes out(32);
-  size_t out_len = 0;
-  unsigned char* mac = EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr, ke.data(),
-                                 ke.size(), reinterpret_cast<const unsigned char*>(data.data()),
-                                 data.size(), out.data(), out.size(), &out_len);
-  EXPECT_NE(mac, nullptr);
-  EXPECT_EQ(out_len, 32u);
-  return out;
-}
 
 std::string PskProfileName(const ::testing::TestParamInfo<PskProfile>& info) {
   return info.param == PskProfile::kTls12PskCbc ? "Tls12PskAes128CbcSha256" : "Tls13Psk";

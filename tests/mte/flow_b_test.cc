@@ -34,19 +34,6 @@ constexpr const char* kOtherKpmId = "kpm-meter-0002@acme.example";
 constexpr const char* kPeer = "192.0.2.10";
 constexpr const char* kOtherPeer = "192.0.2.77";
 
-// HMAC-SHA-256(key, label || id) with OpenSSL's one-shot MAC (TS-0003 §10.3.2).
-Bytes IndependentKm(const Bytes& ke, std::string_view maf_id) {
-  std::string data = std::string("oneM2M Enrolment Key to Master Credential derivation") +
-                     std::string(maf_id);
-  Bytes out(32);
-  size_t out_len = 0;
-  unsigned char* mac = EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr, ke.data(),
-                                 ke.size(), reinterpret_cast<const unsigned char*>(data.data()),
-                                 data.size(), out.data(), out.size(), &out_len);
-  EXPECT_NE(mac, nullptr);
-  EXPECT_EQ(out_len, 32u);
-  return out;
-}
 
 bool Contains(const std::string& text, std::string_view part) {
   return text.find(part) != std::string::npos;

@@ -3,6 +3,7 @@
 // log capture on the default spdlog logger, and small helpers for records and JSON.
 #pragma once
 
+#include <openssl/evp.h>
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
@@ -58,6 +59,21 @@ template <class T>
 }
 
 using testlib::TempDir;
+
+// Km = HMAC-SHA-256(Ke, label || MAF-ID) computed with OpenSSL's one-shot MAC directly, not
+// with the product's crypto::DeriveKm (TS-0003 §10.3.2).
+inline Bytes IndependentKm(const Bytes& ke, std::string_view maf_id) {
+  std::string data = std::string("oneM2M Enrolment Key to Master Credential derivation") +
+                     std::string(maf_id);
+  Bytes out(32);
+  size_t out_len = 0;
+  unsigned char* mac = EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr, ke.data(),
+                                 ke.size(), reinterpret_cast<const unsigned char*>(data.data()),
+                                 data.size(), out.data(), out.size(), &out_len);
+  EXPECT_NE(mac, nullptr);
+  EXPECT_EQ(out_len, 32u);
+  return out;
+}
 
 inline SecretBytes SecretFromText(std::string_view text) {
   return SecretBytes(AsBytes(text), SecretAccess::ForCrypto());
