@@ -41,7 +41,8 @@ maf_rows_for() { db_query "SELECT count(*) FROM maf_credentials WHERE enrolee_id
 expect_exit_86() {
   local pid=$1 what=$2 rc
   wait_for "! kill -0 $pid 2>/dev/null" 100 || fail "$what: the server is still running"
-  rc=$(reap_server "$pid")
+  reap_server "$pid"
+  rc=$REAPED_STATUS
   assert_eq "$rc" 86 "$what: exit status of the crash point"
 }
 maf_check() {

@@ -68,7 +68,8 @@ for step in "step 9:" "step 10:" "step 11:" "outcome: device dev-b1 enrolled wit
 done
 KEID=$(sed -nE 's/.*enrolled with KeID ([^ ]+).*/\1/p' "$T/obf-ok.out")
 assert_match "$KEID" "^[0-9A-F]{32}@$MEF_FQDN\$" "KeID reported to the OBF"
-assert_eq "$(reap_server "$D1_PID")" 0 "device exit status"
+reap_server "$D1_PID"
+assert_eq "$REAPED_STATUS" 0 "device exit status"
 for step in "step 10: secure link with the OBF" "step 11: received the Enrolment-Token" \
   "step 12: server-authenticated TLS to the MEF $MEF_FQDN" "steps 13-17: token accepted, RSPF PPSK" \
   "enrolled: KeID $KEID" "outer session: TLSv1.3"; do
@@ -99,7 +100,8 @@ rc=$(obf_deliver "$T/obf-replay.out" "$T/b1.json" "$DEVICE_PORT" "$CODE2")
 assert_ne "$rc" 0 "mte-obf on a replayed token"
 assert_file_has "$T/obf-replay.out" "already been used" "replayed token"
 assert_file_has "$T/obf-replay.out" "steps 13-16" "replayed token: the failing step"
-assert_ne "$(reap_server "$DEVICE_PID")" 0 "device exit status on a replayed token"
+reap_server "$DEVICE_PID"
+assert_ne "$REAPED_STATUS" 0 "device exit status on a replayed token"
 assert_file_has "$T/d2.log" "already been used" "device output on a replayed token"
 snapshot after-replay
 same_snapshot before-replay after-replay "token replay"
@@ -130,7 +132,8 @@ expect_device_failure() {
   assert_ne "$rc" 0 "mte-obf: $what"
   for pattern in "$@"; do assert_file_has "$T/obf-$name.out" "$pattern" "mte-obf: $what"; done
   assert_file_has "$T/obf-$name.out" "could not enrol" "mte-obf: $what"
-  assert_ne "$(reap_server "$DEVICE_PID")" 0 "device exit status: $what"
+  reap_server "$DEVICE_PID"
+  assert_ne "$REAPED_STATUS" 0 "device exit status: $what"
   snapshot "after-$name"
   same_snapshot "before-$name" "after-$name" "$what"
   assert_eq "$(portal_enrolee_field "$E2" state)" pending "$what: entry state"
@@ -153,7 +156,8 @@ CODE3=$("$ENROLEE" new-setup-code)
 start_device d3 dev-b2 "$CODE3" kpm-b2@maker.it.test "$KPM2"
 rc=$(obf_deliver "$T/obf-ok2.out" "$T/b2.json" "$DEVICE_PORT" "$CODE3")
 [[ "$rc" == 0 ]] || { cat "$T/obf-ok2.out" >&2; fail "enrolment after the failures exited $rc"; }
-assert_eq "$(reap_server "$DEVICE_PID")" 0 "device exit status"
+reap_server "$DEVICE_PID"
+assert_eq "$REAPED_STATUS" 0 "device exit status"
 assert_eq "$(portal_enrolee_field "$E2" state)" enrolled "entry 2 state"
 assert_eq "$(portal_enrolee_field "$E2" deviceId)" dev-b2 "entry 2 device"
 assert_eq "$(token_state "$TOKEN2")" spent "token 2"

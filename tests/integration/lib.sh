@@ -122,17 +122,18 @@ EOF
 }
 
 # reap_server PID: waits for a server process that is expected to exit (crash point, kill -9),
-# removes it from the cleanup list and prints its exit status.
+# removes it from the cleanup list and sets REAPED_STATUS to its exit status. It must run in this
+# shell, never inside $(...): a subshell cannot wait for its parent's children.
 reap_server() {
-  local pid=$1 rc=0 kept=() p
-  wait "$pid" 2>/dev/null || rc=$?
+  local pid=$1 kept=() p
+  REAPED_STATUS=0
+  wait "$pid" 2>/dev/null || REAPED_STATUS=$?
   for p in "${SERVER_PIDS[@]}"; do [[ "$p" == "$pid" ]] || kept+=("$p"); done
   SERVER_PIDS=("${kept[@]}")
-  echo "$rc"
 }
 
 # kill9_server PID: a power cut for one server process.
-kill9_server() { kill -KILL "$1" 2>/dev/null || true; reap_server "$1" >/dev/null; }
+kill9_server() { kill -KILL "$1" 2>/dev/null || true; reap_server "$1"; }
 
 audit_list() { "$MTE" admin --data "$DATA" audit list; }
 

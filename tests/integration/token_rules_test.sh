@@ -130,7 +130,8 @@ CRASHING=${SERVER_PIDS[-1]}
 BEFORE=$(state_snapshot)
 rc=$(enrol retry-crash "$T/retry.json" t3)
 assert_ne "$rc" 0 "enrolment against a MEF that dies before the commit"
-assert_eq "$(reap_server "$CRASHING")" 86 "the MEF stopped at the failpoint"
+reap_server "$CRASHING"
+assert_eq "$REAPED_STATUS" 86 "the MEF stopped at the failpoint"
 assert_file_has "$SERVE_LOG" "valid Enrolment-Token for enrolee $E_RETRY" "the token was accepted"
 [[ "$BEFORE" == "$(state_snapshot)" ]] || fail "a crash before the commit changed the state"
 assert_eq "$(token_state "$TOKEN_RETRY")" active "token after the crash"
