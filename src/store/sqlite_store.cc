@@ -233,7 +233,7 @@ MafCredential ReadMafCredential(const Statement& row) {
 
 class SqliteStore final : public Store {
  public:
-  explicit SqliteStore(DbPtr db) : db_(std::move(db)) {}
+  explicit SqliteStore(DbPtr db) : db_(std::move(db)), statements_(db_.get()) {}
 
   Result<void> ImportDevices(const std::vector<DeviceRecord>& devices) override;
   Result<std::optional<DeviceRecord>> FindDevice(std::string_view device_id) override;
@@ -278,13 +278,18 @@ class SqliteStore final : public Store {
  private:
   sqlite3* db() const { return db_.get(); }
 
+  // Every statement of the store comes from the cache; the caller holds mu_.
+  Result<Statement> Prepare(std::string_view sql, std::string_view op) {
+    return statements_.Prepare(sql, op);
+  }
+
   // Runs `body` under the connection lock inside one transaction, committing only when it
   // succeeds. kImmediate for anything that writes; kDeferred gives multi-statement reads one
   // snapshot.
   template <class Fn>
   auto InTransaction(Transaction::Mode mode, std::string_view op, Fn&& body) -> decltype(body()) {
     std::lock_guard lock(mu_);
-    MTE_TRY_ASSIGN(auto txn, Transaction::Begin(db(), mode, op));
+    MTE_TRY_ASSIGN(auto txn, Transaction::Begin(statements_, mode, op));
     auto result = body();
     if (!result.has_value()) {
       return result;  // `txn` rolls back
@@ -308,7 +313,7 @@ class SqliteStore final : public Store {
   Result<std::optional<Row>> FindOne(std::string_view op, const char* sql, Reader&& reader,
                                      const Args&... args) {
     std::lock_guard lock(mu_);
-    MTE_TRY_ASSIGN(auto stmt, Statement::Prepare(db(), sql, op));
+    MTE_TRY_ASSIGN(auto stmt, Prepare(sql, op));
     MTE_TRY(stmt.BindAll(args...));
     MTE_TRY_ASSIGN(const bool row, stmt.Step());
     if (!row) {
@@ -331,18 +336,19 @@ class SqliteStore final : public Store {
 
   std::mutex mu_;
   DbPtr db_;
+  internal::StatementCache statements_;  // after db_: destroyed (finalized) before the close
 };
 
 template <class Key>
 Result<bool> SqliteStore::Exists(std::string_view op, const char* sql, const Key& key) {
-  MTE_TRY_ASSIGN(auto stmt, Statement::Prepare(db(), sql, op));
+  MTE_TRY_ASSIGN(auto stmt, Prepare(sql, op));
   MTE_TRY(stmt.BindAll(key));
   return stmt.Step();
 }
 
 Result<std::vector<std::string>> SqliteStore::LoadCredentialIds(std::string_view op,
                                                                 int64_t enrolee_id) {
-  MTE_TRY_ASSIGN(auto stmt, Statement::Prepare(db(),
+  MTE_TRY_ASSIGN(auto stmt, Prepare(
                                                "SELECT credential_id FROM enrolee_credential_ids"
                                                " WHERE enrolee_id = ?1 ORDER BY position",
                                                op));
@@ -361,7 +367,7 @@ Result<std::vector<std::string>> SqliteStore::LoadCredentialIds(std::string_view
 template <class Key>
 Result<std::optional<EnroleeRecord>> SqliteStore::LoadEnrolee(std::string_view op, const char* sql,
                                                               const Key& key) {
-  MTE_TRY_ASSIGN(auto stmt, Statement::Prepare(db(), sql, op));
+  MTE_TRY_ASSIGN(auto stmt, Prepare(sql, op));
   MTE_TRY(stmt.BindAll(key));
   MTE_TRY_ASSIGN(const bool row, stmt.Step());
   if (!row) {
@@ -379,11 +385,11 @@ Result<void> SqliteStore::ImportDevices(const std::vector<DeviceRecord>& devices
   return Write(kOp, [&]() -> Result<void> {
     // Rows inserted earlier in this transaction are visible to the lookup, so one check covers
     // duplicates within the batch and against the store.
-    MTE_TRY_ASSIGN(auto find, Statement::Prepare(db(),
+    MTE_TRY_ASSIGN(auto find, Prepare(
                                                  "SELECT device_id = ?1 FROM devices"
                                                  " WHERE device_id = ?1 OR kpm_id = ?2 LIMIT 1",
                                                  kOp));
-    MTE_TRY_ASSIGN(auto insert, Statement::Prepare(db(),
+    MTE_TRY_ASSIGN(auto insert, Prepare(
                                                    "INSERT INTO devices (device_id, kpm_id,"
                                                    " kpm_sealed, claim_hash, created_at)"
                                                    " VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -422,13 +428,13 @@ Result<int64_t> SqliteStore::AddStakeholder(std::string_view name, std::string_v
   constexpr std::string_view kOp = "add stakeholder";
   return Write(kOp, [&]() -> Result<int64_t> {
     MTE_TRY_ASSIGN(auto find,
-                   Statement::Prepare(db(), "SELECT 1 FROM stakeholders WHERE name = ?1", kOp));
+                   Prepare("SELECT 1 FROM stakeholders WHERE name = ?1", kOp));
     MTE_TRY(find.BindAll(name));
     MTE_TRY_ASSIGN(const bool exists, find.Step());
     if (exists) {
       return Fail(ConflictError(std::string(kOp) + ": name " + Quoted(name) + " exists"));
     }
-    MTE_TRY_ASSIGN(auto insert, Statement::Prepare(db(),
+    MTE_TRY_ASSIGN(auto insert, Prepare(
                                                    "INSERT INTO stakeholders (name, password_hash,"
                                                    " created_at) VALUES (?1, ?2, ?3) RETURNING id",
                                                    kOp));
@@ -462,14 +468,14 @@ Result<void> SqliteStore::AddSession(ByteSpan token_hash, int64_t stakeholder_id
                                 std::to_string(stakeholder_id) + " not found"));
     }
     MTE_TRY_ASSIGN(auto find,
-                   Statement::Prepare(db(), "SELECT 1 FROM sessions WHERE token_hash = ?1", kOp));
+                   Prepare("SELECT 1 FROM sessions WHERE token_hash = ?1", kOp));
     MTE_TRY(find.BindAll(token_hash));
     MTE_TRY_ASSIGN(const bool exists, find.Step());
     if (exists) {
       // The token hash itself stays out of the detail.
       return Fail(ConflictError(std::string(kOp) + ": session token hash exists"));
     }
-    MTE_TRY_ASSIGN(auto insert, Statement::Prepare(db(),
+    MTE_TRY_ASSIGN(auto insert, Prepare(
                                                    "INSERT INTO sessions (token_hash,"
                                                    " stakeholder_id, expires_at)"
                                                    " VALUES (?1, ?2, ?3)",
@@ -515,9 +521,7 @@ Result<EnroleeRecord> SqliteStore::InsertEnrolee(std::string_view kOp, int64_t s
                                 std::to_string(stakeholder_id) + " not found"));
     }
     if (device_id.has_value()) {
-      MTE_TRY_ASSIGN(auto device, Statement::Prepare(
-                                      db(),
-                                      "SELECT EXISTS (SELECT 1 FROM enrolees WHERE device_id = ?1)"
+      MTE_TRY_ASSIGN(auto device, Prepare("SELECT EXISTS (SELECT 1 FROM enrolees WHERE device_id = ?1)"
                                       " FROM devices WHERE device_id = ?1",
                                       kOp));
       MTE_TRY(device.BindAll(*device_id));
@@ -532,7 +536,7 @@ Result<EnroleeRecord> SqliteStore::InsertEnrolee(std::string_view kOp, int64_t s
       }
     }
     MTE_TRY_ASSIGN(auto insert,
-                   Statement::Prepare(db(),
+                   Prepare(
                                       "INSERT INTO enrolees (stakeholder_id, device_id, label,"
                                       " device_info, state, generation, rspf, ke_id, ke_sealed,"
                                       " ke_expires_at, maf_delivery, created_at, updated_at,"
@@ -581,10 +585,9 @@ Result<std::vector<EnroleeRecord>> SqliteStore::ListEnrolees(
   return Read(kOp, [&]() -> Result<std::vector<EnroleeRecord>> {
     MTE_TRY_ASSIGN(
         auto list,
-        Statement::Prepare(
-            db(), stakeholder_id.has_value() ? kSelectEnroleesOfStakeholder : kSelectAllEnrolees,
+        Prepare(stakeholder_id.has_value() ? kSelectEnroleesOfStakeholder : kSelectAllEnrolees,
             kOp));
-    MTE_TRY_ASSIGN(auto ids, Statement::Prepare(db(),
+    MTE_TRY_ASSIGN(auto ids, Prepare(
                                                 stakeholder_id.has_value()
                                                     ? "SELECT c.enrolee_id, c.credential_id"
                                                       " FROM enrolee_credential_ids c"
@@ -645,9 +648,7 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
     // The token first: a loser of a race for one token learns that the token is gone.
     if (commit.spend_token_id != 0) {
       // Single use: one conditional update decides which enrolment spends the token.
-      MTE_TRY_ASSIGN(auto spend, Statement::Prepare(
-                                     db(),
-                                     "UPDATE tokens SET state = 'spent', spent_at = ?3"
+      MTE_TRY_ASSIGN(auto spend, Prepare("UPDATE tokens SET state = 'spent', spent_at = ?3"
                                      " WHERE id = ?1 AND enrolee_id = ?2 AND state = 'active'"
                                      " AND expires_at > ?3",
                                      kOp));
@@ -657,8 +658,7 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
         return Fail(ConflictError(std::string(kOp) + ": the Enrolment-Token is no longer valid"));
       }
     }
-    MTE_TRY_ASSIGN(auto current, Statement::Prepare(
-                                     db(), "SELECT generation, device_id FROM enrolees WHERE id = ?1",
+    MTE_TRY_ASSIGN(auto current, Prepare("SELECT generation, device_id FROM enrolees WHERE id = ?1",
                                      kOp));
     MTE_TRY(current.BindAll(commit.enrolee_id));
     MTE_TRY_ASSIGN(const bool found, current.Step());
@@ -685,15 +685,14 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
           return Fail(ConflictError(std::string(kOp) + ": device " +
                                     Quoted(commit.bind_device_id) + " has another enrolee entry"));
         }
-        MTE_TRY_ASSIGN(auto bind, Statement::Prepare(
-                                      db(), "UPDATE enrolees SET device_id = ?2 WHERE id = ?1", kOp));
+        MTE_TRY_ASSIGN(auto bind, Prepare("UPDATE enrolees SET device_id = ?2 WHERE id = ?1", kOp));
         MTE_TRY(bind.BindAll(commit.enrolee_id, commit.bind_device_id));
         MTE_TRY(bind.Run());
       }
     }
 
     MTE_TRY_ASSIGN(auto update,
-                   Statement::Prepare(db(),
+                   Prepare(
                                       "UPDATE enrolees SET state = 'enrolled', generation = ?2,"
                                       " rspf = ?3, ke_id = ?4, ke_sealed = ?5,"
                                       " ke_expires_at = ?6, maf_delivery = ?9,"
@@ -711,10 +710,10 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
 
     MTE_TRY_ASSIGN(
         auto clear,
-        Statement::Prepare(db(), "DELETE FROM enrolee_credential_ids WHERE enrolee_id = ?1", kOp));
+        Prepare("DELETE FROM enrolee_credential_ids WHERE enrolee_id = ?1", kOp));
     MTE_TRY(clear.BindAll(commit.enrolee_id));
     MTE_TRY(clear.Run());
-    MTE_TRY_ASSIGN(auto add_id, Statement::Prepare(db(),
+    MTE_TRY_ASSIGN(auto add_id, Prepare(
                                                    "INSERT INTO enrolee_credential_ids"
                                                    " (enrolee_id, position, credential_id)"
                                                    " VALUES (?1, ?2, ?3)",
@@ -727,7 +726,7 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
     }
 
     if (!commit.audit.action.empty()) {
-      MTE_TRY_ASSIGN(auto audit, Statement::Prepare(db(),
+      MTE_TRY_ASSIGN(auto audit, Prepare(
                                                     "INSERT INTO audit (at, actor, action,"
                                                     " subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
                                                     kOp));
@@ -744,7 +743,7 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
       }
       return std::move(*enrolee);
     }
-    MTE_TRY_ASSIGN(auto outbox, Statement::Prepare(db(),
+    MTE_TRY_ASSIGN(auto outbox, Prepare(
                                                    "INSERT INTO outbox (enrolee_id, generation,"
                                                    " target, payload_sealed, attempts,"
                                                    " next_attempt_at, delivered_at, last_error)"
@@ -801,13 +800,13 @@ Result<TokenRecord> SqliteStore::IssueToken(int64_t enrolee_id, ByteSpan token_h
       return Fail(NotFoundError(std::string(kOp) + ": enrolee " + std::to_string(enrolee_id) +
                                 " not found"));
     }
-    MTE_TRY_ASSIGN(auto revoke, Statement::Prepare(db(),
+    MTE_TRY_ASSIGN(auto revoke, Prepare(
                                                    "UPDATE tokens SET state = 'revoked'"
                                                    " WHERE enrolee_id = ?1 AND state = 'active'",
                                                    kOp));
     MTE_TRY(revoke.BindAll(enrolee_id));
     MTE_TRY(revoke.Run());
-    MTE_TRY_ASSIGN(auto insert, Statement::Prepare(db(),
+    MTE_TRY_ASSIGN(auto insert, Prepare(
                                                    "INSERT INTO tokens (enrolee_id, token_hash,"
                                                    " state, created_at, expires_at)"
                                                    " VALUES (?1, ?2, 'active', ?3, ?4)"
@@ -819,7 +818,7 @@ Result<TokenRecord> SqliteStore::IssueToken(int64_t enrolee_id, ByteSpan token_h
     const int64_t id = insert.Int64(0);
     MTE_TRY_ASSIGN(const bool more, insert.Step());
     static_cast<void>(more);
-    MTE_TRY_ASSIGN(auto select, Statement::Prepare(db(), kSelectTokenById, kOp));
+    MTE_TRY_ASSIGN(auto select, Prepare(kSelectTokenById, kOp));
     MTE_TRY(select.BindAll(id));
     MTE_TRY_ASSIGN(const bool again, select.Step());
     if (!again) return Fail(StorageError(std::string(kOp) + ": token vanished after insert"));
@@ -830,7 +829,7 @@ Result<TokenRecord> SqliteStore::IssueToken(int64_t enrolee_id, ByteSpan token_h
 Result<std::optional<TokenRecord>> SqliteStore::FindToken(ByteSpan token_hash) {
   constexpr std::string_view kOp = "find token";
   return Read(kOp, [&]() -> Result<std::optional<TokenRecord>> {
-    MTE_TRY_ASSIGN(auto select, Statement::Prepare(db(), kSelectTokenByHash, kOp));
+    MTE_TRY_ASSIGN(auto select, Prepare(kSelectTokenByHash, kOp));
     MTE_TRY(select.BindAll(token_hash));
     MTE_TRY_ASSIGN(const bool row, select.Step());
     if (!row) return std::optional<TokenRecord>();
@@ -848,7 +847,7 @@ Result<std::vector<OutboxItem>> SqliteStore::DueOutbox(int64_t now, int limit) {
     return items;
   }
   std::lock_guard lock(mu_);
-  MTE_TRY_ASSIGN(auto stmt, Statement::Prepare(db(), kSelectDueOutbox, kOp));
+  MTE_TRY_ASSIGN(auto stmt, Prepare(kSelectDueOutbox, kOp));
   MTE_TRY(stmt.BindAll(now, static_cast<int64_t>(limit)));
   while (true) {
     MTE_TRY_ASSIGN(const bool row, stmt.Step());
@@ -864,7 +863,7 @@ Result<void> SqliteStore::MarkDelivered(int64_t outbox_id, int64_t now) {
   constexpr std::string_view kOp = "mark outbox delivered";
   return Write(kOp, [&]() -> Result<void> {
     MTE_TRY_ASSIGN(auto find,
-                   Statement::Prepare(db(),
+                   Prepare(
                                       "SELECT enrolee_id, generation, delivered_at FROM outbox"
                                       " WHERE id = ?1",
                                       kOp));
@@ -879,13 +878,12 @@ Result<void> SqliteStore::MarkDelivered(int64_t outbox_id, int64_t now) {
     if (find.Int64(2) != 0) {
       return {};  // already delivered: idempotent
     }
-    MTE_TRY_ASSIGN(auto mark, Statement::Prepare(
-                                  db(), "UPDATE outbox SET delivered_at = ?2 WHERE id = ?1", kOp));
+    MTE_TRY_ASSIGN(auto mark, Prepare("UPDATE outbox SET delivered_at = ?2 WHERE id = ?1", kOp));
     MTE_TRY(mark.BindAll(outbox_id, now));
     MTE_TRY(mark.Run());
     // A delivery for an older generation says nothing about the current credential.
     MTE_TRY_ASSIGN(auto enrolee,
-                   Statement::Prepare(db(),
+                   Prepare(
                                       "UPDATE enrolees SET maf_delivery = 'delivered',"
                                       " updated_at = ?3 WHERE id = ?1 AND generation = ?2"
                                       " AND maf_delivery <> 'delivered'",
@@ -906,7 +904,7 @@ Result<void> SqliteStore::MarkAttemptFailed(int64_t outbox_id, int64_t next_atte
                                 " not found"));
     }
     // A delivered item stays delivered; a late failure report changes nothing.
-    MTE_TRY_ASSIGN(auto update, Statement::Prepare(db(),
+    MTE_TRY_ASSIGN(auto update, Prepare(
                                                    "UPDATE outbox SET attempts = attempts + 1,"
                                                    " next_attempt_at = ?2, last_error = ?3"
                                                    " WHERE id = ?1 AND delivered_at = 0",
@@ -924,9 +922,7 @@ Result<std::optional<OutboxItem>> SqliteStore::GetOutboxItem(int64_t outbox_id) 
 
 // The newest generation the MAF knows for an enrolee (stored or retired), 0 if none.
 Result<int64_t> SqliteStore::NewestMafGeneration(std::string_view op, int64_t enrolee_id) {
-  MTE_TRY_ASSIGN(auto newest, Statement::Prepare(
-                                  db(),
-                                  "SELECT MAX(g) FROM (SELECT generation AS g FROM maf_credentials"
+  MTE_TRY_ASSIGN(auto newest, Prepare("SELECT MAX(g) FROM (SELECT generation AS g FROM maf_credentials"
                                   " WHERE enrolee_id = ?1 UNION ALL SELECT generation FROM"
                                   " maf_retired WHERE enrolee_id = ?1)",
                                   op));
@@ -940,11 +936,10 @@ Result<bool> SqliteStore::RetireMafCredentials(int64_t enrolee_id, int64_t gener
   return Write(kOp, [&]() -> Result<bool> {
     MTE_TRY_ASSIGN(const int64_t newest, NewestMafGeneration(kOp, enrolee_id));
     if (newest >= generation) return false;
-    MTE_TRY_ASSIGN(auto remove, Statement::Prepare(
-                                    db(), "DELETE FROM maf_credentials WHERE enrolee_id = ?1", kOp));
+    MTE_TRY_ASSIGN(auto remove, Prepare("DELETE FROM maf_credentials WHERE enrolee_id = ?1", kOp));
     MTE_TRY(remove.BindAll(enrolee_id));
     MTE_TRY(remove.Run());
-    MTE_TRY_ASSIGN(auto mark, Statement::Prepare(db(),
+    MTE_TRY_ASSIGN(auto mark, Prepare(
                                                  "INSERT INTO maf_retired (enrolee_id, generation)"
                                                  " VALUES (?1, ?2) ON CONFLICT (enrolee_id)"
                                                  " DO UPDATE SET generation = excluded.generation",
@@ -964,20 +959,20 @@ Result<bool> SqliteStore::PutMafCredential(const MafCredential& credential) {
     }
     MTE_TRY_ASSIGN(
         auto remove,
-        Statement::Prepare(db(), "DELETE FROM maf_credentials WHERE enrolee_id = ?1", kOp));
+        Prepare("DELETE FROM maf_credentials WHERE enrolee_id = ?1", kOp));
     MTE_TRY(remove.BindAll(credential.enrolee_id));
     MTE_TRY(remove.Run());
 
     MTE_TRY_ASSIGN(
         auto owner,
-        Statement::Prepare(db(), "SELECT enrolee_id FROM maf_credentials WHERE km_id = ?1", kOp));
+        Prepare("SELECT enrolee_id FROM maf_credentials WHERE km_id = ?1", kOp));
     MTE_TRY(owner.BindAll(credential.km_id));
     MTE_TRY_ASSIGN(const bool taken, owner.Step());
     if (taken) {
       return Fail(ConflictError(std::string(kOp) + ": km_id " + Quoted(credential.km_id) +
                                 " belongs to enrolee " + std::to_string(owner.Int64(0))));
     }
-    MTE_TRY_ASSIGN(auto insert, Statement::Prepare(db(),
+    MTE_TRY_ASSIGN(auto insert, Prepare(
                                                    "INSERT INTO maf_credentials (km_id, km_sealed,"
                                                    " enrolee_id, generation, expires_at,"
                                                    " received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -998,7 +993,7 @@ Result<std::optional<MafCredential>> SqliteStore::FindMafCredential(std::string_
 Result<std::vector<MafCredential>> SqliteStore::ListMafCredentials() {
   constexpr std::string_view kOp = "list maf credentials";
   std::lock_guard lock(mu_);
-  MTE_TRY_ASSIGN(auto stmt, Statement::Prepare(db(), kSelectAllMafCredentials, kOp));
+  MTE_TRY_ASSIGN(auto stmt, Prepare(kSelectAllMafCredentials, kOp));
   std::vector<MafCredential> credentials;
   while (true) {
     MTE_TRY_ASSIGN(const bool row, stmt.Step());
@@ -1015,7 +1010,7 @@ Result<std::vector<MafCredential>> SqliteStore::ListMafCredentials() {
 Result<void> SqliteStore::Audit(const AuditEntry& entry) {
   constexpr std::string_view kOp = "append audit";
   return Write(kOp, [&]() -> Result<void> {
-    MTE_TRY_ASSIGN(auto insert, Statement::Prepare(db(),
+    MTE_TRY_ASSIGN(auto insert, Prepare(
                                                    "INSERT INTO audit (at, actor, action, subject,"
                                                    " detail) VALUES (?1, ?2, ?3, ?4, ?5)",
                                                    kOp));
@@ -1027,7 +1022,7 @@ Result<void> SqliteStore::Audit(const AuditEntry& entry) {
 Result<std::vector<AuditEntry>> SqliteStore::ListAudit() {
   constexpr std::string_view kOp = "list audit";
   std::lock_guard lock(mu_);
-  MTE_TRY_ASSIGN(auto stmt, Statement::Prepare(db(),
+  MTE_TRY_ASSIGN(auto stmt, Prepare(
                                                "SELECT id, at, actor, action, subject, detail"
                                                " FROM audit ORDER BY id",
                                                kOp));

@@ -30,10 +30,14 @@ Result<void> Exec(sqlite3* db, const char* sql, std::string_view op) {
   return {};
 }
 
-Result<Statement> Statement::Prepare(sqlite3* db, std::string_view sql, std::string_view op) {
+namespace {
+
+Result<StmtPtr> PrepareOne(sqlite3* db, std::string_view sql, std::string_view op,
+                           unsigned int flags) {
   sqlite3_stmt* raw = nullptr;
   const char* tail = nullptr;
-  if (sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &raw, &tail) != SQLITE_OK) {
+  if (sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), flags, &raw, &tail) !=
+      SQLITE_OK) {
     return Fail(DbError(db, op));
   }
   StmtPtr stmt(raw);
@@ -42,7 +46,43 @@ Result<Statement> Statement::Prepare(sqlite3* db, std::string_view sql, std::str
     return Fail(ErrorKind::kInternal, Errc::kInvariant,
                 std::string(op) + ": SQL must be exactly one statement");
   }
-  return Statement(db, std::move(stmt), op);
+  return stmt;
+}
+
+}  // namespace
+
+Result<Statement> Statement::Prepare(sqlite3* db, std::string_view sql, std::string_view op) {
+  MTE_TRY_ASSIGN(auto stmt, PrepareOne(db, sql, op, 0));
+  return Statement(db, std::move(stmt), op, nullptr);
+}
+
+Statement::~Statement() {
+  if (cache_ != nullptr && stmt_ != nullptr) {
+    cache_->Return(std::move(stmt_));
+  }
+}
+
+Result<Statement> StatementCache::Prepare(std::string_view sql, std::string_view op) {
+  if (auto node = idle_.extract(sql); !node.empty()) {
+    return Statement(db_, std::move(node.mapped()), op, this);
+  }
+  MTE_TRY_ASSIGN(auto stmt, PrepareOne(db_, sql, op, SQLITE_PREPARE_PERSISTENT));
+  return Statement(db_, std::move(stmt), op, this);
+}
+
+Result<void> StatementCache::Run(std::string_view sql, std::string_view op) {
+  MTE_TRY_ASSIGN(auto stmt, Prepare(sql, op));
+  return stmt.Run();
+}
+
+void StatementCache::Return(StmtPtr stmt) {
+  // sqlite3_reset repeats the last step's error, which Step() has already reported. Resetting
+  // also ends the statement's hold on the read snapshot.
+  static_cast<void>(sqlite3_reset(stmt.get()));
+  static_cast<void>(sqlite3_clear_bindings(stmt.get()));
+  const std::string_view key = sqlite3_sql(stmt.get());
+  // Already present: the same SQL was in use twice at once; this copy is finalized.
+  idle_.try_emplace(key, std::move(stmt));
 }
 
 Result<void> Statement::Check(int rc) {
@@ -143,23 +183,46 @@ Result<Transaction> Transaction::Begin(sqlite3* db, Mode mode, std::string_view 
       break;
   }
   MTE_TRY(Exec(db, sql, op));
-  return Transaction(db, op);
+  return Transaction(db, nullptr, op);
+}
+
+Result<Transaction> Transaction::Begin(StatementCache& cache, Mode mode, std::string_view op) {
+  Transaction txn(cache.db(), &cache, op);
+  txn.open_ = false;
+  switch (mode) {
+    case Mode::kDeferred:
+      MTE_TRY(txn.RunControl("BEGIN DEFERRED"));
+      break;
+    case Mode::kImmediate:
+      MTE_TRY(txn.RunControl("BEGIN IMMEDIATE"));
+      break;
+  }
+  txn.open_ = true;
+  return txn;
+}
+
+Result<void> Transaction::RunControl(const char* sql) {
+  if (cache_ != nullptr) {
+    return cache_->Run(sql, op_);
+  }
+  return Exec(db_, sql, op_);
 }
 
 Transaction::Transaction(Transaction&& other) noexcept
-    : db_(other.db_), op_(other.op_), open_(std::exchange(other.open_, false)) {}
+    : db_(other.db_),
+      cache_(other.cache_),
+      op_(other.op_),
+      open_(std::exchange(other.open_, false)) {}
 
 Transaction::~Transaction() {
   // A failed statement may already have rolled SQLite back; then there is nothing left to undo.
   if (open_ && sqlite3_get_autocommit(db_) == 0) {
-    static_cast<void>(sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr));
+    static_cast<void>(RunControl("ROLLBACK"));
   }
 }
 
 Result<void> Transaction::Commit() {
-  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return Fail(DbError(db_, op_));  // the destructor rolls back
-  }
+  MTE_TRY(RunControl("COMMIT"));  // on failure the destructor rolls back
   open_ = false;
   return {};
 }

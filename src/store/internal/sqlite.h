@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "base/bytes.h"
 #include "base/result.h"
@@ -34,11 +35,20 @@ Error DbError(sqlite3* db, std::string_view op);
 // Runs SQL without parameters (PRAGMAs, BEGIN/COMMIT, migration scripts).
 Result<void> Exec(sqlite3* db, const char* sql, std::string_view op);
 
+class StatementCache;
+
 // A prepared statement. `op` names the store operation in error details and must outlive the
-// statement (a string literal).
+// statement (a string literal). A statement from a StatementCache goes back to it, reset and with
+// its parameters unbound, when it is destroyed.
 class Statement {
  public:
   static Result<Statement> Prepare(sqlite3* db, std::string_view sql, std::string_view op);
+
+  ~Statement();
+  Statement(Statement&& other) noexcept = default;
+  Statement& operator=(Statement&& other) noexcept = delete;
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
 
   // Parameters are 1-based. Text and blobs are copied into the statement.
   Result<void> Bind(int index, int64_t value);
@@ -70,14 +80,43 @@ class Statement {
   bool IsNull(int column) const;
 
  private:
-  Statement(sqlite3* db, StmtPtr stmt, std::string_view op)
-      : db_(db), stmt_(std::move(stmt)), op_(op) {}
+  friend class StatementCache;
+
+  Statement(sqlite3* db, StmtPtr stmt, std::string_view op, StatementCache* cache)
+      : db_(db), stmt_(std::move(stmt)), op_(op), cache_(cache) {}
 
   Result<void> Check(int rc);
 
   sqlite3* db_;
   StmtPtr stmt_;
   std::string_view op_;
+  StatementCache* cache_;  // null: finalized on destruction
+};
+
+// Prepared statements of one connection, kept for reuse: preparing (parsing and planning the SQL)
+// costs more than running the small statements of the store. A statement that is in use when the
+// same SQL is asked for again is prepared a second time and finalized after use.
+// Thread-safety: none, like the connection. Destroy the cache before closing the connection.
+class StatementCache {
+ public:
+  explicit StatementCache(sqlite3* db) : db_(db) {}
+  StatementCache(const StatementCache&) = delete;
+  StatementCache& operator=(const StatementCache&) = delete;
+
+  Result<Statement> Prepare(std::string_view sql, std::string_view op);
+
+  // Runs a statement that returns no rows (BEGIN, COMMIT, ROLLBACK).
+  Result<void> Run(std::string_view sql, std::string_view op);
+
+  sqlite3* db() const { return db_; }
+
+ private:
+  friend class Statement;
+  void Return(StmtPtr stmt);
+
+  sqlite3* db_;
+  // Keyed by the statement's own SQL text (sqlite3_sql), which lives as long as the statement.
+  std::unordered_map<std::string_view, StmtPtr> idle_;
 };
 
 // A transaction that rolls back unless committed. kImmediate takes the write lock at BEGIN
@@ -87,6 +126,8 @@ class Transaction {
   enum class Mode { kDeferred, kImmediate };
 
   static Result<Transaction> Begin(sqlite3* db, Mode mode, std::string_view op);
+  // The same, with BEGIN/COMMIT/ROLLBACK taken from `cache`.
+  static Result<Transaction> Begin(StatementCache& cache, Mode mode, std::string_view op);
   ~Transaction();
   Transaction(Transaction&& other) noexcept;
   Transaction& operator=(Transaction&&) = delete;
@@ -96,9 +137,13 @@ class Transaction {
   Result<void> Commit();
 
  private:
-  Transaction(sqlite3* db, std::string_view op) : db_(db), op_(op) {}
+  Transaction(sqlite3* db, StatementCache* cache, std::string_view op)
+      : db_(db), cache_(cache), op_(op) {}
+
+  Result<void> RunControl(const char* sql);
 
   sqlite3* db_;
+  StatementCache* cache_;  // null: BEGIN/COMMIT/ROLLBACK through sqlite3_exec
   std::string_view op_;
   bool open_ = true;
 };
