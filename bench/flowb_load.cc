@@ -30,6 +30,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <fstream>
 #include <thread>
 #include <vector>
 
@@ -175,25 +176,33 @@ std::map<int, long long> ThreadTicks(int pid) {
   return out;
 }
 
-// The MEF's threads by role. `mte serve` with the default ioThreads = 1 runs the asio loop on
-// its main thread (tid = pid); the worker pool starts with the server; the outbox worker starts
-// last (apps/mte/main.cc), so it has the highest thread id.
+// The MEF's threads by role, from their names (/proc/PID/task/TID/comm; src/base/thread_name.h):
+// the main thread ("mte") and "mte-io" run the asio loop, where connections do their TLS and
+// handler work; "mte-worker" is the worker pool (offloaded listeners only); "mte-outbox" delivers
+// Km to the MAF.
 struct ThreadSplit {
   double io_us = 0, pool_us = 0, outbox_us = 0;
 };
+
+std::string ThreadName(int pid, int tid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/comm");
+  std::string name;
+  std::getline(in, name);
+  return name;
+}
 
 ThreadSplit SplitThreads(int pid, const std::map<int, long long>& before,
                          const std::map<int, long long>& after, int enrolments) {
   ThreadSplit split;
   if (after.empty() || enrolments <= 0) return split;
   const double tick_us = 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
-  const int last = after.rbegin()->first;
   for (const auto& [tid, ticks] : after) {
     auto it = before.find(tid);
     double us = (ticks - (it == before.end() ? 0 : it->second)) * tick_us / enrolments;
-    if (tid == pid) split.io_us += us;
-    else if (tid == last) split.outbox_us += us;
-    else split.pool_us += us;
+    const std::string name = ThreadName(pid, tid);
+    if (name == "mte-outbox") split.outbox_us += us;
+    else if (name == "mte-worker") split.pool_us += us;
+    else split.io_us += us;
   }
   return split;
 }
@@ -485,7 +494,7 @@ int Run(const Args& args) {
                 "us/enrolment, latency p50 %.1f ms p99 %.1f ms (%zu enrolments)\n",
                 level, Median(rate), Median(drained_rate), Median(mef), 1e6 / Median(mef),
                 Median(other), Percentile(latency, 50), Percentile(latency, 99), latency.size());
-    std::printf("        MEF CPU by thread: asio I/O (main) %.0f us, worker pool %.0f us, outbox "
+    std::printf("        MEF CPU by thread: asio I/O threads (connections) %.0f us, worker pool %.0f us, outbox "
                 "(MEF->MAF delivery) %.0f us per enrolment\n",
                 Median(io), Median(pool), Median(outbox));
     std::printf("flowb_c%d_enrolments_per_s=%.1f\n", level, Median(rate));

@@ -13,6 +13,7 @@
 # environment (defaults in brackets):
 #   BENCH_CONCURRENCY [4,8]  BENCH_ROUNDS [3]  BENCH_PER_ROUND [150]   Flow B load
 #   BENCH_BARE_REPS [7]  BENCH_BARE_HANDSHAKES [200]                   bare handshakes
+#   BENCH_IO_THREADS [mte.json default]  ioThreads of both mte serve processes
 #   BENCH_TMPDIR [/var/tmp]   where the MTE data directory lives (must be a real disk: fsync)
 #   BENCH_PROFILE [0]         1: perf record the MEF process during (b) (cpu-clock, DWARF call
 #                             graphs; BENCH_PROFILE_HZ [999], BENCH_PROFILE_STACK [65528]) and
@@ -80,6 +81,10 @@ echo "== (b) Flow B enrolments through mte serve over loopback (MEF: --roles mef
   "portal+MAF: --roles portal,maf)"
 "$MTE" init --data "$DATA" --mef-fqdn mef.bench.test --maf-fqdn maf.bench.test >/dev/null
 "$FLOWB" ports --data "$DATA"
+if [[ -n "${BENCH_IO_THREADS:-}" ]]; then
+  python3 -c 'import json,sys; p=sys.argv[1]; c=json.load(open(p)); c["ioThreads"]=int(sys.argv[2]); json.dump(c,open(p,"w"),indent=2)' \
+    "$DATA/mte.json" "$BENCH_IO_THREADS"
+fi
 "$FLOWB" manifest --out "$T/manifest.json" --count "$TOTAL"
 t0=$(date +%s.%N)
 "$MTE" admin --data "$DATA" device import "$T/manifest.json" >/dev/null
@@ -147,35 +152,30 @@ for line in open(path, errors="replace"):
         m = re.match(r"\s*[0-9a-f]+\s+(.*?)\s+\((.*)\)$", line.rstrip("\n"))
         if m: cur["frames"].append(m.group(1))
 if cur: samples.append(cur)
-role = {s["tid"]: "io" if s["tid"] == pid else "pool" for s in samples}
-for s in samples:  # the outbox thread is the one running OutboxWorker::Loop
-    if any("OutboxWorker::Loop" in f for f in s["frames"]): role[s["tid"]] = "outbox"
 def cat(s):
-    f, r = s["frames"], role[s["tid"]]
+    f = s["frames"]
     has = lambda *p: any(x in fr for fr in f for x in p)
-    if r == "outbox":
-        if has("MarkDelivered"): return "outbox: MarkDelivered (own write transaction + fsync)"
+    if has("OutboxWorker::Loop"):
+        if has("MarkDelivered"): return "outbox: MarkDelivered (write transaction)"
         if has("DueOutbox"): return "outbox: DueOutbox (read)"
         if has("KeyEncryptionKey::Open"): return "outbox: KEK open of the payload"
-        if has("TlsEngine", "SSL_"): return "outbox: mutual-TLS client handshake to the MAF (OpenSSL)"
+        if has("TlsEngine", "SSL_"): return "outbox: mutual-TLS session to the MAF (OpenSSL)"
         if has("Socket::", "__libc_send", "__libc_recv", "connect", "__close", "socket"):
-            return "outbox: TCP connect/send/recv/close (incl. loopback kernel work)"
+            return "outbox: TCP send/recv (incl. loopback kernel work)"
         return "outbox: other (logging, HTTP)"
-    if r == "pool":
-        if has("sqlite3", "SqliteStore", "fdatasync"):
-            if has("LookupKpm"): return "workers: SQLite in the PSK lookup (FindDeviceByKpmId)"
-            if has("CommitEnrolment"): return "workers: SQLite CommitEnrolment (write transaction + fsync)"
-            if has("SqliteStore::Audit"): return "workers: SQLite Audit after the commit (own write transaction + fsync)"
-            if has("FindToken"): return "workers: SQLite FindToken"
-            return "workers: SQLite reads in Mef::Enrol (device again, enrolee, device's enrolee)"
-        if has("KeyEncryptionKey"): return "workers: KEK seal/open"
-        if has("spdlog"): return "workers: logging"
-        if has("TlsEngine", "SSL_"): return "workers: TLS server, outer + inner (handshakes, records, exporters)"
-        if has("Decoder", "Serialize", "nlohmann", "Mef::"): return "workers: HTTP, JSON, handler logic"
-        return "workers: asio scheduling, other"
-    if has("__libc_send", "__libc_recv", "sendmsg", "recvmsg", "accept", "shutdown", "__close"):
-        return "asio I/O thread: socket syscalls (incl. loopback kernel work)"
-    return "asio I/O thread: epoll, coroutines, other"
+    if has("sqlite3", "SqliteStore", "fdatasync"):
+        if has("LookupKpm"): return "connections: SQLite in the PSK lookup (FindDeviceByKpmId)"
+        if has("CommitEnrolment"): return "connections: SQLite CommitEnrolment (write transaction + fsync)"
+        if has("SqliteStore::Audit"): return "connections: SQLite Audit after the commit"
+        if has("FindToken"): return "connections: SQLite FindToken"
+        return "connections: SQLite reads in Mef::Enrol"
+    if has("KeyEncryptionKey"): return "connections: KEK seal/open"
+    if has("spdlog"): return "connections: logging"
+    if has("TlsEngine", "SSL_"): return "connections: TLS server, outer + inner (handshakes, records, exporters)"
+    if has("Decoder", "Serialize", "nlohmann", "Mef::"): return "connections: HTTP, JSON, handler logic"
+    if has("__libc_send", "__libc_recv", "sendmsg", "recvmsg", "accept", "shutdown", "__close", "__write", "__read"):
+        return "connections: socket syscalls (incl. loopback kernel work)"
+    return "connections: asio (epoll, strands, coroutines), other"
 counts = collections.Counter(cat(s) for s in samples)
 n = max(len(samples), 1)
 print(f"MEF CPU by thread and call stack: {len(samples)} samples at {hz:.0f} Hz, {enrolments} enrolments")

@@ -380,6 +380,7 @@ int Serve(const ServeArgs& args) {
                                           const net::ConnectionInfo& info) {
       return p->Handle(r, info.peer_address);
     };
+    listener.offload = true;  // login runs Argon2id
     listener.handshake_timeout = handshake;
     listener.idle_timeout = idle;
     auto port = server.Listen(std::move(listener));

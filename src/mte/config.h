@@ -32,7 +32,7 @@ struct Config {
   int64_t token_lifetime_seconds = 7LL * 24 * 3600;  // Enrolment-Token lifetime (Flow B)
   int64_t handshake_timeout_ms = 10000;
   int64_t idle_timeout_ms = 30000;
-  int io_threads = 1;
+  int io_threads = 2;
   int worker_threads = 2;
 
   std::filesystem::path config_file() const { return data_dir / "mte.json"; }

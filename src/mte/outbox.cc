@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "base/failpoint.h"
+#include "base/thread_name.h"
 
 namespace mte {
 namespace {
@@ -21,7 +22,12 @@ OutboxWorker::OutboxWorker(store::Store& store, const crypto::KeyEncryptionKey& 
 
 OutboxWorker::~OutboxWorker() { Stop(); }
 
-void OutboxWorker::Start() { thread_ = std::thread([this] { Loop(); }); }
+void OutboxWorker::Start() {
+  thread_ = std::thread([this] {
+    SetThreadName("mte-outbox");
+    Loop();
+  });
+}
 
 void OutboxWorker::Stop() {
   {

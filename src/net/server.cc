@@ -4,19 +4,17 @@
 
 #include <atomic>
 #include <boost/asio.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <list>
 #include <thread>
-#include <variant>
 #include <vector>
 
+#include "base/thread_name.h"
 #include "proto/onem2m.h"
 #include "proto/tls_http_session.h"
 
 namespace mte::net {
 namespace asio = boost::asio;
 using asio::ip::tcp;
-using namespace boost::asio::experimental::awaitable_operators;
 using Steady = std::chrono::steady_clock;
 
 namespace {
@@ -30,6 +28,11 @@ auto OnPool(asio::thread_pool& pool, F work) {
   return asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
       [&pool](auto handler, F fn) {
         asio::post(pool, [handler = std::move(handler), fn = std::move(fn)]() mutable {
+          thread_local bool named = false;
+          if (!named) {
+            SetThreadName("mte-worker");
+            named = true;
+          }
           fn();
           auto ex = asio::get_associated_executor(handler);
           asio::dispatch(ex, std::move(handler));
@@ -39,6 +42,8 @@ auto OnPool(asio::thread_pool& pool, F work) {
 }
 
 }  // namespace
+
+struct Connection;
 
 // A listener's options plus its live connection count.
 struct Listener : ListenerOptions {
@@ -58,7 +63,7 @@ struct Server::Impl {
 
   asio::awaitable<void> Accept(tcp::acceptor& acceptor, std::shared_ptr<Listener> opts);
   asio::awaitable<void> Session(tcp::socket socket, std::shared_ptr<Listener> opts);
-  asio::awaitable<bool> WriteAll(tcp::socket& socket, asio::steady_timer& timer, const Bytes& out);
+  asio::awaitable<bool> WriteAll(Connection& conn, const Bytes& out);
   void BeginShutdown(std::chrono::milliseconds grace);
 };
 
@@ -122,15 +127,56 @@ asio::awaitable<void> Server::Impl::Accept(tcp::acceptor& acceptor,
   }
 }
 
-asio::awaitable<bool> Server::Impl::WriteAll(tcp::socket& socket, asio::steady_timer& timer,
-                                             const Bytes& out) {
+// One connection's socket and its deadline. The deadline only ever moves later, so one timer wait
+// usually covers a whole short connection: when the timer fires before the (meanwhile extended)
+// deadline it simply waits again, and only a passed deadline cancels the socket's operations.
+// Everything here runs on the connection's strand.
+struct Connection : std::enable_shared_from_this<Connection> {
+  explicit Connection(tcp::socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
+
+  void ExtendDeadline(Steady::time_point at) {
+    if (at <= deadline) return;
+    deadline = at;
+    if (!armed) Arm();
+  }
+
+  void Arm() {
+    armed = true;
+    timer.expires_at(deadline);
+    timer.async_wait([self = shared_from_this()](const boost::system::error_code&) {
+      self->armed = false;
+      if (self->closed) return;
+      if (Steady::now() < self->deadline) {
+        self->Arm();
+        return;
+      }
+      self->timed_out = true;
+      boost::system::error_code ignored;
+      self->socket.cancel(ignored);
+    });
+  }
+
+  void Close() {
+    closed = true;
+    boost::system::error_code ignored;
+    timer.cancel();
+    socket.shutdown(tcp::socket::shutdown_both, ignored);
+    socket.close(ignored);
+  }
+
+  tcp::socket socket;
+  asio::steady_timer timer;
+  Steady::time_point deadline{};
+  bool armed = false;
+  bool timed_out = false;
+  bool closed = false;
+};
+
+asio::awaitable<bool> Server::Impl::WriteAll(Connection& conn, const Bytes& out) {
   if (out.empty()) co_return true;
-  timer.expires_after(kWriteTimeout);
-  auto result = co_await (asio::async_write(socket, asio::buffer(out),
-                                            asio::as_tuple(asio::use_awaitable)) ||
-                          timer.async_wait(asio::as_tuple(asio::use_awaitable)));
-  if (result.index() != 0) co_return false;
-  auto [ec, n] = std::get<0>(result);
+  conn.ExtendDeadline(Steady::now() + kWriteTimeout);
+  auto [ec, n] = co_await asio::async_write(conn.socket, asio::buffer(out),
+                                            asio::as_tuple(asio::use_awaitable));
   co_return !ec;
 }
 
@@ -146,12 +192,18 @@ asio::awaitable<void> Server::Impl::Session(tcp::socket socket,
       --mine;
     }
   } count{sessions, *opts->open_connections};
+  auto conn = std::make_shared<Connection>(std::move(socket));
+  struct CloseOnExit {
+    Connection& conn;
+    ~CloseOnExit() { conn.Close(); }
+  } close_on_exit{*conn};
+
   ConnectionInfo info;
   info.listener = opts->name;
   boost::system::error_code ec;
-  auto remote = socket.remote_endpoint(ec);
+  auto remote = conn->socket.remote_endpoint(ec);
   info.peer_address = ec ? "?" : remote.address().to_string();
-  socket.set_option(tcp::no_delay(true), ec);
+  conn->socket.set_option(tcp::no_delay(true), ec);
 
   auto engine = crypto::TlsEngine::Server(opts->tls, opts->psk_lookup);
   if (!engine) {
@@ -161,18 +213,62 @@ asio::awaitable<void> Server::Impl::Session(tcp::socket socket,
   proto::TlsHttpSession session(std::move(*engine), opts->http_limits);
   std::unique_ptr<proto::ConnectionHandler> connection;
   if (opts->connection_factory) connection = opts->connection_factory(info);
-  asio::steady_timer timer(socket.get_executor());
-  auto handshake_deadline = Steady::now() + opts->handshake_timeout;
+  conn->ExtendDeadline(Steady::now() + opts->handshake_timeout);
   std::vector<uint8_t> buf(kReadChunk);
   spdlog::debug("{}: connection from {}", opts->name, info.peer_address);
 
+  // Feeds one chunk of ciphertext: TLS, then the handler for every request it completes.
+  Bytes out;
+  bool failed = false;
+  auto process = [&](size_t n) {
+    auto fed = session.FeedCiphertext(ByteSpan(buf.data(), n));
+    if (!fed) {
+      failed = true;
+      const auto& failure = session.tls().failure();
+      if (!session.HandshakeComplete()) {
+        spdlog::info("{}: TLS handshake from {} failed: {}", opts->name, info.peer_address,
+                     failure.empty() ? Describe(fed.error()) : failure);
+      } else if (session.depth() > 1 && !session.tls().HandshakeComplete()) {
+        spdlog::info("{}: inner RSPF handshake from {} failed: {}", opts->name,
+                     info.peer_address, failure.empty() ? Describe(fed.error()) : failure);
+      } else {
+        spdlog::info("{}: request from {} rejected: {}", opts->name, info.peer_address,
+                     Describe(fed.error()));
+      }
+    }
+    while (auto request = session.NextRequest()) {
+      spdlog::debug("{}: {} {} from {}", opts->name, request->method, request->target,
+                    info.peer_address);
+      proto::HttpReply reply;
+      if (connection) {
+        reply = connection->OnRequest(*request, session);
+      } else {
+        reply.response = opts->handler(*request, session.tls(), info);
+      }
+      if (!request->keep_alive && !reply.upgrade) reply.response.keep_alive = false;
+      if (!session.SendResponse(reply.response)) {
+        failed = true;
+        break;
+      }
+      if (!reply.response.keep_alive) break;
+      if (reply.upgrade) {
+        if (auto up = session.Upgrade(std::move(reply.upgrade)); !up) {
+          spdlog::info("{}: {} inner session from {} failed: {}", opts->name, "upgraded",
+                       info.peer_address, Describe(up.error()));
+          failed = true;
+          break;
+        }
+      }
+    }
+    out = session.TakeCiphertext();
+  };
+
+  bool handshake_done = false;
   while (!stopping || session.HandshakeComplete()) {
-    timer.expires_at(session.HandshakeComplete() ? Steady::now() + opts->idle_timeout
-                                                 : handshake_deadline);
-    auto result = co_await (socket.async_read_some(asio::buffer(buf),
-                                                   asio::as_tuple(asio::use_awaitable)) ||
-                            timer.async_wait(asio::as_tuple(asio::use_awaitable)));
-    if (result.index() == 1) {
+    if (handshake_done) conn->ExtendDeadline(Steady::now() + opts->idle_timeout);
+    auto [read_ec, n] = co_await conn->socket.async_read_some(
+        asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+    if (conn->timed_out) {
       if (!session.HandshakeComplete()) {
         spdlog::info("{}: {} did not complete the TLS handshake within {} ms; closed", opts->name,
                      info.peer_address, opts->handshake_timeout.count());
@@ -181,7 +277,6 @@ asio::awaitable<void> Server::Impl::Session(tcp::socket socket,
       }
       break;
     }
-    auto [read_ec, n] = std::get<0>(result);
     if (read_ec) {
       if (!session.HandshakeComplete() && read_ec == asio::error::eof) {
         spdlog::info("{}: {} closed the connection during the TLS handshake", opts->name,
@@ -189,56 +284,16 @@ asio::awaitable<void> Server::Impl::Session(tcp::socket socket,
       }
       break;
     }
-    Bytes out;
-    bool failed = false;
-    // TLS processing and the handler run on the worker pool (crypto, database, Argon2id).
-    co_await OnPool(pool, [&] {
-      auto fed = session.FeedCiphertext(ByteSpan(buf.data(), n));
-      if (!fed) {
-        failed = true;
-        const auto& failure = session.tls().failure();
-        if (!session.HandshakeComplete()) {
-          spdlog::info("{}: TLS handshake from {} failed: {}", opts->name, info.peer_address,
-                       failure.empty() ? Describe(fed.error()) : failure);
-        } else if (session.depth() > 1 && !session.tls().HandshakeComplete()) {
-          spdlog::info("{}: inner RSPF handshake from {} failed: {}", opts->name,
-                       info.peer_address, failure.empty() ? Describe(fed.error()) : failure);
-        } else {
-          spdlog::info("{}: request from {} rejected: {}", opts->name, info.peer_address,
-                       Describe(fed.error()));
-        }
-      }
-      while (auto request = session.NextRequest()) {
-        spdlog::debug("{}: {} {} from {}", opts->name, request->method, request->target,
-                      info.peer_address);
-        proto::HttpReply reply;
-        if (connection) {
-          reply = connection->OnRequest(*request, session);
-        } else {
-          reply.response = opts->handler(*request, session.tls(), info);
-        }
-        if (!request->keep_alive && !reply.upgrade) reply.response.keep_alive = false;
-        if (!session.SendResponse(reply.response)) {
-          failed = true;
-          break;
-        }
-        if (!reply.response.keep_alive) break;
-        if (reply.upgrade) {
-          if (auto up = session.Upgrade(std::move(reply.upgrade)); !up) {
-            spdlog::info("{}: {} inner session from {} failed: {}", opts->name,
-                         "upgraded", info.peer_address, Describe(up.error()));
-            failed = true;
-            break;
-          }
-        }
-      }
-      out = session.TakeCiphertext();
-    });
-    if (!co_await WriteAll(socket, timer, out)) break;
+    if (opts->offload) {
+      // Slow handlers (Argon2id) run on the worker pool, keeping the I/O threads responsive.
+      co_await OnPool(pool, [&] { process(n); });
+    } else {
+      process(n);
+    }
+    handshake_done = session.HandshakeComplete();
+    if (!co_await WriteAll(*conn, out)) break;
     if (failed || session.Finished()) break;
   }
-  socket.shutdown(tcp::socket::shutdown_both, ec);
-  socket.close(ec);
 }
 
 void Server::Impl::BeginShutdown(std::chrono::milliseconds grace) {
@@ -276,7 +331,12 @@ void Server::Run(bool handle_signals, std::chrono::milliseconds grace) {
   // Work guard: keep running while only timers/acceptors exist.
   auto guard = asio::make_work_guard(impl_->ioc);
   std::vector<std::thread> threads;
-  for (int i = 1; i < impl_->io_threads; ++i) threads.emplace_back([this] { impl_->ioc.run(); });
+  for (int i = 1; i < impl_->io_threads; ++i) {
+    threads.emplace_back([this] {
+      SetThreadName("mte-io");
+      impl_->ioc.run();
+    });
+  }
   impl_->ioc.run();
   for (auto& t : threads) t.join();
   impl_->pool.join();

@@ -1,10 +1,12 @@
 // The networking layer (DESIGN.md §5): TCP listeners whose connections carry TLS (our sans-IO
 // engine) and HTTP/1.1 to a request handler. Only this component and apps/ include Asio.
 //
-// Threads: `io_threads` run the io_context and do nothing but socket I/O and timers; the TLS
-// engine (handshake crypto, PSK lookups that read the database) and the handler run on a pool of
-// `worker_threads`. Every read and write has a deadline: the whole handshake one, then an idle
-// one per request.
+// Threads: `io_threads` run the io_context. Each connection is a coroutine on its own strand that
+// reads, runs the TLS engine (handshake crypto, PSK lookups that read the database) and the
+// handler inline, and writes: no thread hop per read. A listener whose handlers may block for long
+// (the portal's Argon2id) sets `offload`, and its TLS and handler work runs on a pool of
+// `worker_threads` instead. Every connection has one deadline that only moves later: the whole
+// handshake, then an idle one per request and a write one per response.
 // Thread-safety: Listen before Run; Stop from any thread.
 #pragma once
 
@@ -44,6 +46,8 @@ struct ListenerOptions {
   std::chrono::milliseconds idle_timeout{30000};
   proto::HttpLimits http_limits;
   size_t max_connections = 4096;
+  // Run TLS and the handler on the worker pool instead of the I/O thread (slow handlers).
+  bool offload = false;
 };
 
 class Server {
