@@ -33,7 +33,7 @@ demo: build
 # refuses a Debug build). MTE_WERROR stays as configured in $(BUILD).
 bench: deps
 	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
-	@cmake --build $(BUILD) -j$(JOBS) --target mte mte_bench_bare mte_bench_flowb
+	@cmake --build $(BUILD) -j$(JOBS) --target mte mte_bench_bare mte_bench_engine mte_bench_flowb
 	@bash bench/run_bench.sh $(BUILD)
 
 clean:

@@ -2,9 +2,11 @@
 # make bench: measures, in one run on this machine,
 #  (a) bare OpenSSL nested handshakes (outer TLS 1.3 ECDSA P-256 + X25519, inner TLS 1.2
 #      PSK-AES128-CBC-SHA256), server CPU per handshake (bench/bare_nested.cc);
+#  (a2) for information, the same handshakes through OpenMTE's TLS engine (bench/engine_nested.cc);
 #  (b) full Flow B enrolments through a real `mte serve` over loopback with durable commits, with
 #      the MEF in its own process (`--roles mef`) so that its CPU can be read from /proc, and the
-#      portal and MAF in another (`--roles portal,maf`) (bench/flowb_load.cc);
+#      portal and MAF in another (`--roles portal,maf`) (bench/flowb_load.cc); by default the MEF
+#      runs pinned to CPU 0 with one I/O thread, everything else on the other CPUs;
 #  (c) p50/p99 enrolment latency at each stated concurrency.
 # The last line is `enrolment_vs_bare_ratio=R`, R = (a) server CPU per handshake / (b) MEF CPU per
 # enrolment at the highest stated concurrency. docs/performance.md explains the method.
@@ -13,7 +15,9 @@
 # environment (defaults in brackets):
 #   BENCH_CONCURRENCY [4,8]  BENCH_ROUNDS [3]  BENCH_PER_ROUND [150]   Flow B load
 #   BENCH_BARE_REPS [7]  BENCH_BARE_HANDSHAKES [200]                   bare handshakes
-#   BENCH_IO_THREADS [mte.json default]  ioThreads of both mte serve processes
+#   BENCH_PIN [1]             1: the MEF process on CPU 0, the portal+MAF process and the load
+#                             generator on the other CPUs (needs 2 or more CPUs)
+#   BENCH_IO_THREADS [1 when pinned, else the mte.json default]  ioThreads of both processes
 #   BENCH_TMPDIR [/var/tmp]   where the MTE data directory lives (must be a real disk: fsync)
 #   BENCH_PROFILE [0]         1: perf record the MEF process during (b) (cpu-clock, DWARF call
 #                             graphs; BENCH_PROFILE_HZ [999], BENCH_PROFILE_STACK [65528]) and
@@ -26,8 +30,9 @@ BUILD=${1:?usage: run_bench.sh BUILD_DIR}
 BUILD=$(cd "$BUILD" && pwd)
 MTE="$BUILD/bin/mte"
 BARE="$BUILD/bench/mte_bench_bare"
+ENGINE="$BUILD/bench/mte_bench_engine"
 FLOWB="$BUILD/bench/mte_bench_flowb"
-for b in "$MTE" "$BARE" "$FLOWB"; do
+for b in "$MTE" "$BARE" "$ENGINE" "$FLOWB"; do
   [[ -x "$b" ]] || { echo "run_bench: $b is not built" >&2; exit 1; }
 done
 
@@ -75,15 +80,25 @@ echo "== (a) bare OpenSSL nested handshakes: outer TLS 1.3 ECDSA P-256 + X25519,
 "$BARE" --reps "$BARE_REPS" --handshakes "$BARE_HANDSHAKES" --warmup 50 | tee "$T/bare.out"
 BARE_US=$(sed -n 's/^bare_server_cpu_us=//p' "$T/bare.out")
 
+echo
+echo "== (a2) the same nested handshakes through OpenMTE's TlsEngine + TlsStack, plus the MEF's two" \
+  "exporters (for information: the engine's own overhead over (a))"
+"$ENGINE" --reps "$BARE_REPS" --handshakes "$BARE_HANDSHAKES" --warmup 50 | tee "$T/engine.out"
+ENGINE_US=$(sed -n 's/^engine_server_cpu_us=//p' "$T/engine.out")
+
 # ---------------------------------------------------------------- (b) Flow B through mte serve
 echo
 echo "== (b) Flow B enrolments through mte serve over loopback (MEF: --roles mef;" \
   "portal+MAF: --roles portal,maf)"
 "$MTE" init --data "$DATA" --mef-fqdn mef.bench.test --maf-fqdn maf.bench.test >/dev/null
 "$FLOWB" ports --data "$DATA"
-if [[ -n "${BENCH_IO_THREADS:-}" ]]; then
+PIN=${BENCH_PIN:-1}
+# Pinned, the MEF has one CPU: one I/O thread, as an operator would configure it.
+IO_THREADS=${BENCH_IO_THREADS:-$([[ "$PIN" == 1 && $(nproc) -ge 2 ]] && echo 1 || true)}
+if [[ -n "$IO_THREADS" ]]; then
+  echo "ioThreads = $IO_THREADS (mte.json)"
   python3 -c 'import json,sys; p=sys.argv[1]; c=json.load(open(p)); c["ioThreads"]=int(sys.argv[2]); json.dump(c,open(p,"w"),indent=2)' \
-    "$DATA/mte.json" "$BENCH_IO_THREADS"
+    "$DATA/mte.json" "$IO_THREADS"
 fi
 "$FLOWB" manifest --out "$T/manifest.json" --count "$TOTAL"
 t0=$(date +%s.%N)
@@ -113,6 +128,15 @@ start portal,maf "$T/portal-maf.log"
 OTHER_PID=${SERVER_PIDS[-1]}
 start mef "$T/mef.log"
 MEF_PID=${SERVER_PIDS[-1]}
+LOAD_PREFIX=()
+if [[ "$PIN" == 1 && $(nproc) -ge 2 ]]; then
+  # The MEF on CPU 0; the portal+MAF process and the load generator on the other CPUs.
+  OTHERS="1-$(( $(nproc) - 1 ))"
+  taskset -a -p -c 0 "$MEF_PID" >/dev/null
+  taskset -a -p -c "$OTHERS" "$OTHER_PID" >/dev/null
+  LOAD_PREFIX=(taskset -c "$OTHERS")
+  echo "pinned: MEF on CPU 0; portal+MAF and the load generator on CPUs $OTHERS"
+fi
 echo "mte serve --roles mef: pid $MEF_PID; mte serve --roles portal,maf: pid $OTHER_PID;" \
   "load: $ROUNDS rounds x $PER_ROUND enrolments at each of C=$CONCURRENCY"
 
@@ -123,7 +147,7 @@ if [[ "$PROFILE" == 1 ]]; then
   PERF_PID=$!
 fi
 set +e
-"$FLOWB" run --data "$DATA" --manifest "$T/manifest.json" --stakeholder bench \
+"${LOAD_PREFIX[@]}" "$FLOWB" run --data "$DATA" --manifest "$T/manifest.json" --stakeholder bench \
   --password-file "$T/password" --mef-pid "$MEF_PID" --other-pid "$OTHER_PID" \
   --concurrency "$CONCURRENCY" --rounds "$ROUNDS" --per-round "$PER_ROUND" | tee "$T/flowb.out"
 rc=${PIPESTATUS[0]}
@@ -198,9 +222,10 @@ RATE=$(sed -n "s/^flowb_c${PRIMARY}_enrolments_per_s=//p" "$T/flowb.out")
 # ---------------------------------------------------------------- summary
 echo
 echo "== summary ($(( $(date +%s) - START )) s)"
-awk -v bare="$BARE_US" -v mef="$MEF_US" -v c="$PRIMARY" -v p50="$P50" -v p99="$P99" -v rate="$RATE" 'BEGIN {
+awk -v bare="$BARE_US" -v engine="$ENGINE_US" -v mef="$MEF_US" -v c="$PRIMARY" -v p50="$P50" -v p99="$P99" -v rate="$RATE" 'BEGIN {
   r = bare / mef
   printf "(a) bare nested handshake: server CPU %.0f us (%.0f handshakes/s per core)\n", bare, 1e6 / bare
+  printf "(a2) the same through the OpenMTE TLS engine: server CPU %.0f us (%.2f x (a))\n", engine, engine / bare
   printf "(b) Flow B enrolment at C=%d: MEF CPU %.0f us (%.0f enrolments/s per MEF core); %.0f enrolments/s measured\n", c, mef, 1e6 / mef, rate
   printf "(c) latency at C=%d: p50 %.1f ms, p99 %.1f ms\n", c, p50, p99
   printf "ratio (a)/(b) = %.3f, target >= 0.6: %s\n", r, (r >= 0.6 ? "met" : "NOT met")

@@ -4,6 +4,8 @@
 
 namespace mte {
 
-void SetThreadName(const char* name) { static_cast<void>(pthread_setname_np(pthread_self(), name)); }
+void SetThreadName(const char* name) {
+  static_cast<void>(pthread_setname_np(pthread_self(), name));
+}
 
 }  // namespace mte

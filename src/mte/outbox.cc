@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "base/failpoint.h"
 #include "base/thread_name.h"
@@ -13,6 +14,9 @@ namespace {
 constexpr int kBatch = 32;
 constexpr int64_t kMaxBackoffSeconds = 60;
 constexpr auto kPollInterval = std::chrono::seconds(1);
+// After a wake-up, wait this long for further commits, so that a burst of enrolments is delivered
+// and marked as one batch.
+constexpr auto kGatherInterval = std::chrono::milliseconds(10);
 
 }  // namespace
 
@@ -53,34 +57,41 @@ int OutboxWorker::RunOnce() {
     spdlog::error("outbox: cannot read: {}", Describe(due.error()));
     return 0;
   }
-  int delivered = 0;
+  std::vector<int64_t> delivered;
+  std::vector<const store::OutboxItem*> delivered_items;
   for (const auto& item : *due) {
-    std::string aad = "outbox|" + std::to_string(item.enrolee_id) + "|" +
-                      std::to_string(item.generation);
+    std::string aad =
+        "outbox|" + std::to_string(item.enrolee_id) + "|" + std::to_string(item.generation);
     auto payload = kek_.Open(item.payload_sealed, aad);
     Result<void> sent = payload ? deliver_(*payload) : Result<void>(Fail(payload.error()));
     if (sent) {
       MTE_FAILPOINT_HIT("outbox-after-send");
-      if (auto marked = store_.MarkDelivered(item.id, UnixSeconds(clock_.Now())); !marked) {
-        spdlog::error("outbox: delivered item {} but cannot mark it: {}", item.id,
-                      Describe(marked.error()));
-        continue;
-      }
-      spdlog::info("outbox: delivered credential of enrolee {} (generation {}) to the {}",
-                   item.enrolee_id, item.generation, item.target);
-      ++delivered;
+      delivered.push_back(item.id);
+      delivered_items.push_back(&item);
       continue;
     }
-    int64_t backoff = std::min<int64_t>(kMaxBackoffSeconds, int64_t{1} << std::min(item.attempts, 6));
+    int64_t backoff =
+        std::min<int64_t>(kMaxBackoffSeconds, int64_t{1} << std::min(item.attempts, 6));
     spdlog::warn("outbox: delivery of enrolee {} to the {} failed (attempt {}), retry in {} s: {}",
-                 item.enrolee_id, item.target, item.attempts + 1, backoff,
-                 Describe(sent.error()));
+                 item.enrolee_id, item.target, item.attempts + 1, backoff, Describe(sent.error()));
     if (auto marked = store_.MarkAttemptFailed(item.id, now + backoff, Describe(sent.error()));
         !marked) {
       spdlog::error("outbox: cannot record failure: {}", Describe(marked.error()));
     }
   }
-  return delivered;
+  if (delivered.empty()) return 0;
+  // One transaction for the whole batch. Should it fail, the items stay due and are delivered
+  // again, which the receiving end treats as a repeat.
+  if (auto marked = store_.MarkDelivered(delivered, UnixSeconds(clock_.Now())); !marked) {
+    spdlog::error("outbox: delivered {} item(s) but cannot mark them: {}", delivered.size(),
+                  Describe(marked.error()));
+    return 0;
+  }
+  for (const auto* item : delivered_items) {
+    spdlog::info("outbox: delivered credential of enrolee {} (generation {}) to the {}",
+                 item->enrolee_id, item->generation, item->target);
+  }
+  return static_cast<int>(delivered.size());
 }
 
 void OutboxWorker::Loop() {
@@ -92,7 +103,9 @@ void OutboxWorker::Loop() {
     }
     RunOnce();
     std::unique_lock lock(mu_);
-    cv_.wait_for(lock, kPollInterval, [this] { return stop_ || woken_; });
+    if (cv_.wait_for(lock, kPollInterval, [this] { return stop_ || woken_; }) && !stop_) {
+      cv_.wait_for(lock, kGatherInterval, [this] { return stop_; });
+    }
     if (stop_) return;
   }
 }

@@ -103,8 +103,8 @@ Result<uint16_t> Server::Listen(ListenerOptions options) {
 asio::awaitable<void> Server::Impl::Accept(tcp::acceptor& acceptor,
                                            std::shared_ptr<Listener> opts) {
   while (!stopping) {
-    auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ioc),
-                                                       asio::as_tuple(asio::use_awaitable));
+    auto [ec, socket] =
+        co_await acceptor.async_accept(asio::make_strand(ioc), asio::as_tuple(asio::use_awaitable));
     if (ec) {
       if (ec == asio::error::operation_aborted || stopping) co_return;
       spdlog::warn("{}: accept failed: {}", opts->name, ec.message());
@@ -180,8 +180,7 @@ asio::awaitable<bool> Server::Impl::WriteAll(Connection& conn, const Bytes& out)
   co_return !ec;
 }
 
-asio::awaitable<void> Server::Impl::Session(tcp::socket socket,
-                                            std::shared_ptr<Listener> opts) {
+asio::awaitable<void> Server::Impl::Session(tcp::socket socket, std::shared_ptr<Listener> opts) {
   ++sessions;
   ++*opts->open_connections;
   struct Count {
@@ -229,8 +228,8 @@ asio::awaitable<void> Server::Impl::Session(tcp::socket socket,
         spdlog::info("{}: TLS handshake from {} failed: {}", opts->name, info.peer_address,
                      failure.empty() ? Describe(fed.error()) : failure);
       } else if (session.depth() > 1 && !session.tls().HandshakeComplete()) {
-        spdlog::info("{}: inner RSPF handshake from {} failed: {}", opts->name,
-                     info.peer_address, failure.empty() ? Describe(fed.error()) : failure);
+        spdlog::info("{}: inner RSPF handshake from {} failed: {}", opts->name, info.peer_address,
+                     failure.empty() ? Describe(fed.error()) : failure);
       } else {
         spdlog::info("{}: request from {} rejected: {}", opts->name, info.peer_address,
                      Describe(fed.error()));
@@ -266,8 +265,8 @@ asio::awaitable<void> Server::Impl::Session(tcp::socket socket,
   bool handshake_done = false;
   while (!stopping || session.HandshakeComplete()) {
     if (handshake_done) conn->ExtendDeadline(Steady::now() + opts->idle_timeout);
-    auto [read_ec, n] = co_await conn->socket.async_read_some(
-        asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+    auto [read_ec, n] = co_await conn->socket.async_read_some(asio::buffer(buf),
+                                                              asio::as_tuple(asio::use_awaitable));
     if (conn->timed_out) {
       if (!session.HandshakeComplete()) {
         spdlog::info("{}: {} did not complete the TLS handshake within {} ms; closed", opts->name,

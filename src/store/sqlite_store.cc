@@ -52,9 +52,7 @@ std::string Quoted(std::string_view text) {
 
 // --- file permissions -------------------------------------------------------------------------
 
-std::string ErrnoText(int err) {
-  return std::error_code(err, std::generic_category()).message();
-}
+std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
 
 // Opens (creating when `create`) the file at `path` and removes group/other permissions, so the
 // database and the -wal/-shm files SQLite derives from its mode are 0600. Creating the file here,
@@ -261,7 +259,7 @@ class SqliteStore final : public Store {
   Result<std::optional<TokenRecord>> FindToken(ByteSpan token_hash) override;
 
   Result<std::vector<OutboxItem>> DueOutbox(int64_t now, int limit) override;
-  Result<void> MarkDelivered(int64_t outbox_id, int64_t now) override;
+  Result<void> MarkDelivered(const std::vector<int64_t>& outbox_ids, int64_t now) override;
   Result<void> MarkAttemptFailed(int64_t outbox_id, int64_t next_attempt_at,
                                  std::string_view error) override;
   Result<std::optional<OutboxItem>> GetOutboxItem(int64_t outbox_id) override;
@@ -287,8 +285,18 @@ class SqliteStore final : public Store {
   // succeeds. kImmediate for anything that writes; kDeferred gives multi-statement reads one
   // snapshot.
   template <class Fn>
-  auto InTransaction(Transaction::Mode mode, std::string_view op, Fn&& body) -> decltype(body()) {
+  auto InTransaction(Transaction::Mode mode, std::string_view op, Fn&& body, bool relaxed = false)
+      -> decltype(body()) {
     std::lock_guard lock(mu_);
+    // The connection's synchronous setting applies to the commits that follow; it cannot change
+    // inside a transaction.
+    if (relaxed) MTE_TRY(statements_.Run("PRAGMA synchronous = NORMAL", op));
+    struct RestoreSync {
+      internal::StatementCache* cache;
+      ~RestoreSync() {
+        if (cache != nullptr) static_cast<void>(cache->Run("PRAGMA synchronous = FULL", ""));
+      }
+    } restore{relaxed ? &statements_ : nullptr};
     MTE_TRY_ASSIGN(auto txn, Transaction::Begin(statements_, mode, op));
     auto result = body();
     if (!result.has_value()) {
@@ -298,9 +306,16 @@ class SqliteStore final : public Store {
     return result;
   }
 
+  // kDurable commits reach the disk before they return (synchronous = FULL). kRelaxed commits are
+  // atomic and ordered but not synced (synchronous = NORMAL): a power cut may lose the last of
+  // them, never half of one; the next durable commit syncs them too.
+  enum class Durability { kDurable, kRelaxed };
+
   template <class Fn>
-  auto Write(std::string_view op, Fn&& body) -> decltype(body()) {
-    return InTransaction(Transaction::Mode::kImmediate, op, std::forward<Fn>(body));
+  auto Write(std::string_view op, Fn&& body, Durability durability = Durability::kDurable)
+      -> decltype(body()) {
+    return InTransaction(Transaction::Mode::kImmediate, op, std::forward<Fn>(body),
+                         durability == Durability::kRelaxed);
   }
 
   template <class Fn>
@@ -348,10 +363,9 @@ Result<bool> SqliteStore::Exists(std::string_view op, const char* sql, const Key
 
 Result<std::vector<std::string>> SqliteStore::LoadCredentialIds(std::string_view op,
                                                                 int64_t enrolee_id) {
-  MTE_TRY_ASSIGN(auto stmt, Prepare(
-                                               "SELECT credential_id FROM enrolee_credential_ids"
-                                               " WHERE enrolee_id = ?1 ORDER BY position",
-                                               op));
+  MTE_TRY_ASSIGN(auto stmt, Prepare("SELECT credential_id FROM enrolee_credential_ids"
+                                    " WHERE enrolee_id = ?1 ORDER BY position",
+                                    op));
   MTE_TRY(stmt.BindAll(enrolee_id));
   std::vector<std::string> ids;
   while (true) {
@@ -385,15 +399,13 @@ Result<void> SqliteStore::ImportDevices(const std::vector<DeviceRecord>& devices
   return Write(kOp, [&]() -> Result<void> {
     // Rows inserted earlier in this transaction are visible to the lookup, so one check covers
     // duplicates within the batch and against the store.
-    MTE_TRY_ASSIGN(auto find, Prepare(
-                                                 "SELECT device_id = ?1 FROM devices"
-                                                 " WHERE device_id = ?1 OR kpm_id = ?2 LIMIT 1",
-                                                 kOp));
-    MTE_TRY_ASSIGN(auto insert, Prepare(
-                                                   "INSERT INTO devices (device_id, kpm_id,"
-                                                   " kpm_sealed, claim_hash, created_at)"
-                                                   " VALUES (?1, ?2, ?3, ?4, ?5)",
-                                                   kOp));
+    MTE_TRY_ASSIGN(auto find, Prepare("SELECT device_id = ?1 FROM devices"
+                                      " WHERE device_id = ?1 OR kpm_id = ?2 LIMIT 1",
+                                      kOp));
+    MTE_TRY_ASSIGN(auto insert, Prepare("INSERT INTO devices (device_id, kpm_id,"
+                                        " kpm_sealed, claim_hash, created_at)"
+                                        " VALUES (?1, ?2, ?3, ?4, ?5)",
+                                        kOp));
     for (const DeviceRecord& device : devices) {
       find.Reset();
       MTE_TRY(find.BindAll(device.device_id, device.kpm_id));
@@ -427,17 +439,15 @@ Result<int64_t> SqliteStore::AddStakeholder(std::string_view name, std::string_v
                                             int64_t now) {
   constexpr std::string_view kOp = "add stakeholder";
   return Write(kOp, [&]() -> Result<int64_t> {
-    MTE_TRY_ASSIGN(auto find,
-                   Prepare("SELECT 1 FROM stakeholders WHERE name = ?1", kOp));
+    MTE_TRY_ASSIGN(auto find, Prepare("SELECT 1 FROM stakeholders WHERE name = ?1", kOp));
     MTE_TRY(find.BindAll(name));
     MTE_TRY_ASSIGN(const bool exists, find.Step());
     if (exists) {
       return Fail(ConflictError(std::string(kOp) + ": name " + Quoted(name) + " exists"));
     }
-    MTE_TRY_ASSIGN(auto insert, Prepare(
-                                                   "INSERT INTO stakeholders (name, password_hash,"
-                                                   " created_at) VALUES (?1, ?2, ?3) RETURNING id",
-                                                   kOp));
+    MTE_TRY_ASSIGN(auto insert, Prepare("INSERT INTO stakeholders (name, password_hash,"
+                                        " created_at) VALUES (?1, ?2, ?3) RETURNING id",
+                                        kOp));
     MTE_TRY(insert.BindAll(name, password_hash, now));
     MTE_TRY_ASSIGN(const bool row, insert.Step());
     if (!row) {
@@ -467,19 +477,17 @@ Result<void> SqliteStore::AddSession(ByteSpan token_hash, int64_t stakeholder_id
       return Fail(NotFoundError(std::string(kOp) + ": stakeholder " +
                                 std::to_string(stakeholder_id) + " not found"));
     }
-    MTE_TRY_ASSIGN(auto find,
-                   Prepare("SELECT 1 FROM sessions WHERE token_hash = ?1", kOp));
+    MTE_TRY_ASSIGN(auto find, Prepare("SELECT 1 FROM sessions WHERE token_hash = ?1", kOp));
     MTE_TRY(find.BindAll(token_hash));
     MTE_TRY_ASSIGN(const bool exists, find.Step());
     if (exists) {
       // The token hash itself stays out of the detail.
       return Fail(ConflictError(std::string(kOp) + ": session token hash exists"));
     }
-    MTE_TRY_ASSIGN(auto insert, Prepare(
-                                                   "INSERT INTO sessions (token_hash,"
-                                                   " stakeholder_id, expires_at)"
-                                                   " VALUES (?1, ?2, ?3)",
-                                                   kOp));
+    MTE_TRY_ASSIGN(auto insert, Prepare("INSERT INTO sessions (token_hash,"
+                                        " stakeholder_id, expires_at)"
+                                        " VALUES (?1, ?2, ?3)",
+                                        kOp));
     MTE_TRY(insert.BindAll(token_hash, stakeholder_id, expires_at));
     return insert.Run();
   });
@@ -521,9 +529,10 @@ Result<EnroleeRecord> SqliteStore::InsertEnrolee(std::string_view kOp, int64_t s
                                 std::to_string(stakeholder_id) + " not found"));
     }
     if (device_id.has_value()) {
-      MTE_TRY_ASSIGN(auto device, Prepare("SELECT EXISTS (SELECT 1 FROM enrolees WHERE device_id = ?1)"
-                                      " FROM devices WHERE device_id = ?1",
-                                      kOp));
+      MTE_TRY_ASSIGN(auto device,
+                     Prepare("SELECT EXISTS (SELECT 1 FROM enrolees WHERE device_id = ?1)"
+                             " FROM devices WHERE device_id = ?1",
+                             kOp));
       MTE_TRY(device.BindAll(*device_id));
       MTE_TRY_ASSIGN(const bool in_manifest, device.Step());
       if (!in_manifest) {
@@ -535,15 +544,13 @@ Result<EnroleeRecord> SqliteStore::InsertEnrolee(std::string_view kOp, int64_t s
                                   " already has an enrolee"));
       }
     }
-    MTE_TRY_ASSIGN(auto insert,
-                   Prepare(
-                                      "INSERT INTO enrolees (stakeholder_id, device_id, label,"
-                                      " device_info, state, generation, rspf, ke_id, ke_sealed,"
-                                      " ke_expires_at, maf_delivery, created_at, updated_at,"
-                                      " enrolled_at)"
-                                      " VALUES (?1, ?2, ?3, ?4, 'pending', 0, '', '', x'', 0,"
-                                      " 'none', ?5, ?5, 0) RETURNING id",
-                                      kOp));
+    MTE_TRY_ASSIGN(auto insert, Prepare("INSERT INTO enrolees (stakeholder_id, device_id, label,"
+                                        " device_info, state, generation, rspf, ke_id, ke_sealed,"
+                                        " ke_expires_at, maf_delivery, created_at, updated_at,"
+                                        " enrolled_at)"
+                                        " VALUES (?1, ?2, ?3, ?4, 'pending', 0, '', '', x'', 0,"
+                                        " 'none', ?5, ?5, 0) RETURNING id",
+                                        kOp));
     MTE_TRY(insert.Bind(1, stakeholder_id));
     if (device_id.has_value()) {
       MTE_TRY(insert.Bind(2, *device_id));
@@ -583,21 +590,19 @@ Result<std::vector<EnroleeRecord>> SqliteStore::ListEnrolees(
     std::optional<int64_t> stakeholder_id) {
   constexpr std::string_view kOp = "list enrolees";
   return Read(kOp, [&]() -> Result<std::vector<EnroleeRecord>> {
-    MTE_TRY_ASSIGN(
-        auto list,
-        Prepare(stakeholder_id.has_value() ? kSelectEnroleesOfStakeholder : kSelectAllEnrolees,
-            kOp));
-    MTE_TRY_ASSIGN(auto ids, Prepare(
-                                                stakeholder_id.has_value()
-                                                    ? "SELECT c.enrolee_id, c.credential_id"
-                                                      " FROM enrolee_credential_ids c"
-                                                      " JOIN enrolees e ON e.id = c.enrolee_id"
-                                                      " WHERE e.stakeholder_id = ?1"
-                                                      " ORDER BY c.enrolee_id, c.position"
-                                                    : "SELECT enrolee_id, credential_id"
-                                                      " FROM enrolee_credential_ids"
-                                                      " ORDER BY enrolee_id, position",
-                                                kOp));
+    MTE_TRY_ASSIGN(auto list, Prepare(stakeholder_id.has_value() ? kSelectEnroleesOfStakeholder
+                                                                 : kSelectAllEnrolees,
+                                      kOp));
+    MTE_TRY_ASSIGN(auto ids,
+                   Prepare(stakeholder_id.has_value() ? "SELECT c.enrolee_id, c.credential_id"
+                                                        " FROM enrolee_credential_ids c"
+                                                        " JOIN enrolees e ON e.id = c.enrolee_id"
+                                                        " WHERE e.stakeholder_id = ?1"
+                                                        " ORDER BY c.enrolee_id, c.position"
+                                                      : "SELECT enrolee_id, credential_id"
+                                                        " FROM enrolee_credential_ids"
+                                                        " ORDER BY enrolee_id, position",
+                           kOp));
     if (stakeholder_id.has_value()) {
       MTE_TRY(list.BindAll(*stakeholder_id));
       MTE_TRY(ids.BindAll(*stakeholder_id));
@@ -649,17 +654,17 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
     if (commit.spend_token_id != 0) {
       // Single use: one conditional update decides which enrolment spends the token.
       MTE_TRY_ASSIGN(auto spend, Prepare("UPDATE tokens SET state = 'spent', spent_at = ?3"
-                                     " WHERE id = ?1 AND enrolee_id = ?2 AND state = 'active'"
-                                     " AND expires_at > ?3",
-                                     kOp));
+                                         " WHERE id = ?1 AND enrolee_id = ?2 AND state = 'active'"
+                                         " AND expires_at > ?3",
+                                         kOp));
       MTE_TRY(spend.BindAll(commit.spend_token_id, commit.enrolee_id, commit.now));
       MTE_TRY(spend.Run());
       if (sqlite3_changes(db()) != 1) {
         return Fail(ConflictError(std::string(kOp) + ": the Enrolment-Token is no longer valid"));
       }
     }
-    MTE_TRY_ASSIGN(auto current, Prepare("SELECT generation, device_id FROM enrolees WHERE id = ?1",
-                                     kOp));
+    MTE_TRY_ASSIGN(auto current,
+                   Prepare("SELECT generation, device_id FROM enrolees WHERE id = ?1", kOp));
     MTE_TRY(current.BindAll(commit.enrolee_id));
     MTE_TRY_ASSIGN(const bool found, current.Step());
     if (!found) {
@@ -682,8 +687,8 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
         MTE_TRY_ASSIGN(const bool taken, Exists(kOp, "SELECT 1 FROM enrolees WHERE device_id = ?1",
                                                 commit.bind_device_id));
         if (taken) {
-          return Fail(ConflictError(std::string(kOp) + ": device " +
-                                    Quoted(commit.bind_device_id) + " has another enrolee entry"));
+          return Fail(ConflictError(std::string(kOp) + ": device " + Quoted(commit.bind_device_id) +
+                                    " has another enrolee entry"));
         }
         MTE_TRY_ASSIGN(auto bind, Prepare("UPDATE enrolees SET device_id = ?2 WHERE id = ?1", kOp));
         MTE_TRY(bind.BindAll(commit.enrolee_id, commit.bind_device_id));
@@ -691,14 +696,12 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
       }
     }
 
-    MTE_TRY_ASSIGN(auto update,
-                   Prepare(
-                                      "UPDATE enrolees SET state = 'enrolled', generation = ?2,"
-                                      " rspf = ?3, ke_id = ?4, ke_sealed = ?5,"
-                                      " ke_expires_at = ?6, maf_delivery = ?9,"
-                                      " updated_at = ?7, enrolled_at = ?7"
-                                      " WHERE id = ?1 AND generation = ?8",
-                                      kOp));
+    MTE_TRY_ASSIGN(auto update, Prepare("UPDATE enrolees SET state = 'enrolled', generation = ?2,"
+                                        " rspf = ?3, ke_id = ?4, ke_sealed = ?5,"
+                                        " ke_expires_at = ?6, maf_delivery = ?9,"
+                                        " updated_at = ?7, enrolled_at = ?7"
+                                        " WHERE id = ?1 AND generation = ?8",
+                                        kOp));
     MTE_TRY(update.BindAll(commit.enrolee_id, generation, commit.rspf, commit.ke_id,
                            ByteSpan(commit.ke_sealed), commit.ke_expires_at, commit.now,
                            commit.expected_generation,
@@ -708,16 +711,14 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
       return Fail(ConflictError(std::string(kOp) + ": " + subject + " changed concurrently"));
     }
 
-    MTE_TRY_ASSIGN(
-        auto clear,
-        Prepare("DELETE FROM enrolee_credential_ids WHERE enrolee_id = ?1", kOp));
+    MTE_TRY_ASSIGN(auto clear,
+                   Prepare("DELETE FROM enrolee_credential_ids WHERE enrolee_id = ?1", kOp));
     MTE_TRY(clear.BindAll(commit.enrolee_id));
     MTE_TRY(clear.Run());
-    MTE_TRY_ASSIGN(auto add_id, Prepare(
-                                                   "INSERT INTO enrolee_credential_ids"
-                                                   " (enrolee_id, position, credential_id)"
-                                                   " VALUES (?1, ?2, ?3)",
-                                                   kOp));
+    MTE_TRY_ASSIGN(auto add_id, Prepare("INSERT INTO enrolee_credential_ids"
+                                        " (enrolee_id, position, credential_id)"
+                                        " VALUES (?1, ?2, ?3)",
+                                        kOp));
     int64_t position = 0;
     for (const std::string& credential_id : commit.credential_ids) {
       add_id.Reset();
@@ -726,10 +727,9 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
     }
 
     if (!commit.audit.action.empty()) {
-      MTE_TRY_ASSIGN(auto audit, Prepare(
-                                                    "INSERT INTO audit (at, actor, action,"
-                                                    " subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-                                                    kOp));
+      MTE_TRY_ASSIGN(auto audit, Prepare("INSERT INTO audit (at, actor, action,"
+                                         " subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                                         kOp));
       MTE_TRY(audit.BindAll(commit.audit.at, commit.audit.actor, commit.audit.action,
                             commit.audit.subject, commit.audit.detail));
       MTE_TRY(audit.Run());
@@ -743,12 +743,11 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
       }
       return std::move(*enrolee);
     }
-    MTE_TRY_ASSIGN(auto outbox, Prepare(
-                                                   "INSERT INTO outbox (enrolee_id, generation,"
-                                                   " target, payload_sealed, attempts,"
-                                                   " next_attempt_at, delivered_at, last_error)"
-                                                   " VALUES (?1, ?2, ?3, ?4, 0, ?5, 0, '')",
-                                                   kOp));
+    MTE_TRY_ASSIGN(auto outbox, Prepare("INSERT INTO outbox (enrolee_id, generation,"
+                                        " target, payload_sealed, attempts,"
+                                        " next_attempt_at, delivered_at, last_error)"
+                                        " VALUES (?1, ?2, ?3, ?4, 0, ?5, 0, '')",
+                                        kOp));
     MTE_TRY(outbox.BindAll(commit.enrolee_id, generation, commit.outbox.target,
                            ByteSpan(commit.outbox.payload_sealed), commit.outbox.next_attempt_at));
     MTE_TRY(outbox.Run());
@@ -795,23 +794,22 @@ Result<TokenRecord> SqliteStore::IssueToken(int64_t enrolee_id, ByteSpan token_h
                                             int64_t expires_at) {
   constexpr std::string_view kOp = "issue token";
   return Write(kOp, [&]() -> Result<TokenRecord> {
-    MTE_TRY_ASSIGN(const bool found, Exists(kOp, "SELECT 1 FROM enrolees WHERE id = ?1", enrolee_id));
+    MTE_TRY_ASSIGN(const bool found,
+                   Exists(kOp, "SELECT 1 FROM enrolees WHERE id = ?1", enrolee_id));
     if (!found) {
       return Fail(NotFoundError(std::string(kOp) + ": enrolee " + std::to_string(enrolee_id) +
                                 " not found"));
     }
-    MTE_TRY_ASSIGN(auto revoke, Prepare(
-                                                   "UPDATE tokens SET state = 'revoked'"
-                                                   " WHERE enrolee_id = ?1 AND state = 'active'",
-                                                   kOp));
+    MTE_TRY_ASSIGN(auto revoke, Prepare("UPDATE tokens SET state = 'revoked'"
+                                        " WHERE enrolee_id = ?1 AND state = 'active'",
+                                        kOp));
     MTE_TRY(revoke.BindAll(enrolee_id));
     MTE_TRY(revoke.Run());
-    MTE_TRY_ASSIGN(auto insert, Prepare(
-                                                   "INSERT INTO tokens (enrolee_id, token_hash,"
-                                                   " state, created_at, expires_at)"
-                                                   " VALUES (?1, ?2, 'active', ?3, ?4)"
-                                                   " RETURNING id",
-                                                   kOp));
+    MTE_TRY_ASSIGN(auto insert, Prepare("INSERT INTO tokens (enrolee_id, token_hash,"
+                                        " state, created_at, expires_at)"
+                                        " VALUES (?1, ?2, 'active', ?3, ?4)"
+                                        " RETURNING id",
+                                        kOp));
     MTE_TRY(insert.BindAll(enrolee_id, token_hash, now, expires_at));
     MTE_TRY_ASSIGN(const bool row, insert.Step());
     if (!row) return Fail(StorageError(std::string(kOp) + ": no id returned"));
@@ -859,38 +857,41 @@ Result<std::vector<OutboxItem>> SqliteStore::DueOutbox(int64_t now, int limit) {
   return items;
 }
 
-Result<void> SqliteStore::MarkDelivered(int64_t outbox_id, int64_t now) {
+Result<void> SqliteStore::MarkDelivered(const std::vector<int64_t>& outbox_ids, int64_t now) {
   constexpr std::string_view kOp = "mark outbox delivered";
-  return Write(kOp, [&]() -> Result<void> {
-    MTE_TRY_ASSIGN(auto find,
-                   Prepare(
-                                      "SELECT enrolee_id, generation, delivered_at FROM outbox"
-                                      " WHERE id = ?1",
-                                      kOp));
-    MTE_TRY(find.BindAll(outbox_id));
-    MTE_TRY_ASSIGN(const bool found, find.Step());
-    if (!found) {
-      return Fail(NotFoundError(std::string(kOp) + ": outbox item " + std::to_string(outbox_id) +
-                                " not found"));
-    }
-    const int64_t enrolee_id = find.Int64(0);
-    const int64_t generation = find.Int64(1);
-    if (find.Int64(2) != 0) {
-      return {};  // already delivered: idempotent
-    }
-    MTE_TRY_ASSIGN(auto mark, Prepare("UPDATE outbox SET delivered_at = ?2 WHERE id = ?1", kOp));
-    MTE_TRY(mark.BindAll(outbox_id, now));
-    MTE_TRY(mark.Run());
-    // A delivery for an older generation says nothing about the current credential.
-    MTE_TRY_ASSIGN(auto enrolee,
-                   Prepare(
-                                      "UPDATE enrolees SET maf_delivery = 'delivered',"
-                                      " updated_at = ?3 WHERE id = ?1 AND generation = ?2"
-                                      " AND maf_delivery <> 'delivered'",
-                                      kOp));
-    MTE_TRY(enrolee.BindAll(enrolee_id, generation, now));
-    return enrolee.Run();
-  });
+  return Write(
+      kOp,
+      [&]() -> Result<void> {
+        for (const int64_t outbox_id : outbox_ids) {
+          MTE_TRY_ASSIGN(auto find, Prepare("SELECT enrolee_id, generation, delivered_at FROM outbox"
+                                            " WHERE id = ?1",
+                                            kOp));
+          MTE_TRY(find.BindAll(outbox_id));
+          MTE_TRY_ASSIGN(const bool found, find.Step());
+          if (!found) {
+            return Fail(NotFoundError(std::string(kOp) + ": outbox item " +
+                                      std::to_string(outbox_id) + " not found"));
+          }
+          const int64_t enrolee_id = find.Int64(0);
+          const int64_t generation = find.Int64(1);
+          if (find.Int64(2) != 0) {
+            continue;  // already delivered: idempotent
+          }
+          MTE_TRY_ASSIGN(auto mark,
+                         Prepare("UPDATE outbox SET delivered_at = ?2 WHERE id = ?1", kOp));
+          MTE_TRY(mark.BindAll(outbox_id, now));
+          MTE_TRY(mark.Run());
+          // A delivery for an older generation says nothing about the current credential.
+          MTE_TRY_ASSIGN(auto enrolee, Prepare("UPDATE enrolees SET maf_delivery = 'delivered',"
+                                               " updated_at = ?3 WHERE id = ?1 AND generation = ?2"
+                                               " AND maf_delivery <> 'delivered'",
+                                               kOp));
+          MTE_TRY(enrolee.BindAll(enrolee_id, generation, now));
+          MTE_TRY(enrolee.Run());
+        }
+        return {};
+      },
+      Durability::kRelaxed);
 }
 
 Result<void> SqliteStore::MarkAttemptFailed(int64_t outbox_id, int64_t next_attempt_at,
@@ -904,11 +905,10 @@ Result<void> SqliteStore::MarkAttemptFailed(int64_t outbox_id, int64_t next_atte
                                 " not found"));
     }
     // A delivered item stays delivered; a late failure report changes nothing.
-    MTE_TRY_ASSIGN(auto update, Prepare(
-                                                   "UPDATE outbox SET attempts = attempts + 1,"
-                                                   " next_attempt_at = ?2, last_error = ?3"
-                                                   " WHERE id = ?1 AND delivered_at = 0",
-                                                   kOp));
+    MTE_TRY_ASSIGN(auto update, Prepare("UPDATE outbox SET attempts = attempts + 1,"
+                                        " next_attempt_at = ?2, last_error = ?3"
+                                        " WHERE id = ?1 AND delivered_at = 0",
+                                        kOp));
     MTE_TRY(update.BindAll(outbox_id, next_attempt_at, bounded));
     return update.Run();
   });
@@ -922,10 +922,11 @@ Result<std::optional<OutboxItem>> SqliteStore::GetOutboxItem(int64_t outbox_id) 
 
 // The newest generation the MAF knows for an enrolee (stored or retired), 0 if none.
 Result<int64_t> SqliteStore::NewestMafGeneration(std::string_view op, int64_t enrolee_id) {
-  MTE_TRY_ASSIGN(auto newest, Prepare("SELECT MAX(g) FROM (SELECT generation AS g FROM maf_credentials"
-                                  " WHERE enrolee_id = ?1 UNION ALL SELECT generation FROM"
-                                  " maf_retired WHERE enrolee_id = ?1)",
-                                  op));
+  MTE_TRY_ASSIGN(auto newest,
+                 Prepare("SELECT MAX(g) FROM (SELECT generation AS g FROM maf_credentials"
+                         " WHERE enrolee_id = ?1 UNION ALL SELECT generation FROM"
+                         " maf_retired WHERE enrolee_id = ?1)",
+                         op));
   MTE_TRY(newest.BindAll(enrolee_id));
   MTE_TRY_ASSIGN(const bool row, newest.Step());
   return (row && !newest.IsNull(0)) ? newest.Int64(0) : int64_t{0};
@@ -939,11 +940,10 @@ Result<bool> SqliteStore::RetireMafCredentials(int64_t enrolee_id, int64_t gener
     MTE_TRY_ASSIGN(auto remove, Prepare("DELETE FROM maf_credentials WHERE enrolee_id = ?1", kOp));
     MTE_TRY(remove.BindAll(enrolee_id));
     MTE_TRY(remove.Run());
-    MTE_TRY_ASSIGN(auto mark, Prepare(
-                                                 "INSERT INTO maf_retired (enrolee_id, generation)"
-                                                 " VALUES (?1, ?2) ON CONFLICT (enrolee_id)"
-                                                 " DO UPDATE SET generation = excluded.generation",
-                                                 kOp));
+    MTE_TRY_ASSIGN(auto mark, Prepare("INSERT INTO maf_retired (enrolee_id, generation)"
+                                      " VALUES (?1, ?2) ON CONFLICT (enrolee_id)"
+                                      " DO UPDATE SET generation = excluded.generation",
+                                      kOp));
     MTE_TRY(mark.BindAll(enrolee_id, generation));
     MTE_TRY(mark.Run());
     return true;
@@ -957,26 +957,22 @@ Result<bool> SqliteStore::PutMafCredential(const MafCredential& credential) {
     if (newest >= credential.generation) {
       return false;  // a repeat, or older than what is stored or retired
     }
-    MTE_TRY_ASSIGN(
-        auto remove,
-        Prepare("DELETE FROM maf_credentials WHERE enrolee_id = ?1", kOp));
+    MTE_TRY_ASSIGN(auto remove, Prepare("DELETE FROM maf_credentials WHERE enrolee_id = ?1", kOp));
     MTE_TRY(remove.BindAll(credential.enrolee_id));
     MTE_TRY(remove.Run());
 
-    MTE_TRY_ASSIGN(
-        auto owner,
-        Prepare("SELECT enrolee_id FROM maf_credentials WHERE km_id = ?1", kOp));
+    MTE_TRY_ASSIGN(auto owner,
+                   Prepare("SELECT enrolee_id FROM maf_credentials WHERE km_id = ?1", kOp));
     MTE_TRY(owner.BindAll(credential.km_id));
     MTE_TRY_ASSIGN(const bool taken, owner.Step());
     if (taken) {
       return Fail(ConflictError(std::string(kOp) + ": km_id " + Quoted(credential.km_id) +
                                 " belongs to enrolee " + std::to_string(owner.Int64(0))));
     }
-    MTE_TRY_ASSIGN(auto insert, Prepare(
-                                                   "INSERT INTO maf_credentials (km_id, km_sealed,"
-                                                   " enrolee_id, generation, expires_at,"
-                                                   " received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                                                   kOp));
+    MTE_TRY_ASSIGN(auto insert, Prepare("INSERT INTO maf_credentials (km_id, km_sealed,"
+                                        " enrolee_id, generation, expires_at,"
+                                        " received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                                        kOp));
     MTE_TRY(insert.BindAll(credential.km_id, ByteSpan(credential.km_sealed), credential.enrolee_id,
                            credential.generation, credential.expires_at, credential.received_at));
     MTE_TRY(insert.Run());
@@ -1010,10 +1006,9 @@ Result<std::vector<MafCredential>> SqliteStore::ListMafCredentials() {
 Result<void> SqliteStore::Audit(const AuditEntry& entry) {
   constexpr std::string_view kOp = "append audit";
   return Write(kOp, [&]() -> Result<void> {
-    MTE_TRY_ASSIGN(auto insert, Prepare(
-                                                   "INSERT INTO audit (at, actor, action, subject,"
-                                                   " detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-                                                   kOp));
+    MTE_TRY_ASSIGN(auto insert, Prepare("INSERT INTO audit (at, actor, action, subject,"
+                                        " detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                                        kOp));
     MTE_TRY(insert.BindAll(entry.at, entry.actor, entry.action, entry.subject, entry.detail));
     return insert.Run();
   });
@@ -1022,10 +1017,9 @@ Result<void> SqliteStore::Audit(const AuditEntry& entry) {
 Result<std::vector<AuditEntry>> SqliteStore::ListAudit() {
   constexpr std::string_view kOp = "list audit";
   std::lock_guard lock(mu_);
-  MTE_TRY_ASSIGN(auto stmt, Prepare(
-                                               "SELECT id, at, actor, action, subject, detail"
-                                               " FROM audit ORDER BY id",
-                                               kOp));
+  MTE_TRY_ASSIGN(auto stmt, Prepare("SELECT id, at, actor, action, subject, detail"
+                                    " FROM audit ORDER BY id",
+                                    kOp));
   std::vector<AuditEntry> entries;
   while (true) {
     MTE_TRY_ASSIGN(const bool row, stmt.Step());

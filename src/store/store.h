@@ -184,9 +184,12 @@ class Store {
   // --- outbox ---
   // Undelivered items with next_attempt_at <= now, oldest first.
   virtual Result<std::vector<OutboxItem>> DueOutbox(int64_t now, int limit) = 0;
-  // Marks delivered; also sets the enrolee's maf_delivery to delivered when the item's
-  // generation is the enrolee's current one. Idempotent.
-  virtual Result<void> MarkDelivered(int64_t outbox_id, int64_t now) = 0;
+  // Marks the items delivered, all in one transaction; also sets each enrolee's maf_delivery to
+  // delivered when the item's generation is the enrolee's current one. Idempotent. An unknown id
+  // (kNotFound) marks nothing. The mark need not survive a power cut (no fsync of its own; the
+  // next durable commit carries it): a lost mark only repeats a delivery, which the receiving end
+  // treats as idempotent.
+  virtual Result<void> MarkDelivered(const std::vector<int64_t>& outbox_ids, int64_t now) = 0;
   virtual Result<void> MarkAttemptFailed(int64_t outbox_id, int64_t next_attempt_at,
                                          std::string_view error) = 0;
   virtual Result<std::optional<OutboxItem>> GetOutboxItem(int64_t outbox_id) = 0;

@@ -719,7 +719,7 @@ TEST_P(StoreTest, MarkDeliveredIsIdempotent) {
   ASSERT_TRUE(Ok(store().CommitEnrolment(MakeCommit(enrolee.id, 0, 50))));
   const int64_t id = AllUndelivered().at(0).id;
 
-  ASSERT_TRUE(Ok(store().MarkDelivered(id, 300)));
+  ASSERT_TRUE(Ok(store().MarkDelivered({id}, 300)));
   EXPECT_THAT(AllUndelivered(), IsEmpty());
   auto item = store().GetOutboxItem(id);
   ASSERT_TRUE(Ok(item));
@@ -729,7 +729,7 @@ TEST_P(StoreTest, MarkDeliveredIsIdempotent) {
   EXPECT_EQ((*delivered)->maf_delivery, DeliveryStatus::kDelivered);
   EXPECT_EQ((*delivered)->updated_at, 300);
 
-  ASSERT_TRUE(Ok(store().MarkDelivered(id, 400)));
+  ASSERT_TRUE(Ok(store().MarkDelivered({id}, 400)));
   item = store().GetOutboxItem(id);
   ASSERT_TRUE(Ok(item));
   EXPECT_EQ((*item)->delivered_at, 300);
@@ -745,11 +745,36 @@ TEST_P(StoreTest, MarkDeliveredIsIdempotent) {
   EXPECT_EQ((*item)->attempts, 0);
   EXPECT_THAT(AllUndelivered(), IsEmpty());
 
-  EXPECT_TRUE(IsError(store().MarkDelivered(id + 99, 1), ErrorKind::kLocalUsage, Errc::kNotFound,
+  EXPECT_TRUE(IsError(store().MarkDelivered({id + 99}, 1), ErrorKind::kLocalUsage, Errc::kNotFound,
                       std::to_string(id + 99)));
   auto missing = store().GetOutboxItem(id + 99);
   ASSERT_TRUE(Ok(missing));
   EXPECT_FALSE(missing->has_value());
+}
+
+TEST_P(StoreTest, MarkDeliveredMarksABatchOrNothing) {
+  const int64_t alice = AddStakeholder("alice");
+  const EnroleeRecord first = AddEnrolee(alice, 1);
+  const EnroleeRecord second = AddEnrolee(alice, 2);
+  ASSERT_TRUE(Ok(store().CommitEnrolment(MakeCommit(first.id, 0, 50))));
+  ASSERT_TRUE(Ok(store().CommitEnrolment(MakeCommit(second.id, 0, 60))));
+  const auto items = AllUndelivered();
+  ASSERT_EQ(items.size(), 2U);
+
+  // One unknown id: nothing of the batch is marked.
+  EXPECT_TRUE(IsError(store().MarkDelivered({items[0].id, items[1].id + 99}, 70),
+                      ErrorKind::kLocalUsage, Errc::kNotFound, std::to_string(items[1].id + 99)));
+  EXPECT_EQ(AllUndelivered().size(), 2U);
+
+  ASSERT_TRUE(Ok(store().MarkDelivered({items[0].id, items[1].id}, 80)));
+  EXPECT_THAT(AllUndelivered(), IsEmpty());
+  for (const int64_t id : {first.id, second.id}) {
+    auto enrolee = store().GetEnrolee(id);
+    ASSERT_TRUE(Ok(enrolee));
+    EXPECT_EQ((*enrolee)->maf_delivery, DeliveryStatus::kDelivered);
+  }
+  // An empty batch is a no-op.
+  EXPECT_TRUE(Ok(store().MarkDelivered({}, 90)));
 }
 
 TEST_P(StoreTest, DeliveryOfOlderGenerationLeavesCurrentPending) {
@@ -761,13 +786,13 @@ TEST_P(StoreTest, DeliveryOfOlderGenerationLeavesCurrentPending) {
   ASSERT_EQ(items.size(), 2U);
   ASSERT_EQ(items[0].generation, 1);
 
-  ASSERT_TRUE(Ok(store().MarkDelivered(items[0].id, 70)));
+  ASSERT_TRUE(Ok(store().MarkDelivered({items[0].id}, 70)));
   auto after_old = store().GetEnrolee(enrolee.id);
   ASSERT_TRUE(Ok(after_old));
   EXPECT_EQ((*after_old)->maf_delivery, DeliveryStatus::kPending);
   EXPECT_EQ((*after_old)->updated_at, 60);
 
-  ASSERT_TRUE(Ok(store().MarkDelivered(items[1].id, 80)));
+  ASSERT_TRUE(Ok(store().MarkDelivered({items[1].id}, 80)));
   auto after_current = store().GetEnrolee(enrolee.id);
   ASSERT_TRUE(Ok(after_current));
   EXPECT_EQ((*after_current)->maf_delivery, DeliveryStatus::kDelivered);

@@ -142,9 +142,7 @@ Result<void> Statement::Run() {
   return {};
 }
 
-int64_t Statement::Int64(int column) const {
-  return sqlite3_column_int64(stmt_.get(), column);
-}
+int64_t Statement::Int64(int column) const { return sqlite3_column_int64(stmt_.get(), column); }
 
 bool Statement::IsNull(int column) const {
   return sqlite3_column_type(stmt_.get(), column) == SQLITE_NULL;
