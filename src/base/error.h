@@ -33,7 +33,7 @@ enum class Errc {
   kNotClaimed,      // the device has not been claimed by a stakeholder (no proof of control)
   kNotFound,        // an identifier does not exist
   kConflict,        // the operation conflicts with the current state
-  kExpired,         // a credential or token expired
+  kExpired,         // a credential or token expired or is no longer valid (spent, revoked)
   kRateLimited,     // too many attempts
   kClosed,          // the peer closed the connection
   kDeadline,        // a deadline expired

@@ -28,8 +28,8 @@
 namespace mte::crypto {
 
 // Looks up the PSK for a psk_identity; nullopt for an unknown identity. Called synchronously from
-// inside the handshake, on the thread that calls TlsEngine::Advance (a worker thread in servers,
-// so a database lookup is allowed).
+// inside the handshake, on the thread that calls TlsEngine::Advance (in servers, the connection's
+// own thread, so a short database lookup is allowed).
 using PskLookup = std::function<std::optional<SecretBytes>(std::string_view identity)>;
 
 struct TlsServerOptions {

@@ -1,7 +1,7 @@
 // The M2M Authentication Function's application logic: receiving enrolee credentials from the
 // MEF (seed 8.y.3 step 7 / 8.y.4 step 18, push) and the MAF handshake (TS-0003 §8.8.2.2,
 // TLS-PSK with psk_identity = KmID, psk = Km).
-// Transport-free; called on worker threads. Thread-safety: safe to call concurrently.
+// Transport-free; called on the connections' I/O threads. Thread-safety: safe to call concurrently.
 #pragma once
 
 #include <optional>

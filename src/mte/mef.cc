@@ -248,8 +248,7 @@ Result<proto::HttpResponse> Mef::Enrol(const proto::HttpRequest& request,
   auto committed = store_.CommitEnrolment(commit);
   if (!committed) {
     const Error& error = committed.error();
-    if (error.code == Errc::kConflict && flow_b != nullptr &&
-        error.detail.find("Enrolment-Token") != std::string::npos) {
+    if (error.code == Errc::kExpired && flow_b != nullptr) {
       return Fail(ErrorKind::kPeerAuth, Errc::kForbidden,
                   "the Enrolment-Token has been used or has expired");
     }

@@ -4,7 +4,7 @@
 // the credential for the MAF.
 //
 // Transport-free: net/ calls LookupKpm from inside the TLS handshake and Handle with each
-// decrypted request, both on a worker thread (they touch the database).
+// decrypted request, both on the connection's I/O thread (they touch the database briefly).
 // Thread-safety: safe to call concurrently.
 #pragma once
 

@@ -660,7 +660,8 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
       MTE_TRY(spend.BindAll(commit.spend_token_id, commit.enrolee_id, commit.now));
       MTE_TRY(spend.Run());
       if (sqlite3_changes(db()) != 1) {
-        return Fail(ConflictError(std::string(kOp) + ": the Enrolment-Token is no longer valid"));
+        return Fail(Error{ErrorKind::kLocalUsage, Errc::kExpired,
+                          std::string(kOp) + ": the Enrolment-Token is no longer valid"});
       }
     }
     MTE_TRY_ASSIGN(auto current,

@@ -4,7 +4,8 @@
 // The store holds only sealed secrets (AES-256-GCM blobs made by crypto::KeyEncryptionKey) and
 // hashes (Argon2id PHC strings, SHA-256 of random tokens); it never sees a plaintext secret.
 // Timestamps are Unix seconds. Every method is one transaction: it commits completely or changes
-// nothing. Blocking: call from a worker thread, never from an I/O thread.
+// nothing. Blocking (short reads; a commit waits for one fdatasync): not for threads that must
+// never wait on the disk.
 // Thread-safety: a Store may be used from several threads at once (implementations serialise).
 // Several processes may open the same database (mte serve + mte admin).
 #pragma once
@@ -111,7 +112,7 @@ struct EnrolmentCommit {
   OutboxItem outbox;  // id ignored; generation/enrolee_id must match the commit; an empty
                       // target means no delivery (the enrolee asked for no MAF enrolment)
   // Flow B: the token that started this enrolment is spent by this commit, atomically; the commit
-  // fails with kConflict if the token is no longer active or has expired at `now`.
+  // fails with kExpired if the token is no longer active (spent, revoked) or has expired at `now`.
   int64_t spend_token_id = 0;  // 0 = none
   // Flow B: the device authenticated by the inner RSPF. Recorded on an entry without a device;
   // kForbidden if the entry names another device; kConflict if the device has another entry.

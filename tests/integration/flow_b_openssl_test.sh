@@ -83,7 +83,7 @@ new_entry() {
 relay() {
   local name=$1 n=$2 outer=$3 inner=$4 binding=$5 stop=${6:-enrolment} rc=0
   python3 "$RELAY" --mef-port "$MEF_PORT" --mef-fqdn "$MEF_FQDN" --ca "$T/anchors-$n.pem" \
-    --token "${TOKEN[$n]}" --kpm-id "${KPM_ID[$n]}" --kpm-hex "${KPM[$n]}" \
+    --token="${TOKEN[$n]}" --kpm-id "${KPM_ID[$n]}" --kpm-hex "${KPM[$n]}" \
     --outer-tls "$outer" --inner-tls "$inner" --binding "$binding" --stop-after "$stop" \
     --out "$T/$name" --timeout 20 >/dev/null 2>"$T/$name.err" || rc=$?
   if [[ $rc -ne 0 ]]; then

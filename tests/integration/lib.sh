@@ -141,8 +141,12 @@ audit_list() { "$MTE" admin --data "$DATA" audit list; }
 db_query() { sqlite3 -readonly -batch -noheader "$DATA/mte.db" "$1"; }
 
 # state_snapshot: everything a refused request must leave unchanged (enrolee database, audit log,
-# outbox and MAF key store).
+# outbox and MAF key store). It first waits (up to 10 s) until the outbox has delivered every
+# item that is due, so that a delivery of an EARLIER enrolment, which the outbox makes shortly
+# after the commit, does not land between two snapshots.
 state_snapshot() {
+  wait_for "[[ \$(db_query \"SELECT count(*) FROM outbox WHERE COALESCE(delivered_at, 0) = 0
+                              AND next_attempt_at <= CAST(strftime('%s', 'now') AS INTEGER)\") == 0 ]]" 100 || true
   enrolee_json
   audit_list
   db_query "SELECT id, enrolee_id, generation, attempts, delivered_at FROM outbox ORDER BY id;

@@ -337,7 +337,7 @@ TEST_P(FlowBStoreTest, TokenIsSpentExactlyOnce) {
   // The right generation this time: only the token stands in the way.
   EXPECT_TRUE(IsError(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1", kNow + 20,
                                                           /*expected_generation=*/1)),
-                      ErrorKind::kLocalUsage, Errc::kConflict, "Enrolment-Token"));
+                      ErrorKind::kLocalUsage, Errc::kExpired, "Enrolment-Token"));
   ExpectUnchanged(after_first, 1, TokenState::kSpent, 1);
   EXPECT_EQ(Find(1)->spent_at, kNow + 10) << "the second attempt must not re-spend the token";
 }
@@ -347,11 +347,11 @@ TEST_P(FlowBStoreTest, ExpiredTokenAtCommitTimeIsAConflict) {
   TokenRecord token = Issue(entry.id, 1);
   EXPECT_TRUE(IsError(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1",
                                                           token.expires_at)),
-                      ErrorKind::kLocalUsage, Errc::kConflict, "Enrolment-Token"));
+                      ErrorKind::kLocalUsage, Errc::kExpired, "Enrolment-Token"));
   ExpectUnchanged(entry, 1, TokenState::kActive, 0);
   EXPECT_TRUE(IsError(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1",
                                                           token.expires_at + 100)),
-                      ErrorKind::kLocalUsage, Errc::kConflict, "Enrolment-Token"));
+                      ErrorKind::kLocalUsage, Errc::kExpired, "Enrolment-Token"));
   ExpectUnchanged(entry, 1, TokenState::kActive, 0);
   // One second before expiry it is still good.
   EXPECT_TRUE(Ok(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1",
@@ -363,7 +363,7 @@ TEST_P(FlowBStoreTest, RevokedTokenCannotBeSpent) {
   TokenRecord first = Issue(entry.id, 1);
   TokenRecord second = Issue(entry.id, 2);
   EXPECT_TRUE(IsError(store().CommitEnrolment(FlowBCommit(entry.id, first.id, "dev-1", kNow + 1)),
-                      ErrorKind::kLocalUsage, Errc::kConflict, "Enrolment-Token"));
+                      ErrorKind::kLocalUsage, Errc::kExpired, "Enrolment-Token"));
   ExpectUnchanged(entry, 1, TokenState::kRevoked, 0);
   EXPECT_EQ(Find(2)->state, TokenState::kActive);
   EXPECT_TRUE(Ok(store().CommitEnrolment(FlowBCommit(entry.id, second.id, "dev-1", kNow + 2))));
@@ -374,10 +374,10 @@ TEST_P(FlowBStoreTest, TokenOfAnotherEnroleeCannotBeSpent) {
   EnroleeRecord other = AddEntry(std::nullopt, "other");
   TokenRecord theirs = Issue(other.id, 7);
   EXPECT_TRUE(IsError(store().CommitEnrolment(FlowBCommit(entry.id, theirs.id, "dev-1", kNow + 1)),
-                      ErrorKind::kLocalUsage, Errc::kConflict, "Enrolment-Token"));
+                      ErrorKind::kLocalUsage, Errc::kExpired, "Enrolment-Token"));
   ExpectUnchanged(entry, 7, TokenState::kActive, 0);
   EXPECT_TRUE(IsError(store().CommitEnrolment(FlowBCommit(entry.id, 987654, "dev-1", kNow + 1)),
-                      ErrorKind::kLocalUsage, Errc::kConflict, "Enrolment-Token"));
+                      ErrorKind::kLocalUsage, Errc::kExpired, "Enrolment-Token"));
   EXPECT_EQ(Get(entry.id).state, EnroleeState::kPending);
 }
 
@@ -443,7 +443,7 @@ TEST_P(FlowBStoreTest, ConcurrentCommitsWithOneTokenHaveExactlyOneWinner) {
   EnroleeRecord entry = AddEntry();
   TokenRecord token = Issue(entry.id, 1);
   constexpr int kThreads = 8;
-  std::atomic<int> won{0}, conflicts{0}, other{0};
+  std::atomic<int> won{0}, token_spent{0}, other{0};
   std::atomic<bool> go{false};
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
@@ -452,8 +452,8 @@ TEST_P(FlowBStoreTest, ConcurrentCommitsWithOneTokenHaveExactlyOneWinner) {
       auto result = store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1", kNow + t));
       if (result.has_value()) {
         ++won;
-      } else if (result.error().code == Errc::kConflict) {
-        ++conflicts;
+      } else if (result.error().code == Errc::kExpired) {  // the winner spent the token
+        ++token_spent;
       } else {
         ++other;
       }
@@ -462,7 +462,7 @@ TEST_P(FlowBStoreTest, ConcurrentCommitsWithOneTokenHaveExactlyOneWinner) {
   go = true;
   for (auto& thread : threads) thread.join();
   EXPECT_EQ(won.load(), 1);
-  EXPECT_EQ(conflicts.load(), kThreads - 1);
+  EXPECT_EQ(token_spent.load(), kThreads - 1);
   EXPECT_EQ(other.load(), 0);
   EXPECT_EQ(Find(1)->state, TokenState::kSpent);
   EXPECT_EQ(Get(entry.id).generation, 1);
@@ -478,7 +478,7 @@ TEST_P(FlowBStoreTest, ConcurrentCommitsFromTwoConnectionsHaveExactlyOneWinner) 
   EnroleeRecord entry = AddEntry();
   TokenRecord token = Issue(entry.id, 1);
   constexpr int kThreads = 8;
-  std::atomic<int> won{0}, conflicts{0}, other{0};
+  std::atomic<int> won{0}, token_spent{0}, other{0};
   std::atomic<bool> go{false};
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
@@ -488,8 +488,8 @@ TEST_P(FlowBStoreTest, ConcurrentCommitsFromTwoConnectionsHaveExactlyOneWinner) 
       auto result = s.CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1", kNow + t));
       if (result.has_value()) {
         ++won;
-      } else if (result.error().code == Errc::kConflict) {
-        ++conflicts;
+      } else if (result.error().code == Errc::kExpired) {  // the winner spent the token
+        ++token_spent;
       } else {
         ++other;
       }
@@ -498,7 +498,7 @@ TEST_P(FlowBStoreTest, ConcurrentCommitsFromTwoConnectionsHaveExactlyOneWinner) 
   go = true;
   for (auto& thread : threads) thread.join();
   EXPECT_EQ(won.load(), 1);
-  EXPECT_EQ(conflicts.load(), kThreads - 1);
+  EXPECT_EQ(token_spent.load(), kThreads - 1);
   EXPECT_EQ(other.load(), 0);
   EXPECT_EQ(Find(1)->state, TokenState::kSpent);
   EXPECT_EQ(AllUndelivered().size(), 1u);
