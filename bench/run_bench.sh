@@ -135,7 +135,8 @@ MEF_PID=${SERVER_PIDS[-1]}
 LOAD_PREFIX=()
 if [[ "$PIN" == 1 && $(nproc) -ge 2 ]]; then
   # The MEF on CPU 0; the portal+MAF process and the load generator on the other CPUs.
-  OTHERS="1-$(( $(nproc) - 1 ))"
+  OTHERS=$(( $(nproc) - 1 ))
+  (( OTHERS > 1 )) && OTHERS="1-$OTHERS"
   taskset -a -p -c 0 "$MEF_PID" >/dev/null
   taskset -a -p -c "$OTHERS" "$OTHER_PID" >/dev/null
   LOAD_PREFIX=(taskset -c "$OTHERS")
