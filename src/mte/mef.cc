@@ -125,7 +125,7 @@ proto::HttpResponse Mef::RefusalResponse(const Error& error, const std::string& 
 
 Result<proto::HttpResponse> Mef::Enrol(const proto::HttpRequest& request,
                                        const crypto::TlsEngine& tls,
-                                       const std::string& request_id, const FlowB* flow_b) {
+                                       const std::string& request_id, FlowB* flow_b) {
   if (!proto::IsJsonContentType(request)) {
     return proto::MakeErrorResponse(Rsc::kUnsupportedMediaType,
                                     "Content-Type must be application/json", request_id);
@@ -139,6 +139,7 @@ Result<proto::HttpResponse> Mef::Enrol(const proto::HttpRequest& request,
     }
     auto presented = HexDecode(*ind.channel_binding);
     if (!presented || !ConstantTimeEqual(*presented, flow_b->outer_binding)) {
+      flow_b->binding_mismatch = true;
       return Fail(ErrorKind::kPeerAuth, Errc::kForbidden,
                   "channel binding does not match the outer TLS session");
     }
@@ -291,6 +292,9 @@ class MefConnection final : public proto::ConnectionHandler {
                              const proto::TlsHttpSession& session) override {
     return mef_.HandleRequest(request, session, state_);
   }
+  void OnClose(const proto::TlsHttpSession& session) override {
+    mef_.ConnectionClosed(session, state_);
+  }
 
  private:
   Mef& mef_;
@@ -363,6 +367,7 @@ proto::HttpReply Mef::HandleRequest(const proto::HttpRequest& request,
   auto bytes = binding->Expose(SecretAccess::ForCrypto());
   FlowB flow_b{state.token_id, state.enrolee_id, std::vector<uint8_t>(bytes.begin(), bytes.end())};
   auto result = Enrol(request, inner, request_id, &flow_b);
+  if (flow_b.binding_mismatch) RecordRspfFailure(state, UnixSeconds(clock_.Now()));
   if (result) {
     reply.response = std::move(*result);
   } else {
@@ -391,6 +396,36 @@ void Mef::RecordTokenFailure(const std::string& address, int64_t now) {
   auto& f = token_failures_[address];
   if (now - f.window_start > settings_.token_lockout_seconds) f = Failures{0, now, 0};
   if (++f.count >= settings_.max_token_failures) f.locked_until = now + settings_.token_lockout_seconds;
+}
+
+bool Mef::RspfAttemptsLocked(int64_t token_id, int64_t now) {
+  std::lock_guard lock(mu_);
+  auto it = rspf_failures_.find(token_id);
+  return it != rspf_failures_.end() && it->second.locked_until > now;
+}
+
+void Mef::RecordRspfFailure(const MefConnectionState& state, int64_t now) {
+  spdlog::info("mef: failed RSPF run from {} with the Enrolment-Token of enrolee {}",
+               state.peer_address, state.enrolee_id);
+  RecordTokenFailure(state.peer_address, now);
+  std::lock_guard lock(mu_);
+  if (rspf_failures_.size() >= 100000 && !rspf_failures_.count(state.token_id)) {
+    // Bounded memory, as for addresses: never drop a lockout.
+    std::erase_if(rspf_failures_,
+                  [now](const auto& entry) { return entry.second.locked_until <= now; });
+    if (rspf_failures_.size() >= 100000) return;
+  }
+  auto& f = rspf_failures_[state.token_id];
+  if (now - f.window_start > settings_.token_lockout_seconds) f = Failures{0, now, 0};
+  if (++f.count >= settings_.max_rspf_failures) {
+    f.locked_until = now + settings_.token_lockout_seconds;
+  }
+}
+
+void Mef::ConnectionClosed(const proto::TlsHttpSession& session, const MefConnectionState& state) {
+  if (!state.upgraded) return;
+  const bool inner_done = session.depth() > 1 && session.tls(1).HandshakeComplete();
+  if (!inner_done) RecordRspfFailure(state, UnixSeconds(clock_.Now()));
 }
 
 proto::HttpResponse Mef::PresentToken(const proto::HttpRequest& request, MefConnectionState& state,
@@ -444,6 +479,10 @@ proto::HttpResponse Mef::PresentToken(const proto::HttpRequest& request, MefConn
   }
   if (record.expires_at <= now) {
     return refuse(Rsc::kOriginatorHasNoPrivilege, "the Enrolment-Token has expired", false);
+  }
+  if (RspfAttemptsLocked(record.id, now)) {
+    return refuse(Rsc::kOriginatorHasNoPrivilege,
+                  "too many failed RSPF runs with this Enrolment-Token; try later", false);
   }
   // Step 15: an RSPF the enrolee supports and the MTE holds credentials for.
   std::vector<std::string> offered_by_enrolee;
@@ -511,6 +550,13 @@ proto::HttpReply Mef::StartRspf(const proto::HttpRequest& request, MefConnection
   if (state.upgraded || !rspf_context_) {
     reply.response = proto::MakeErrorResponse(Rsc::kConflict, "the RSPF has already started",
                                               request_id);
+    return reply;
+  }
+  if (RspfAttemptsLocked(state.token_id, UnixSeconds(clock_.Now()))) {
+    reply.response = proto::MakeErrorResponse(
+        Rsc::kOriginatorHasNoPrivilege,
+        "too many failed RSPF runs with this Enrolment-Token; try later", request_id);
+    reply.response.keep_alive = false;
     return reply;
   }
   // Seed 8.y.4 step 17: the RSPF's TLS handshake runs inside this session.

@@ -35,6 +35,10 @@ struct MefSettings {
   std::vector<std::string> offered_rspfs{"PPSK"};
   int max_token_failures = 10;           // per source address ...
   int64_t token_lockout_seconds = 600;   // ... then refused for this long
+  // Failed RSPF runs (inner handshake not completed, channel binding mismatch) per
+  // Enrolment-Token; at this many within token_lockout_seconds the token is refused for that
+  // long. Each failure also counts once toward the source address's max_token_failures.
+  int max_rspf_failures = 5;
 };
 
 // Flow B state of one MEF connection: the token presented on it (seed 8.y.4 step 14).
@@ -69,6 +73,9 @@ class Mef {
   // and inner (RSPF) sessions of Flow B.
   proto::HttpReply HandleRequest(const proto::HttpRequest& request,
                                  const proto::TlsHttpSession& session, MefConnectionState& state);
+  // The end of a MEF connection: a Flow B connection that upgraded to the RSPF but never
+  // completed the inner handshake counts as a failed RSPF run against its token and address.
+  void ConnectionClosed(const proto::TlsHttpSession& session, const MefConnectionState& state);
   // A per-connection handler for net/.
   std::unique_ptr<proto::ConnectionHandler> NewConnection(std::string peer_address);
 
@@ -77,10 +84,11 @@ class Mef {
     int64_t token_id;
     int64_t enrolee_id;
     std::vector<uint8_t> outer_binding;
+    bool binding_mismatch = false;  // set by Enrol
   };
   Result<proto::HttpResponse> Enrol(const proto::HttpRequest& request,
                                     const crypto::TlsEngine& tls, const std::string& request_id,
-                                    const FlowB* flow_b);
+                                    FlowB* flow_b);
   proto::HttpResponse RefusalResponse(const Error& error, const std::string& request_id,
                                       std::string_view who);
   proto::HttpResponse PresentToken(const proto::HttpRequest& request, MefConnectionState& state,
@@ -89,6 +97,8 @@ class Mef {
                              const std::string& request_id);
   bool TokenAttemptsLocked(const std::string& address, int64_t now);
   void RecordTokenFailure(const std::string& address, int64_t now);
+  bool RspfAttemptsLocked(int64_t token_id, int64_t now);
+  void RecordRspfFailure(const MefConnectionState& state, int64_t now);
 
   store::Store& store_;
   const crypto::KeyEncryptionKey& kek_;
@@ -104,6 +114,7 @@ class Mef {
   };
   std::mutex mu_;
   std::map<std::string, Failures> token_failures_;
+  std::map<int64_t, Failures> rspf_failures_;  // by token id
 };
 
 }  // namespace mte

@@ -293,6 +293,7 @@ asio::awaitable<void> Server::Impl::Session(tcp::socket socket, std::shared_ptr<
     if (!co_await WriteAll(*conn, out)) break;
     if (failed || session.Finished()) break;
   }
+  if (connection) connection->OnClose(session);
 }
 
 void Server::Impl::BeginShutdown(std::chrono::milliseconds grace) {

@@ -32,6 +32,9 @@ class ConnectionHandler {
  public:
   virtual ~ConnectionHandler() = default;
   virtual HttpReply OnRequest(const HttpRequest& request, const TlsHttpSession& session) = 0;
+  // Called once when the connection has ended, for whatever reason (after the last request, a
+  // failed handshake, a deadline, the peer going away). `session` shows how far it got.
+  virtual void OnClose(const TlsHttpSession& session) { static_cast<void>(session); }
 };
 
 class TlsHttpSession {

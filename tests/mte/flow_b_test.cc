@@ -436,6 +436,67 @@ TEST_F(FlowBTest, InnerPskMismatchFailsInTheRspfHandshake) {
   EXPECT_EQ(Enrolee(id).ke_id, result.ke_id);
 }
 
+// DESIGN.md §7: failed RSPF handshakes are counted and rate limited, per token (and per address).
+TEST_F(FlowBTest, FailedRspfRunsLockTheToken) {
+  const int64_t id = AddEntry();
+  const nlohmann::json j = IssueBundle(id);
+  SecretBytes wrong_kpm = crypto::RandomSecret(world_.rng, 32);
+  const int max_failures = world_.mef_settings.max_rspf_failures;
+  ASSERT_GT(max_failures, 1);
+  // Each run from its own address, so that only the count per token can lock.
+  for (int i = 0; i + 1 < max_failures; ++i) {
+    auto link = world_.MefFlowBLink(Client(ToBundle(j), {kKpmId, wrong_kpm.Clone()}),
+                                    "192.0.2." + std::to_string(10 + i));
+    ASSERT_NE(link, nullptr);
+    auto run = link->Run();
+    ASSERT_FALSE(run.has_value());
+    EXPECT_EQ(link->last_phase_before_failure(), Phase::kRspfHandshake);
+  }  // each link closes here: one failed RSPF run each
+  {
+    // One failure short of the limit the token is still accepted; this run is cut during the
+    // RSPF handshake, which is the last failure allowed.
+    auto link = Link(ToBundle(j), device_, "192.0.2.100");
+    ASSERT_NE(link, nullptr);
+    ASSERT_TRUE(Ok(link->Run(Phase::kRspfHandshake)));
+    ASSERT_FALSE(link->responses().empty());
+    EXPECT_EQ(link->responses()[0].status, 200) << link->responses()[0].body;
+  }
+  {
+    auto link = Link(ToBundle(j), device_, kOtherPeer);
+    ASSERT_NE(link, nullptr);
+    auto run = link->Run();
+    ASSERT_FALSE(run.has_value());
+    EXPECT_EQ(link->last_phase_before_failure(), Phase::kTokenExchange);
+    ExpectLastResponse(*link, 403, "4103", "too many failed RSPF runs");
+  }
+  ExpectNothingEnrolled(id, j["token"], "");
+  // The lockout ends; the token was never spent.
+  world_.clock.Advance(world_.mef_settings.token_lockout_seconds);
+  proto::EnrolmentResult result = EnrolOk(ToBundle(j), device_, kOtherPeer);
+  EXPECT_EQ(Enrolee(id).ke_id, result.ke_id);
+}
+
+TEST_F(FlowBTest, ChannelBindingMismatchesCountAsFailedRspfRuns) {
+  const int64_t id = AddEntry();
+  const nlohmann::json j = IssueBundle(id);
+  for (int i = 0; i < world_.mef_settings.max_rspf_failures; ++i) {
+    auto client = Client(ToBundle(j), Credential(device_));
+    ASSERT_NE(client, nullptr);
+    client->OverrideChannelBindingForTest(Bytes(proto::kChannelBindingLength, 0x5a));
+    auto link = world_.MefFlowBLink(std::move(client), "192.0.2." + std::to_string(20 + i));
+    ASSERT_NE(link, nullptr);
+    auto run = link->Run();
+    ASSERT_FALSE(run.has_value());
+    EXPECT_TRUE(Contains(run.error().detail, "channel binding")) << run.error().detail;
+  }
+  auto link = Link(ToBundle(j), device_, kOtherPeer);
+  ASSERT_NE(link, nullptr);
+  auto run = link->Run();
+  ASSERT_FALSE(run.has_value());
+  ExpectLastResponse(*link, 403, "4103", "too many failed RSPF runs");
+  ExpectNothingEnrolled(id, j["token"], "");
+}
+
 TEST_F(FlowBTest, UnknownKpmIdFailsInTheRspfHandshake) {
   const int64_t id = AddEntry();
   const nlohmann::json j = IssueBundle(id);
@@ -704,7 +765,7 @@ TEST_F(FlowBTest, TenFailedTokenAttemptsLockTheAddress) {
   {
     auto link = Link(ToBundle(j), device_, kPeer);
     ASSERT_NE(link, nullptr);
-    ASSERT_TRUE(Ok(link->Run(Phase::kRspfHandshake)));
+    ASSERT_TRUE(Ok(link->Run(Phase::kUpgrade)));  // cut before the RSPF: no failure
     ASSERT_FALSE(link->responses().empty());
     EXPECT_EQ(link->responses()[0].status, 200) << link->responses()[0].body;
   }
@@ -723,7 +784,7 @@ TEST_F(FlowBTest, TenFailedTokenAttemptsLockTheAddress) {
   {
     auto link = Link(ToBundle(j), device_, kOtherPeer);
     ASSERT_NE(link, nullptr);
-    ASSERT_TRUE(Ok(link->Run(Phase::kRspfHandshake)));
+    ASSERT_TRUE(Ok(link->Run(Phase::kUpgrade)));  // cut before the RSPF: no failure
     ASSERT_FALSE(link->responses().empty());
     EXPECT_EQ(link->responses()[0].status, 200);
   }

@@ -210,6 +210,16 @@ class FlowBLink {
       : client_(std::move(client)),
         session_(std::move(server), proto::HttpLimits{}),
         handler_(std::move(handler)) {}
+  ~FlowBLink() { Close(); }
+  FlowBLink(const FlowBLink&) = delete;
+  FlowBLink& operator=(const FlowBLink&) = delete;
+
+  // Ends the connection as net/server.cc does: the handler's OnClose, once.
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    handler_->OnClose(session_);
+  }
 
   // Called whenever the client enters a new phase (e.g. to move a fake clock mid-enrolment).
   void set_on_phase(std::function<void(Phase)> on_phase) { on_phase_ = std::move(on_phase); }
@@ -304,6 +314,7 @@ class FlowBLink {
   std::vector<std::string> requests_;
   bool started_ = false;
   bool dropped_ = false;
+  bool closed_ = false;
   Phase seen_phase_ = Phase::kFailed;
   Phase last_live_phase_ = Phase::kOuterHandshake;
 };
