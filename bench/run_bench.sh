@@ -175,7 +175,7 @@ for line in open(path, errors="replace"):
     if not line.strip():
         if cur: samples.append(cur)
         cur = None
-    elif not line[0].isspace():
+    elif not line.startswith("\t"):  # a sample's header line (the tid may be space-padded)
         cur = {"tid": line.split()[0], "frames": []}
     elif cur is not None:
         m = re.match(r"\s*[0-9a-f]+\s+(.*?)\s+\((.*)\)$", line.rstrip("\n"))
