@@ -32,9 +32,13 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "crypto/pki.h"
 
 namespace {
+
+using mte::bench::Median;
+using mte::bench::ThreadCpuNs;
 
 namespace fs = std::filesystem;
 
@@ -57,12 +61,6 @@ unsigned char g_kpm[32];
   std::fprintf(stderr, "mte_bench_bare: %s\n", what);
   ERR_print_errors_fp(stderr);
   std::exit(1);
-}
-
-int64_t ThreadCpuNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
 // --- contexts (mirroring tls_engine.cc) -----------------------------------------------------
@@ -318,27 +316,12 @@ void OneHandshake(SSL_CTX* sctx_outer, SSL_CTX* sctx_inner, SSL_CTX* cctx_outer,
   totals.client_inner_ns += client.inner_cpu_ns;
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  int reps = 7, per_rep = 200, warmup = 50;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string a = argv[i];
-    int v = std::atoi(argv[i + 1]);
-    if (a == "--reps") reps = std::clamp(v, 1, 100);
-    else if (a == "--handshakes") per_rep = std::clamp(v, 1, 100000);
-    else if (a == "--warmup") warmup = std::clamp(v, 0, 100000);
-    else {
-      std::fprintf(stderr, "usage: mte_bench_bare [--reps N] [--handshakes N] [--warmup N]\n");
-      return 2;
-    }
-  }
+  mte::bench::RepArgs args;
+  if (!mte::bench::ParseRepArgs(argc, argv, "mte_bench_bare", args)) return 2;
+  const int reps = args.reps, per_rep = args.per_rep, warmup = args.warmup;
   RAND_bytes(g_kpm, sizeof g_kpm);
   fs::path dir = fs::temp_directory_path() /
                  ("mte-bench-pki." + std::to_string(::getpid()));

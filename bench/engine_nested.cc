@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "crypto/keys.h"
 #include "crypto/pki.h"
 #include "crypto/random.h"
@@ -29,6 +30,9 @@
 #include "proto/tls_stack.h"
 
 namespace {
+
+using mte::bench::Median;
+using mte::bench::ThreadCpuNs;
 
 namespace fs = std::filesystem;
 using mte::Bytes;
@@ -53,12 +57,6 @@ T Must(mte::Result<T> result, const char* what) {
 
 void Must(mte::Result<void> result, const char* what) {
   if (!result) Die(std::string(what) + ": " + mte::Describe(result.error()));
-}
-
-int64_t ThreadCpuNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
 struct Contexts {
@@ -139,30 +137,12 @@ Cost OneHandshake(const Contexts& ctx, bool check) {
   return cost;
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  int reps = 7, per_rep = 200, warmup = 50;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string a = argv[i];
-    int v = std::atoi(argv[i + 1]);
-    if (a == "--reps") {
-      reps = std::clamp(v, 1, 100);
-    } else if (a == "--handshakes") {
-      per_rep = std::clamp(v, 1, 100000);
-    } else if (a == "--warmup") {
-      warmup = std::clamp(v, 0, 100000);
-    } else {
-      std::fprintf(stderr, "usage: mte_bench_engine [--reps N] [--handshakes N] [--warmup N]\n");
-      return 2;
-    }
-  }
+  mte::bench::RepArgs args;
+  if (!mte::bench::ParseRepArgs(argc, argv, "mte_bench_engine", args)) return 2;
+  const int reps = args.reps, per_rep = args.per_rep, warmup = args.warmup;
   fs::path dir = fs::temp_directory_path() / ("mte-bench-engine." + std::to_string(::getpid()));
   std::error_code ec;
   fs::create_directories(dir, ec);

@@ -29,8 +29,8 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
-#include <string>
 #include <fstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -41,6 +41,7 @@
 #include "crypto/tls_engine.h"
 #include "proto/enrolment.h"
 #include "proto/enrolment_client.h"
+#include "bench_util.h"
 
 namespace {
 
@@ -355,12 +356,7 @@ RoundResult RunRound(std::vector<Job>& jobs, size_t begin, size_t end, int concu
   return r;
 }
 
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
+using mte::bench::Median;
 
 // Nearest-rank percentile.
 double Percentile(std::vector<double> v, double p) {

@@ -1,0 +1,56 @@
+// Small pieces shared by the benchmark programs (mte_bench_bare, mte_bench_engine, mte_bench_flowb).
+#pragma once
+
+#include <time.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace mte::bench {
+
+// CPU time of the calling thread, in ns.
+inline int64_t ThreadCpuNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+inline double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// --reps N (1..100), --handshakes N per repetition (1..100000), --warmup N (0..100000).
+struct RepArgs {
+  int reps = 7;
+  int per_rep = 200;
+  int warmup = 50;
+};
+
+// false (after printing the usage line for `program`) on an unknown option.
+inline bool ParseRepArgs(int argc, char** argv, const char* program, RepArgs& out) {
+  for (int i = 1; i < argc; i += 2) {
+    std::string a = argv[i];
+    if (i + 1 >= argc) a.clear();  // an option without its value
+    int v = a.empty() ? 0 : std::atoi(argv[i + 1]);
+    if (a == "--reps") {
+      out.reps = std::clamp(v, 1, 100);
+    } else if (a == "--handshakes") {
+      out.per_rep = std::clamp(v, 1, 100000);
+    } else if (a == "--warmup") {
+      out.warmup = std::clamp(v, 0, 100000);
+    } else {
+      std::fprintf(stderr, "usage: %s [--reps N] [--handshakes N] [--warmup N]\n", program);
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace mte::bench
