@@ -509,11 +509,12 @@ int ImportDevices(const std::string& data, const std::string& file) {
     record.created_at = now;
     records.push_back(std::move(record));
   }
-  if (auto ok = ctx->store->ImportDevices(records); !ok) {
+  if (auto ok = ctx->store->ImportDevices(
+          records, {0, now, "admin", "device.import",
+                    std::to_string(records.size()) + " devices from " + file, ""});
+      !ok) {
     return Die(Describe(ok.error()) + "; nothing imported");
   }
-  (void)ctx->store->Audit({0, now, "admin", "device.import",
-                           std::to_string(records.size()) + " devices from " + file, ""});
   std::printf("imported %zu device(s)\n", records.size());
   return 0;
 }
@@ -541,9 +542,9 @@ int AddStakeholder(const std::string& data, const std::string& name, bool passwo
   auto hash = crypto::HashPassword(password, rng);
   if (!hash) return Die(hash.error());
   int64_t now = UnixSeconds(std::chrono::system_clock::now());
-  auto id = ctx->store->AddStakeholder(name, *hash, now);
+  auto id = ctx->store->AddStakeholder(name, *hash, now,
+                                      {0, now, "admin", "stakeholder.add", name, ""});
   if (!id) return Die(id.error());
-  (void)ctx->store->Audit({0, now, "admin", "stakeholder.add", name, ""});
   std::printf("added stakeholder %s (id %lld)\n", name.c_str(), static_cast<long long>(*id));
   return 0;
 }

@@ -32,11 +32,10 @@ Result<store::EnroleeRecord> ClaimDevice(store::Store& store,
   if (!device || !ok) {
     return Fail(ErrorKind::kPeerAuth, Errc::kForbidden, "device ID or claim code is wrong");
   }
-  MTE_TRY_ASSIGN(auto enrolee, store.AddEnrolee(stakeholder.id, device_id, label, now));
-  MTE_TRY(store.Audit({0, now, "stakeholder:" + stakeholder.name, "enrolee.add",
-                       "enrolee " + std::to_string(enrolee.id) + " device " + enrolee.device_id,
-                       ""}));
-  return enrolee;
+  // The audit entry is written in the claim's own transaction; "{id}" is the new enrolee's id.
+  return store.AddEnrolee(stakeholder.id, device_id, label, now,
+                          {0, now, "stakeholder:" + stakeholder.name, "enrolee.add",
+                           "enrolee {id} device " + std::string(device_id), ""});
 }
 
 nlohmann::json EnroleeJson(const store::EnroleeRecord& e) {

@@ -88,12 +88,13 @@ Result<proto::HttpResponse> Maf::Deliver(const proto::HttpRequest& request,
     }
     int64_t enrolee_id = j["enroleeId"].get<int64_t>();
     int64_t generation = j["generation"].get<int64_t>();
-    MTE_TRY_ASSIGN(bool retired, store_.RetireMafCredentials(enrolee_id, generation));
     int64_t now = UnixSeconds(clock_.Now());
+    MTE_TRY_ASSIGN(bool retired,
+                   store_.RetireMafCredentials(enrolee_id, generation,
+                                               {0, now, "maf", "credential.retire",
+                                                "enrolee " + std::to_string(enrolee_id),
+                                                "below generation " + std::to_string(generation)}));
     if (retired) {
-      MTE_TRY(store_.Audit({0, now, "maf", "credential.retire",
-                            "enrolee " + std::to_string(enrolee_id),
-                            "below generation " + std::to_string(generation)}));
       spdlog::info("maf: retired the credentials of enrolee {} below generation {}", enrolee_id,
                    generation);
     }
@@ -126,12 +127,13 @@ Result<proto::HttpResponse> Maf::Deliver(const proto::HttpRequest& request,
   int64_t now = UnixSeconds(clock_.Now());
   credential.received_at = now;
   MTE_TRY_ASSIGN(credential.km_sealed, kek_.Seal(km, "km|" + credential.km_id, rng_));
-  MTE_TRY_ASSIGN(bool stored, store_.PutMafCredential(credential));
+  MTE_TRY_ASSIGN(bool stored,
+                 store_.PutMafCredential(credential,
+                                         {0, now, "maf", "credential.receive",
+                                          "KmID " + credential.km_id + " enrolee " +
+                                              std::to_string(credential.enrolee_id),
+                                          "generation " + std::to_string(credential.generation)}));
   if (stored) {
-    MTE_TRY(store_.Audit({0, now, "maf", "credential.receive",
-                          "KmID " + credential.km_id + " enrolee " +
-                              std::to_string(credential.enrolee_id),
-                          "generation " + std::to_string(credential.generation)}));
     spdlog::info("maf: stored credential KmID {} for enrolee {} (generation {})",
                  credential.km_id, credential.enrolee_id, credential.generation);
   } else {

@@ -195,10 +195,12 @@ proto::HttpResponse Portal::Login(const proto::HttpRequest& request,
   SecureWipe(token.data(), token.size());
   auto hash = crypto::Sha256(AsBytes(token_text));
   int64_t expires_at = now + settings_.session_seconds;
-  if (auto added = store_.AddSession(hash, (*stakeholder)->id, expires_at); !added) {
+  if (auto added = store_.AddSession(
+          hash, (*stakeholder)->id, expires_at,
+          {0, now, "stakeholder:" + *name, "portal.login", "from " + peer_address, ""});
+      !added) {
     return ErrorJson(500, "internal error");
   }
-  (void)store_.Audit({0, now, "stakeholder:" + *name, "portal.login", "from " + peer_address, ""});
   char buf[32];
   auto response = Json(200, {{"token", token_text},
                              {"tokenType", "Bearer"},
@@ -288,7 +290,9 @@ proto::HttpResponse Portal::AddEntry(const nlohmann::json& body,
     device = *device_id;
   }
   int64_t now = UnixSeconds(clock_.Now());
-  auto enrolee = store_.AddEnroleeEntry(who.id, device, *label, *info, now);
+  auto enrolee = store_.AddEnroleeEntry(
+      who.id, device, *label, *info, now,
+      {0, now, "stakeholder:" + who.name, "enrolee.add", "enrolee {id} (flow B entry)", ""});
   if (!enrolee) {
     // An entry naming a device is no claim: do not reveal whether that device exists.
     if (enrolee.error().code == Errc::kNotFound || enrolee.error().code == Errc::kConflict) {
@@ -296,8 +300,6 @@ proto::HttpResponse Portal::AddEntry(const nlohmann::json& body,
     }
     return ErrorJson(500, "internal error");
   }
-  (void)store_.Audit({0, now, "stakeholder:" + who.name, "enrolee.add",
-                      "enrolee " + std::to_string(enrolee->id) + " (flow B entry)", ""});
   spdlog::info("portal: '{}' added enrolee entry {} (flow B)", who.name, enrolee->id);
   auto response = Json(201, EnroleeJson(*enrolee));
   response.headers.Set("Location", "/api/v1/enrolees/" + std::to_string(enrolee->id));
@@ -335,11 +337,11 @@ proto::HttpResponse Portal::IssueToken(std::string_view id_text,
   auto hash = crypto::Sha256(AsBytes(token_text));
   int64_t now = UnixSeconds(clock_.Now());
   int64_t expires_at = now + settings_.token_seconds;
-  auto issued = store_.IssueToken(id, hash, now, expires_at);
+  auto issued = store_.IssueToken(id, hash, now, expires_at,
+                                  {0, now, "stakeholder:" + who.name, "token.issue",
+                                   "enrolee " + std::to_string(id) + " token {id}",
+                                   "previous unused tokens revoked"});
   if (!issued) return ErrorJson(500, "internal error");
-  (void)store_.Audit({0, now, "stakeholder:" + who.name, "token.issue",
-                      "enrolee " + std::to_string(id) + " token " + std::to_string(issued->id),
-                      "previous unused tokens revoked"});
   spdlog::info("portal: '{}' issued Enrolment-Token {} for enrolee {}", who.name, issued->id, id);
   char buf[32];
   // Step 8: token, MTE-selected MEF URI and MEF trust anchors.

@@ -233,29 +233,32 @@ class SqliteStore final : public Store {
  public:
   explicit SqliteStore(DbPtr db) : db_(std::move(db)), statements_(db_.get()) {}
 
-  Result<void> ImportDevices(const std::vector<DeviceRecord>& devices) override;
+  Result<void> ImportDevices(const std::vector<DeviceRecord>& devices,
+                             const AuditEntry& audit) override;
   Result<std::optional<DeviceRecord>> FindDevice(std::string_view device_id) override;
   Result<std::optional<DeviceRecord>> FindDeviceByKpmId(std::string_view kpm_id) override;
 
   Result<int64_t> AddStakeholder(std::string_view name, std::string_view password_hash,
-                                 int64_t now) override;
+                                 int64_t now, const AuditEntry& audit) override;
   Result<std::optional<StakeholderRecord>> FindStakeholder(std::string_view name) override;
-  Result<void> AddSession(ByteSpan token_hash, int64_t stakeholder_id, int64_t expires_at) override;
+  Result<void> AddSession(ByteSpan token_hash, int64_t stakeholder_id, int64_t expires_at,
+                          const AuditEntry& audit) override;
   Result<std::optional<StakeholderRecord>> FindSession(ByteSpan token_hash, int64_t now) override;
 
   Result<EnroleeRecord> AddEnrolee(int64_t stakeholder_id, std::string_view device_id,
-                                   std::string_view label, int64_t now) override;
+                                   std::string_view label, int64_t now,
+                                   const AuditEntry& audit) override;
   Result<std::optional<EnroleeRecord>> GetEnrolee(int64_t id) override;
   Result<std::optional<EnroleeRecord>> FindEnroleeByDevice(std::string_view device_id) override;
   Result<EnroleeRecord> AddEnroleeEntry(int64_t stakeholder_id,
                                         std::optional<std::string_view> device_id,
                                         std::string_view label, std::string_view device_info,
-                                        int64_t now) override;
+                                        int64_t now, const AuditEntry& audit) override;
   Result<std::vector<EnroleeRecord>> ListEnrolees(std::optional<int64_t> stakeholder_id) override;
   Result<EnroleeRecord> CommitEnrolment(const EnrolmentCommit& commit) override;
 
   Result<TokenRecord> IssueToken(int64_t enrolee_id, ByteSpan token_hash, int64_t now,
-                                 int64_t expires_at) override;
+                                 int64_t expires_at, const AuditEntry& audit) override;
   Result<std::optional<TokenRecord>> FindToken(ByteSpan token_hash) override;
 
   Result<std::vector<OutboxItem>> DueOutbox(int64_t now, int limit) override;
@@ -264,8 +267,10 @@ class SqliteStore final : public Store {
                                  std::string_view error) override;
   Result<std::optional<OutboxItem>> GetOutboxItem(int64_t outbox_id) override;
 
-  Result<bool> PutMafCredential(const MafCredential& credential) override;
-  Result<bool> RetireMafCredentials(int64_t enrolee_id, int64_t generation) override;
+  Result<bool> PutMafCredential(const MafCredential& credential,
+                                const AuditEntry& audit) override;
+  Result<bool> RetireMafCredentials(int64_t enrolee_id, int64_t generation,
+                                    const AuditEntry& audit) override;
   Result<int64_t> NewestMafGeneration(std::string_view op, int64_t enrolee_id);
   Result<std::optional<MafCredential>> FindMafCredential(std::string_view km_id) override;
   Result<std::vector<MafCredential>> ListMafCredentials() override;
@@ -343,7 +348,9 @@ class SqliteStore final : public Store {
   Result<EnroleeRecord> InsertEnrolee(std::string_view op, int64_t stakeholder_id,
                                       std::optional<std::string_view> device_id,
                                       std::string_view label, std::string_view device_info,
-                                      int64_t now);
+                                      int64_t now, const AuditEntry& audit);
+  // Appends `entry` when its action is set; "{id}" in its subject becomes `new_id`.
+  Result<void> AppendAudit(std::string_view op, const AuditEntry& entry, int64_t new_id = 0);
   template <class Key>
   Result<std::optional<EnroleeRecord>> LoadEnrolee(std::string_view op, const char* sql,
                                                    const Key& key);
@@ -394,7 +401,8 @@ Result<std::optional<EnroleeRecord>> SqliteStore::LoadEnrolee(std::string_view o
 
 // --- devices ----------------------------------------------------------------------------------
 
-Result<void> SqliteStore::ImportDevices(const std::vector<DeviceRecord>& devices) {
+Result<void> SqliteStore::ImportDevices(const std::vector<DeviceRecord>& devices,
+                                        const AuditEntry& audit) {
   constexpr std::string_view kOp = "import devices";
   return Write(kOp, [&]() -> Result<void> {
     // Rows inserted earlier in this transaction are visible to the lookup, so one check covers
@@ -421,7 +429,7 @@ Result<void> SqliteStore::ImportDevices(const std::vector<DeviceRecord>& devices
                              device.claim_hash, device.created_at));
       MTE_TRY(insert.Run());
     }
-    return {};
+    return AppendAudit(kOp, audit);
   });
 }
 
@@ -436,7 +444,7 @@ Result<std::optional<DeviceRecord>> SqliteStore::FindDeviceByKpmId(std::string_v
 // --- stakeholders and sessions ----------------------------------------------------------------
 
 Result<int64_t> SqliteStore::AddStakeholder(std::string_view name, std::string_view password_hash,
-                                            int64_t now) {
+                                            int64_t now, const AuditEntry& audit) {
   constexpr std::string_view kOp = "add stakeholder";
   return Write(kOp, [&]() -> Result<int64_t> {
     MTE_TRY_ASSIGN(auto find, Prepare("SELECT 1 FROM stakeholders WHERE name = ?1", kOp));
@@ -456,6 +464,7 @@ Result<int64_t> SqliteStore::AddStakeholder(std::string_view name, std::string_v
     const int64_t id = insert.Int64(0);
     MTE_TRY_ASSIGN(const bool more, insert.Step());  // finishes the statement
     static_cast<void>(more);
+    MTE_TRY(AppendAudit(kOp, audit, id));
     return id;
   });
 }
@@ -468,7 +477,7 @@ Result<std::optional<StakeholderRecord>> SqliteStore::FindStakeholder(std::strin
 }
 
 Result<void> SqliteStore::AddSession(ByteSpan token_hash, int64_t stakeholder_id,
-                                     int64_t expires_at) {
+                                     int64_t expires_at, const AuditEntry& audit) {
   constexpr std::string_view kOp = "add session";
   return Write(kOp, [&]() -> Result<void> {
     MTE_TRY_ASSIGN(const bool stakeholder,
@@ -489,7 +498,8 @@ Result<void> SqliteStore::AddSession(ByteSpan token_hash, int64_t stakeholder_id
                                         " VALUES (?1, ?2, ?3)",
                                         kOp));
     MTE_TRY(insert.BindAll(token_hash, stakeholder_id, expires_at));
-    return insert.Run();
+    MTE_TRY(insert.Run());
+    return AppendAudit(kOp, audit);
   });
 }
 
@@ -506,21 +516,25 @@ Result<std::optional<StakeholderRecord>> SqliteStore::FindSession(ByteSpan token
 // --- enrolees ---------------------------------------------------------------------------------
 
 Result<EnroleeRecord> SqliteStore::AddEnrolee(int64_t stakeholder_id, std::string_view device_id,
-                                              std::string_view label, int64_t now) {
-  return InsertEnrolee("add enrolee", stakeholder_id, device_id, label, "", now);
+                                              std::string_view label, int64_t now,
+                                              const AuditEntry& audit) {
+  return InsertEnrolee("add enrolee", stakeholder_id, device_id, label, "", now, audit);
 }
 
 Result<EnroleeRecord> SqliteStore::AddEnroleeEntry(int64_t stakeholder_id,
                                                    std::optional<std::string_view> device_id,
                                                    std::string_view label,
-                                                   std::string_view device_info, int64_t now) {
-  return InsertEnrolee("add enrolee entry", stakeholder_id, device_id, label, device_info, now);
+                                                   std::string_view device_info, int64_t now,
+                                                   const AuditEntry& audit) {
+  return InsertEnrolee("add enrolee entry", stakeholder_id, device_id, label, device_info, now,
+                       audit);
 }
 
 Result<EnroleeRecord> SqliteStore::InsertEnrolee(std::string_view kOp, int64_t stakeholder_id,
                                                  std::optional<std::string_view> device_id,
                                                  std::string_view label,
-                                                 std::string_view device_info, int64_t now) {
+                                                 std::string_view device_info, int64_t now,
+                                                 const AuditEntry& audit) {
   return Write(kOp, [&]() -> Result<EnroleeRecord> {
     MTE_TRY_ASSIGN(const bool stakeholder,
                    Exists(kOp, "SELECT 1 FROM stakeholders WHERE id = ?1", stakeholder_id));
@@ -572,6 +586,7 @@ Result<EnroleeRecord> SqliteStore::InsertEnrolee(std::string_view kOp, int64_t s
       return Fail(StorageError(std::string(kOp) + ": enrolee " + std::to_string(id) +
                                " vanished after insert"));
     }
+    MTE_TRY(AppendAudit(kOp, audit, id));
     return std::move(*enrolee);
   });
 }
@@ -727,14 +742,7 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
       MTE_TRY(add_id.Run());
     }
 
-    if (!commit.audit.action.empty()) {
-      MTE_TRY_ASSIGN(auto audit, Prepare("INSERT INTO audit (at, actor, action,"
-                                         " subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-                                         kOp));
-      MTE_TRY(audit.BindAll(commit.audit.at, commit.audit.actor, commit.audit.action,
-                            commit.audit.subject, commit.audit.detail));
-      MTE_TRY(audit.Run());
-    }
+    MTE_TRY(AppendAudit(kOp, commit.audit));
 
     // A fresh delivery: attempts, delivered_at and last_error of the given item are not copied.
     if (!has_outbox) {
@@ -792,7 +800,7 @@ Result<TokenRecord> ReadToken(const Statement& row) {
 }  // namespace
 
 Result<TokenRecord> SqliteStore::IssueToken(int64_t enrolee_id, ByteSpan token_hash, int64_t now,
-                                            int64_t expires_at) {
+                                            int64_t expires_at, const AuditEntry& audit) {
   constexpr std::string_view kOp = "issue token";
   return Write(kOp, [&]() -> Result<TokenRecord> {
     MTE_TRY_ASSIGN(const bool found,
@@ -821,7 +829,9 @@ Result<TokenRecord> SqliteStore::IssueToken(int64_t enrolee_id, ByteSpan token_h
     MTE_TRY(select.BindAll(id));
     MTE_TRY_ASSIGN(const bool again, select.Step());
     if (!again) return Fail(StorageError(std::string(kOp) + ": token vanished after insert"));
-    return ReadToken(select);
+    MTE_TRY_ASSIGN(TokenRecord token, ReadToken(select));
+    MTE_TRY(AppendAudit(kOp, audit, id));
+    return token;
   });
 }
 
@@ -933,7 +943,8 @@ Result<int64_t> SqliteStore::NewestMafGeneration(std::string_view op, int64_t en
   return (row && !newest.IsNull(0)) ? newest.Int64(0) : int64_t{0};
 }
 
-Result<bool> SqliteStore::RetireMafCredentials(int64_t enrolee_id, int64_t generation) {
+Result<bool> SqliteStore::RetireMafCredentials(int64_t enrolee_id, int64_t generation,
+                                               const AuditEntry& audit) {
   constexpr std::string_view kOp = "retire maf credentials";
   return Write(kOp, [&]() -> Result<bool> {
     MTE_TRY_ASSIGN(const int64_t newest, NewestMafGeneration(kOp, enrolee_id));
@@ -947,11 +958,13 @@ Result<bool> SqliteStore::RetireMafCredentials(int64_t enrolee_id, int64_t gener
                                       kOp));
     MTE_TRY(mark.BindAll(enrolee_id, generation));
     MTE_TRY(mark.Run());
+    MTE_TRY(AppendAudit(kOp, audit));
     return true;
   });
 }
 
-Result<bool> SqliteStore::PutMafCredential(const MafCredential& credential) {
+Result<bool> SqliteStore::PutMafCredential(const MafCredential& credential,
+                                           const AuditEntry& audit) {
   constexpr std::string_view kOp = "put maf credential";
   return Write(kOp, [&]() -> Result<bool> {
     MTE_TRY_ASSIGN(const int64_t newest, NewestMafGeneration(kOp, credential.enrolee_id));
@@ -977,6 +990,7 @@ Result<bool> SqliteStore::PutMafCredential(const MafCredential& credential) {
     MTE_TRY(insert.BindAll(credential.km_id, ByteSpan(credential.km_sealed), credential.enrolee_id,
                            credential.generation, credential.expires_at, credential.received_at));
     MTE_TRY(insert.Run());
+    MTE_TRY(AppendAudit(kOp, audit));
     return true;
   });
 }
@@ -1004,15 +1018,27 @@ Result<std::vector<MafCredential>> SqliteStore::ListMafCredentials() {
 
 // --- audit ------------------------------------------------------------------------------------
 
+Result<void> SqliteStore::AppendAudit(std::string_view op, const AuditEntry& entry,
+                                      int64_t new_id) {
+  if (entry.action.empty()) return {};
+  std::string subject = entry.subject;
+  constexpr std::string_view kPlaceholder = "{id}";
+  if (auto at = subject.find(kPlaceholder); at != std::string::npos) {
+    subject.replace(at, kPlaceholder.size(), std::to_string(new_id));
+  }
+  MTE_TRY_ASSIGN(auto insert, Prepare("INSERT INTO audit (at, actor, action, subject,"
+                                      " detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                                      op));
+  MTE_TRY(insert.BindAll(entry.at, entry.actor, entry.action, subject, entry.detail));
+  return insert.Run();
+}
+
 Result<void> SqliteStore::Audit(const AuditEntry& entry) {
   constexpr std::string_view kOp = "append audit";
-  return Write(kOp, [&]() -> Result<void> {
-    MTE_TRY_ASSIGN(auto insert, Prepare("INSERT INTO audit (at, actor, action, subject,"
-                                        " detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-                                        kOp));
-    MTE_TRY(insert.BindAll(entry.at, entry.actor, entry.action, entry.subject, entry.detail));
-    return insert.Run();
-  });
+  if (entry.action.empty()) {
+    return Fail(ErrorKind::kInternal, Errc::kInvariant, std::string(kOp) + ": no action");
+  }
+  return Write(kOp, [&]() -> Result<void> { return AppendAudit(kOp, entry); });
 }
 
 Result<std::vector<AuditEntry>> SqliteStore::ListAudit() {

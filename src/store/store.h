@@ -133,6 +133,10 @@ struct MafCredential {
 };
 
 
+// Every method that changes state takes an optional audit entry (DESIGN.md §7), written in the
+// same transaction when its action is non-empty, and only when the method changed something
+// (not for an idempotent repeat). In its subject, "{id}" stands for the id of the row the method
+// creates (the enrolee of AddEnrolee/AddEnroleeEntry, the token of IssueToken).
 class Store {
  public:
   virtual ~Store() = default;
@@ -140,17 +144,18 @@ class Store {
   // --- devices (manufacturer manifest) ---
   // All or nothing: a duplicate device_id or kpm_id (within the batch or against the store)
   // fails with kLocalUsage/kConflict naming the identifier, and nothing is imported.
-  virtual Result<void> ImportDevices(const std::vector<DeviceRecord>& devices) = 0;
+  virtual Result<void> ImportDevices(const std::vector<DeviceRecord>& devices,
+                                     const AuditEntry& audit = {}) = 0;
   virtual Result<std::optional<DeviceRecord>> FindDevice(std::string_view device_id) = 0;
   virtual Result<std::optional<DeviceRecord>> FindDeviceByKpmId(std::string_view kpm_id) = 0;
 
   // --- stakeholders and portal sessions ---
   // kConflict if the name exists.
   virtual Result<int64_t> AddStakeholder(std::string_view name, std::string_view password_hash,
-                                         int64_t now) = 0;
+                                         int64_t now, const AuditEntry& audit = {}) = 0;
   virtual Result<std::optional<StakeholderRecord>> FindStakeholder(std::string_view name) = 0;
-  virtual Result<void> AddSession(ByteSpan token_hash, int64_t stakeholder_id,
-                                  int64_t expires_at) = 0;
+  virtual Result<void> AddSession(ByteSpan token_hash, int64_t stakeholder_id, int64_t expires_at,
+                                  const AuditEntry& audit = {}) = 0;
   // The stakeholder of an unexpired session, or nullopt.
   virtual Result<std::optional<StakeholderRecord>> FindSession(ByteSpan token_hash,
                                                                int64_t now) = 0;
@@ -158,7 +163,8 @@ class Store {
   // --- enrolees (the MTE Enrolee Database) ---
   // kNotFound if the device is not in the manifest; kConflict if it already has an enrolee entry.
   virtual Result<EnroleeRecord> AddEnrolee(int64_t stakeholder_id, std::string_view device_id,
-                                           std::string_view label, int64_t now) = 0;
+                                           std::string_view label, int64_t now,
+                                           const AuditEntry& audit = {}) = 0;
   virtual Result<std::optional<EnroleeRecord>> GetEnrolee(int64_t id) = 0;
   virtual Result<std::optional<EnroleeRecord>> FindEnroleeByDevice(std::string_view device_id) = 0;
   // A Flow B entry (seed 8.y.4 step 6): no claim; `device_id` optional (kNotFound if given and
@@ -166,7 +172,8 @@ class Store {
   virtual Result<EnroleeRecord> AddEnroleeEntry(int64_t stakeholder_id,
                                                 std::optional<std::string_view> device_id,
                                                 std::string_view label,
-                                                std::string_view device_info, int64_t now) = 0;
+                                                std::string_view device_info, int64_t now,
+                                                const AuditEntry& audit = {}) = 0;
   // All enrolees, or only those of one stakeholder; ordered by id.
   virtual Result<std::vector<EnroleeRecord>> ListEnrolees(
       std::optional<int64_t> stakeholder_id) = 0;
@@ -179,7 +186,7 @@ class Store {
   // --- Enrolment-Tokens ---
   // Revokes the enrolee's active tokens and stores a new one. kNotFound for an unknown enrolee.
   virtual Result<TokenRecord> IssueToken(int64_t enrolee_id, ByteSpan token_hash, int64_t now,
-                                         int64_t expires_at) = 0;
+                                         int64_t expires_at, const AuditEntry& audit = {}) = 0;
   virtual Result<std::optional<TokenRecord>> FindToken(ByteSpan token_hash) = 0;
 
   // --- outbox ---
@@ -199,11 +206,13 @@ class Store {
   // Stores a delivered credential. Idempotent per (enrolee_id, generation): a repeat returns
   // false and changes nothing. A newer generation for the same enrolee replaces (deletes) the
   // older credentials; an older one than stored is ignored (returns false).
-  virtual Result<bool> PutMafCredential(const MafCredential& credential) = 0;
+  virtual Result<bool> PutMafCredential(const MafCredential& credential,
+                                        const AuditEntry& audit = {}) = 0;
   // Removes the enrolee's credentials older than `generation` without storing a new one, and
   // remembers `generation` so that a late delivery of an older one is ignored. Returns false for a
   // repeat (nothing newer than what is known). Idempotent.
-  virtual Result<bool> RetireMafCredentials(int64_t enrolee_id, int64_t generation) = 0;
+  virtual Result<bool> RetireMafCredentials(int64_t enrolee_id, int64_t generation,
+                                            const AuditEntry& audit = {}) = 0;
   // Case-insensitive on km_id.
   virtual Result<std::optional<MafCredential>> FindMafCredential(std::string_view km_id) = 0;
   virtual Result<std::vector<MafCredential>> ListMafCredentials() = 0;

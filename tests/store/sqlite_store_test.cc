@@ -892,6 +892,45 @@ TEST_P(StoreTest, AuditAppendsInOrder) {
   EXPECT_EQ((*entries)[2].detail, "gen 1");
 }
 
+// A state change and its audit entry share one transaction: both or neither.
+TEST_P(StoreTest, AuditEntriesAreWrittenWithTheirChangeOnly) {
+  const int64_t alice = AddStakeholder("alice");
+  ASSERT_TRUE(Ok(store().ImportDevices({MakeDevice(1)}, {0, 20, "admin", "device.import", "1", ""})));
+  const AuditEntry claim{0, 21, "stakeholder:alice", "enrolee.add", "enrolee {id} device d", ""};
+  auto enrolee = store().AddEnrolee(alice, MakeDevice(1).device_id, "l", 21, claim);
+  ASSERT_TRUE(Ok(enrolee));
+  // A refused change writes no audit entry.
+  EXPECT_TRUE(IsError(store().AddEnrolee(alice, MakeDevice(1).device_id, "l", 22, claim),
+                      ErrorKind::kLocalUsage, Errc::kConflict));
+  EXPECT_TRUE(IsError(store().ImportDevices({MakeDevice(1)}, {0, 23, "admin", "device.import",
+                                                               "again", ""}),
+                      ErrorKind::kLocalUsage, Errc::kConflict));
+  // An idempotent repeat writes none either.
+  const AuditEntry receive{0, 24, "maf", "credential.receive", "KmID AAAA@mef.example", ""};
+  auto stored = store().PutMafCredential(MakeCredential("AAAA@mef.example", enrolee->id, 1),
+                                         receive);
+  ASSERT_TRUE(Ok(stored));
+  EXPECT_TRUE(*stored);
+  stored = store().PutMafCredential(MakeCredential("AAAA@mef.example", enrolee->id, 1), receive);
+  ASSERT_TRUE(Ok(stored));
+  EXPECT_FALSE(*stored);
+  auto token = store().IssueToken(enrolee->id, Bytes(32, 0x11), 25, 99,
+                                  {0, 25, "stakeholder:alice", "token.issue", "token {id}", ""});
+  ASSERT_TRUE(Ok(token));
+
+  auto entries = store().ListAudit();
+  ASSERT_TRUE(Ok(entries));
+  ASSERT_EQ(entries->size(), 4U);
+  EXPECT_EQ((*entries)[0].action, "device.import");
+  EXPECT_EQ((*entries)[1].action, "enrolee.add");
+  EXPECT_EQ((*entries)[1].subject, "enrolee " + std::to_string(enrolee->id) + " device d");
+  EXPECT_EQ((*entries)[2].action, "credential.receive");
+  EXPECT_EQ((*entries)[3].subject, "token " + std::to_string(token->id));
+  // An entry without an action is refused by Audit() itself.
+  EXPECT_TRUE(IsError(store().Audit({0, 26, "admin", "", "x", ""}), ErrorKind::kInternal,
+                      Errc::kInvariant));
+}
+
 TEST_P(StoreTest, StoredTextIsNotSqlEvenWhenItLooksLikeIt) {
   const std::string hostile = "x'); DROP TABLE audit; --";
   ASSERT_TRUE(Ok(store().AddStakeholder(hostile, "h", 1)));
