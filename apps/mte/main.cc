@@ -2,12 +2,15 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -128,12 +131,25 @@ int Init(const InitArgs& args) {
     if (!store) return Die(store.error());
   }
   if (auto ok = SaveConfig(staged); !ok) return Die(ok.error());
-  fs::remove_all(target, ec);
-  if (ec) return Die("cannot replace " + target.string() + ": " + ec.message());
-  fs::rename(staging, target, ec);
-  if (ec) return Die("cannot move " + staging.string() + " to " + target.string() + ": " +
-                     ec.message());
-  cleanup.dir.clear();
+  // Into place: an existing directory (--force) is swapped atomically with the new one, which
+  // leaves the old one at the staging path for the cleanup. At no moment is there no directory.
+  if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) != 0) {
+    const int err = errno;
+    if (err != ENOENT && err != EINVAL && err != ENOSYS) {
+      return Die("cannot replace " + target.string() + ": " + std::strerror(err));
+    }
+    // No target yet (ENOENT), or a file system without RENAME_EXCHANGE: remove, then rename.
+    if (err != ENOENT) {
+      fs::remove_all(target, ec);
+      if (ec) return Die("cannot replace " + target.string() + ": " + ec.message());
+    }
+    fs::rename(staging, target, ec);
+    if (ec) {
+      return Die("cannot move " + staging.string() + " to " + target.string() + ": " +
+                 ec.message());
+    }
+    cleanup.dir.clear();
+  }
   auto port = [](uint16_t p) { return p == 0 ? std::string("any free port") : std::to_string(p); };
   std::printf("initialised %s\n", args.data.c_str());
   std::printf("  MEF %s on %s, MAF %s on %s (delivery %s), portal on %s, address %s\n",
