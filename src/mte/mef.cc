@@ -70,7 +70,15 @@ Result<EnrolmentIndications> ParseIndications(const std::string& body, bool flow
 
 Mef::Mef(store::Store& store, const crypto::KeyEncryptionKey& kek, Rng& rng, const Clock& clock,
          MefSettings settings)
-    : store_(store), kek_(kek), rng_(rng), clock_(clock), settings_(std::move(settings)) {}
+    : store_(store),
+      kek_(kek),
+      rng_(rng),
+      clock_(clock),
+      settings_(std::move(settings)),
+      token_failures_({settings_.max_token_failures, settings_.token_lockout_seconds,
+                       settings_.token_lockout_seconds}),
+      rspf_failures_({settings_.max_rspf_failures, settings_.token_lockout_seconds,
+                      settings_.token_lockout_seconds}) {}
 
 std::optional<SecretBytes> Mef::LookupKpm(std::string_view kpm_id) {
   if (!crypto::CheckIdentifier(kpm_id, "KpmID")) {
@@ -379,47 +387,11 @@ proto::HttpReply Mef::HandleRequest(const proto::HttpRequest& request,
   return reply;
 }
 
-bool Mef::TokenAttemptsLocked(const std::string& address, int64_t now) {
-  std::lock_guard lock(mu_);
-  auto it = token_failures_.find(address);
-  return it != token_failures_.end() && it->second.locked_until > now;
-}
-
-void Mef::RecordTokenFailure(const std::string& address, int64_t now) {
-  std::lock_guard lock(mu_);
-  if (token_failures_.size() >= 100000 && !token_failures_.count(address)) {
-    // Bounded memory: forget addresses that are not locked out; never drop a lockout.
-    std::erase_if(token_failures_,
-                  [now](const auto& entry) { return entry.second.locked_until <= now; });
-    if (token_failures_.size() >= 100000) return;
-  }
-  auto& f = token_failures_[address];
-  if (now - f.window_start > settings_.token_lockout_seconds) f = Failures{0, now, 0};
-  if (++f.count >= settings_.max_token_failures) f.locked_until = now + settings_.token_lockout_seconds;
-}
-
-bool Mef::RspfAttemptsLocked(int64_t token_id, int64_t now) {
-  std::lock_guard lock(mu_);
-  auto it = rspf_failures_.find(token_id);
-  return it != rspf_failures_.end() && it->second.locked_until > now;
-}
-
 void Mef::RecordRspfFailure(const MefConnectionState& state, int64_t now) {
   spdlog::info("mef: failed RSPF run from {} with the Enrolment-Token of enrolee {}",
                state.peer_address, state.enrolee_id);
-  RecordTokenFailure(state.peer_address, now);
-  std::lock_guard lock(mu_);
-  if (rspf_failures_.size() >= 100000 && !rspf_failures_.count(state.token_id)) {
-    // Bounded memory, as for addresses: never drop a lockout.
-    std::erase_if(rspf_failures_,
-                  [now](const auto& entry) { return entry.second.locked_until <= now; });
-    if (rspf_failures_.size() >= 100000) return;
-  }
-  auto& f = rspf_failures_[state.token_id];
-  if (now - f.window_start > settings_.token_lockout_seconds) f = Failures{0, now, 0};
-  if (++f.count >= settings_.max_rspf_failures) {
-    f.locked_until = now + settings_.token_lockout_seconds;
-  }
+  token_failures_.RecordFailure(state.peer_address, now);
+  rspf_failures_.RecordFailure(state.token_id, now);
 }
 
 void Mef::ConnectionClosed(const proto::TlsHttpSession& session, const MefConnectionState& state) {
@@ -432,11 +404,11 @@ proto::HttpResponse Mef::PresentToken(const proto::HttpRequest& request, MefConn
                                       const std::string& request_id) {
   int64_t now = UnixSeconds(clock_.Now());
   auto refuse = [&](Rsc rsc, const std::string& message, bool count) {
-    if (count) RecordTokenFailure(state.peer_address, now);
+    if (count) token_failures_.RecordFailure(state.peer_address, now);
     spdlog::info("mef: Enrolment-Token from {} refused: {}", state.peer_address, message);
     return proto::MakeErrorResponse(rsc, message, request_id);
   };
-  if (TokenAttemptsLocked(state.peer_address, now)) {
+  if (token_failures_.Locked(state.peer_address, now)) {
     return refuse(Rsc::kOriginatorHasNoPrivilege,
                   "too many failed Enrolment-Token attempts from this address; try later", false);
   }
@@ -480,7 +452,7 @@ proto::HttpResponse Mef::PresentToken(const proto::HttpRequest& request, MefConn
   if (record.expires_at <= now) {
     return refuse(Rsc::kOriginatorHasNoPrivilege, "the Enrolment-Token has expired", false);
   }
-  if (RspfAttemptsLocked(record.id, now)) {
+  if (rspf_failures_.Locked(record.id, now)) {
     return refuse(Rsc::kOriginatorHasNoPrivilege,
                   "too many failed RSPF runs with this Enrolment-Token; try later", false);
   }
@@ -552,7 +524,7 @@ proto::HttpReply Mef::StartRspf(const proto::HttpRequest& request, MefConnection
                                               request_id);
     return reply;
   }
-  if (RspfAttemptsLocked(state.token_id, UnixSeconds(clock_.Now()))) {
+  if (rspf_failures_.Locked(state.token_id, UnixSeconds(clock_.Now()))) {
     reply.response = proto::MakeErrorResponse(
         Rsc::kOriginatorHasNoPrivilege,
         "too many failed RSPF runs with this Enrolment-Token; try later", request_id);

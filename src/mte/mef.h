@@ -9,9 +9,7 @@
 #pragma once
 
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,6 +18,7 @@
 #include "base/secret.h"
 #include "crypto/aead.h"
 #include "crypto/tls_engine.h"
+#include "mte/lockout.h"
 #include "proto/http.h"
 #include "proto/tls_http_session.h"
 #include "store/store.h"
@@ -95,9 +94,8 @@ class Mef {
                                    const std::string& request_id);
   proto::HttpReply StartRspf(const proto::HttpRequest& request, MefConnectionState& state,
                              const std::string& request_id);
-  bool TokenAttemptsLocked(const std::string& address, int64_t now);
-  void RecordTokenFailure(const std::string& address, int64_t now);
-  bool RspfAttemptsLocked(int64_t token_id, int64_t now);
+  // One failed RSPF run on a connection that presented a valid token: counts toward the token and
+  // the client address.
   void RecordRspfFailure(const MefConnectionState& state, int64_t now);
 
   store::Store& store_;
@@ -107,14 +105,8 @@ class Mef {
   MefSettings settings_;
   std::function<void()> on_commit_;
   std::shared_ptr<const crypto::TlsContext> rspf_context_;
-  struct Failures {
-    int count = 0;
-    int64_t window_start = 0;
-    int64_t locked_until = 0;
-  };
-  std::mutex mu_;
-  std::map<std::string, Failures> token_failures_;
-  std::map<int64_t, Failures> rspf_failures_;  // by token id
+  FailureLimiter<std::string> token_failures_;  // by client address
+  FailureLimiter<int64_t> rspf_failures_;       // by token id
 };
 
 }  // namespace mte

@@ -18,7 +18,6 @@ namespace {
 constexpr size_t kTokenBytes = 32;
 constexpr size_t kMaxNameLength = 64;
 constexpr size_t kMaxPasswordLength = 256;
-constexpr size_t kMaxFailureEntries = 100000;
 constexpr size_t kMaxDeviceInfoLength = 1024;
 
 proto::HttpResponse Json(int status, const nlohmann::json& body) {
@@ -94,7 +93,11 @@ Result<std::string> StringMember(const nlohmann::json& j, const char* name, size
 }  // namespace
 
 Portal::Portal(store::Store& store, Rng& rng, const Clock& clock, PortalSettings settings)
-    : store_(store), rng_(rng), clock_(clock), settings_(settings) {}
+    : store_(store),
+      rng_(rng),
+      clock_(clock),
+      settings_(settings),
+      failures_({settings.max_failures, settings.lockout_seconds, /*window_seconds=*/0}) {}
 
 proto::HttpResponse Portal::Handle(const proto::HttpRequest& request,
                                    const std::string& peer_address) {
@@ -135,29 +138,6 @@ proto::HttpResponse Portal::Handle(const proto::HttpRequest& request,
   return ErrorJson(404, "no such resource");
 }
 
-bool Portal::Locked(const std::string& key, int64_t now) {
-  std::lock_guard lock(mu_);
-  auto it = failures_.find(key);
-  return it != failures_.end() && it->second.locked_until > now;
-}
-
-void Portal::RecordFailure(const std::string& key, int64_t now) {
-  std::lock_guard lock(mu_);
-  if (failures_.size() >= kMaxFailureEntries && !failures_.count(key)) {
-    // Bounded memory: forget entries that are not locking anything; never drop a lockout.
-    std::erase_if(failures_, [now](const auto& entry) { return entry.second.locked_until <= now; });
-    if (failures_.size() >= kMaxFailureEntries) return;
-  }
-  auto& f = failures_[key];
-  if (f.locked_until != 0 && f.locked_until <= now) f = {};
-  if (++f.count >= settings_.max_failures) f.locked_until = now + settings_.lockout_seconds;
-}
-
-void Portal::ClearFailures(const std::string& key) {
-  std::lock_guard lock(mu_);
-  failures_.erase(key);
-}
-
 proto::HttpResponse Portal::Login(const proto::HttpRequest& request,
                                   const std::string& peer_address) {
   auto j = ParseObject(request);
@@ -172,7 +152,7 @@ proto::HttpResponse Portal::Login(const proto::HttpRequest& request,
   int64_t now = UnixSeconds(clock_.Now());
   std::string account_key = "account:" + *name;
   std::string address_key = "address:" + peer_address;
-  if (Locked(account_key, now) || Locked(address_key, now)) {
+  if (failures_.Locked(account_key, now) || failures_.Locked(address_key, now)) {
     spdlog::warn("portal: login for '{}' from {} refused: locked after repeated failures",
                  log::Printable(*name), peer_address);
     return ErrorJson(429, "too many failed logins; try again later");
@@ -183,12 +163,12 @@ proto::HttpResponse Portal::Login(const proto::HttpRequest& request,
                 ? crypto::VerifyPassword(password, (*stakeholder)->password_hash)
                 : crypto::VerifyAgainstNothing(password);
   if (!stakeholder->has_value() || !ok) {
-    RecordFailure(account_key, now);
-    RecordFailure(address_key, now);
+    failures_.RecordFailure(account_key, now);
+    failures_.RecordFailure(address_key, now);
     spdlog::info("portal: failed login for '{}' from {}", log::Printable(*name), peer_address);
     return ErrorJson(401, "name or password is wrong");
   }
-  ClearFailures(account_key);
+  failures_.Clear(account_key);
   Bytes token(kTokenBytes);
   rng_.Fill(token);
   std::string token_text = Base64UrlEncode(token);
@@ -245,14 +225,14 @@ proto::HttpResponse Portal::AddEnrolee(const proto::HttpRequest& request,
   int64_t now = UnixSeconds(clock_.Now());
   std::string limiter_key = "claim:" + peer_address;
   std::string account_key = "claim-account:" + who.name;
-  if (Locked(limiter_key, now) || Locked(account_key, now)) {
+  if (failures_.Locked(limiter_key, now) || failures_.Locked(account_key, now)) {
     return ErrorJson(429, "too many failed claims; try again later");
   }
   auto enrolee = ClaimDevice(store_, who, *device_id, code, *label, now);
   if (!enrolee) {
     if (enrolee.error().code == Errc::kForbidden) {
-      RecordFailure(limiter_key, now);
-      RecordFailure(account_key, now);
+      failures_.RecordFailure(limiter_key, now);
+      failures_.RecordFailure(account_key, now);
     }
     spdlog::info("portal: '{}' could not add device '{}': {}", who.name,
                  log::Printable(*device_id),

@@ -6,14 +6,13 @@
 // Thread-safety: safe to call concurrently.
 #pragma once
 
-#include <map>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "base/clock.h"
+#include "mte/lockout.h"
 #include "proto/http.h"
 #include "store/store.h"
 
@@ -50,20 +49,12 @@ class Portal {
   Result<store::EnroleeRecord> OwnEnrolee(std::string_view id_text,
                                           const store::StakeholderRecord& who);
 
-  bool Locked(const std::string& key, int64_t now);
-  void RecordFailure(const std::string& key, int64_t now);
-  void ClearFailures(const std::string& key);
-
   store::Store& store_;
   Rng& rng_;
   const Clock& clock_;
   PortalSettings settings_;
-  struct Failures {
-    int count = 0;
-    int64_t locked_until = 0;
-  };
-  std::mutex mu_;
-  std::map<std::string, Failures> failures_;
+  // Login and claim failures, by "account:<name>", "address:<ip>" and similar keys.
+  FailureLimiter<std::string> failures_;
 };
 
 }  // namespace mte
