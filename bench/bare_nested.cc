@@ -11,8 +11,9 @@
 // server CPU = server outer + server inner work, client CPU likewise.
 //
 // The certificates come from crypto::CreateDevPki (the same generator as `mte init`) with the
-// MEF leaf exactly as `mte init` specifies it; the SSL_CTX settings mirror
-// src/crypto/tls_engine.cc (versions, TLS 1.3 suites, groups, options, TLS 1.2 suite lists, SNI).
+// MEF leaf exactly as `mte init` specifies it; the suite and group lists are the product's own
+// (crypto/tls_profile.h), and the other SSL_CTX settings mirror
+// src/crypto/tls_engine.cc (versions, options, which list goes to which context, SNI).
 //
 // Output: one line per repetition, a summary, and machine-readable key=value lines.
 #include <openssl/err.h>
@@ -34,6 +35,7 @@
 
 #include "bench_util.h"
 #include "crypto/pki.h"
+#include "crypto/tls_profile.h"
 
 namespace {
 
@@ -44,14 +46,11 @@ namespace fs = std::filesystem;
 
 constexpr const char* kFqdn = "mef.bench.test";
 constexpr const char* kPskIdentity = "kpm-0@maker.bench.test";
-// Same lists as src/crypto/tls_engine.cc.
-constexpr const char* kPsk12Ciphers =
-    "ECDHE-PSK-AES128-CBC-SHA256:PSK-AES128-GCM-SHA256:PSK-AES128-CBC-SHA256";
-constexpr const char* kCert12Ciphers =
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384:"
-    "ECDHE-ECDSA-AES128-SHA256";
-constexpr const char* kTls13Suites = "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256";
-constexpr const char* kGroups = "X25519:P-256";
+// The product's lists (src/crypto/tls_profile.h).
+using mte::crypto::tls_profile::kCert12Ciphers;
+using mte::crypto::tls_profile::kGroups;
+using mte::crypto::tls_profile::kPsk12Ciphers;
+using mte::crypto::tls_profile::kTls13Suites;
 // The device's inner suite in the Flow B benchmark (RspfTlsOptions tls12 only, this suite).
 constexpr const char* kInnerClientCipher = "PSK-AES128-CBC-SHA256";
 
