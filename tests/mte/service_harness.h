@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "testlib/result_assertions.h"
 #include "testlib/temp_dir.h"
 #include "base/bytes.h"
 #include "base/clock.h"
@@ -51,13 +52,7 @@ class FakeClock final : public Clock {
   std::atomic<int64_t> now_;
 };
 
-template <class T>
-::testing::AssertionResult Ok(const Result<T>& result) {
-  if (result.has_value()) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "error: " << ToString(result.error().kind) << " "
-                                       << Describe(result.error());
-}
-
+using testlib::Ok;
 using testlib::TempDir;
 
 // Km = HMAC-SHA-256(Ke, label || MAF-ID) computed with OpenSSL's one-shot MAC directly, not

@@ -9,6 +9,7 @@
 #include <climits>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -16,45 +17,21 @@
 #include <thread>
 #include <vector>
 
-#include "testlib/temp_dir.h"
 #include "base/result.h"
 #include "store/store.h"
+#include "store/store_test_support.h"
 
 namespace mte::store {
 namespace {
 
-template <class T>
-::testing::AssertionResult Ok(const Result<T>& result) {
-  if (result.has_value()) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "error: " << ToString(result.error().kind) << " " << Describe(result.error());
-}
-
-template <class T>
-::testing::AssertionResult IsError(const Result<T>& result, ErrorKind kind, Errc code,
-                                   std::string_view detail_part = {}) {
-  if (result.has_value()) return ::testing::AssertionFailure() << "expected an error, got a value";
-  const Error& error = result.error();
-  if (error.kind != kind || error.code != code) {
-    return ::testing::AssertionFailure() << "expected " << ToString(kind) << "/" << ToString(code)
-                                         << ", got " << ToString(error.kind) << "/"
-                                         << Describe(error);
-  }
-  if (error.detail.find(detail_part) == std::string::npos) {
-    return ::testing::AssertionFailure()
-           << "detail '" << error.detail << "' does not contain '" << detail_part << "'";
-  }
-  return ::testing::AssertionSuccess();
-}
-
-using testlib::TempDir;
-
-Bytes SomeBytes(std::string_view seed) {
-  Bytes out(AsBytes(seed).begin(), AsBytes(seed).end());
-  out.push_back(0x00);
-  out.push_back(0xff);
-  return out;
-}
+using test_support::Backend;
+using test_support::BackendName;
+using test_support::IsError;
+using test_support::MakeCredential;
+using test_support::MakeDevice;
+using test_support::Ok;
+using test_support::SomeBytes;
+using test_support::TempDir;
 
 // A 32-octet stand-in for SHA-256(token text); distinct per n.
 Bytes TokenHash(int n) {
@@ -62,16 +39,6 @@ Bytes TokenHash(int n) {
   hash[0] = static_cast<uint8_t>(n);
   hash[31] = static_cast<uint8_t>(n >> 8);
   return hash;
-}
-
-DeviceRecord MakeDevice(int n) {
-  DeviceRecord device;
-  device.device_id = "dev-" + std::to_string(n);
-  device.kpm_id = "kpm-" + std::to_string(n);
-  device.kpm_sealed = SomeBytes("kpm-sealed-" + std::to_string(n));
-  device.claim_hash = "$argon2id$v=19$m=65536,t=3,p=1$claim" + std::to_string(n);
-  device.created_at = 1000 + n;
-  return device;
 }
 
 // A Flow B commit for `enrolee_id` at generation 0 -> 1 that spends `token_id` and binds `device`.
@@ -96,23 +63,6 @@ EnrolmentCommit FlowBCommit(int64_t enrolee_id, int64_t token_id, std::string de
   commit.bind_device_id = std::move(device);
   commit.now = now;
   return commit;
-}
-
-MafCredential MakeCredential(std::string km_id, int64_t enrolee_id, int64_t generation) {
-  MafCredential credential;
-  credential.km_id = std::move(km_id);
-  credential.km_sealed = SomeBytes(credential.km_id);
-  credential.enrolee_id = enrolee_id;
-  credential.generation = generation;
-  credential.expires_at = 9000 + generation;
-  credential.received_at = 5000 + generation;
-  return credential;
-}
-
-enum class Backend { kMemory, kFile };
-
-std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
-  return info.param == Backend::kMemory ? "Memory" : "File";
 }
 
 class FlowBStoreTest : public ::testing::TestWithParam<Backend> {
@@ -439,17 +389,23 @@ TEST_P(FlowBStoreTest, EmptyOutboxTargetCommitsWithoutAnOutboxItem) {
   EXPECT_EQ(Find(1)->state, TokenState::kSpent);
 }
 
-TEST_P(FlowBStoreTest, ConcurrentCommitsWithOneTokenHaveExactlyOneWinner) {
-  EnroleeRecord entry = AddEntry();
-  TokenRecord token = Issue(entry.id, 1);
-  constexpr int kThreads = 8;
+// Outcomes of kThreads commits that all spend the same token at once.
+struct RaceOutcome {
+  int won = 0, token_spent = 0, other = 0;
+};
+constexpr int kRacers = 8;
+
+// Racer t commits through store_for(t), at now + t.
+RaceOutcome RaceForToken(const std::function<Store&(int)>& store_for, int64_t enrolee_id,
+                         int64_t token_id, int64_t now) {
   std::atomic<int> won{0}, token_spent{0}, other{0};
   std::atomic<bool> go{false};
   std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
+  for (int t = 0; t < kRacers; ++t) {
     threads.emplace_back([&, t] {
+      Store& s = store_for(t);
       while (!go.load()) std::this_thread::yield();
-      auto result = store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1", kNow + t));
+      auto result = s.CommitEnrolment(FlowBCommit(enrolee_id, token_id, "dev-1", now + t));
       if (result.has_value()) {
         ++won;
       } else if (result.error().code == Errc::kExpired) {  // the winner spent the token
@@ -461,9 +417,17 @@ TEST_P(FlowBStoreTest, ConcurrentCommitsWithOneTokenHaveExactlyOneWinner) {
   }
   go = true;
   for (auto& thread : threads) thread.join();
-  EXPECT_EQ(won.load(), 1);
-  EXPECT_EQ(token_spent.load(), kThreads - 1);
-  EXPECT_EQ(other.load(), 0);
+  return {won.load(), token_spent.load(), other.load()};
+}
+
+TEST_P(FlowBStoreTest, ConcurrentCommitsWithOneTokenHaveExactlyOneWinner) {
+  EnroleeRecord entry = AddEntry();
+  TokenRecord token = Issue(entry.id, 1);
+  const RaceOutcome race =
+      RaceForToken([this](int) -> Store& { return store(); }, entry.id, token.id, kNow);
+  EXPECT_EQ(race.won, 1);
+  EXPECT_EQ(race.token_spent, kRacers - 1);
+  EXPECT_EQ(race.other, 0);
   EXPECT_EQ(Find(1)->state, TokenState::kSpent);
   EXPECT_EQ(Get(entry.id).generation, 1);
   EXPECT_EQ(AllUndelivered().size(), 1u);
@@ -477,29 +441,11 @@ TEST_P(FlowBStoreTest, ConcurrentCommitsFromTwoConnectionsHaveExactlyOneWinner) 
   std::unique_ptr<Store> second = std::move(*opened);
   EnroleeRecord entry = AddEntry();
   TokenRecord token = Issue(entry.id, 1);
-  constexpr int kThreads = 8;
-  std::atomic<int> won{0}, token_spent{0}, other{0};
-  std::atomic<bool> go{false};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      Store& s = (t % 2 == 0) ? store() : *second;
-      while (!go.load()) std::this_thread::yield();
-      auto result = s.CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1", kNow + t));
-      if (result.has_value()) {
-        ++won;
-      } else if (result.error().code == Errc::kExpired) {  // the winner spent the token
-        ++token_spent;
-      } else {
-        ++other;
-      }
-    });
-  }
-  go = true;
-  for (auto& thread : threads) thread.join();
-  EXPECT_EQ(won.load(), 1);
-  EXPECT_EQ(token_spent.load(), kThreads - 1);
-  EXPECT_EQ(other.load(), 0);
+  const RaceOutcome race = RaceForToken(
+      [&](int t) -> Store& { return t % 2 == 0 ? store() : *second; }, entry.id, token.id, kNow);
+  EXPECT_EQ(race.won, 1);
+  EXPECT_EQ(race.token_spent, kRacers - 1);
+  EXPECT_EQ(race.other, 0);
   EXPECT_EQ(Find(1)->state, TokenState::kSpent);
   EXPECT_EQ(AllUndelivered().size(), 1u);
 }

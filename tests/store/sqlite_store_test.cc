@@ -27,10 +27,10 @@
 #include <thread>
 #include <vector>
 
-#include "testlib/temp_dir.h"
 #include "base/result.h"
 #include "store/internal/migrate.h"
 #include "store/store.h"
+#include "store/store_test_support.h"
 
 namespace mte::store {
 namespace {
@@ -41,35 +41,14 @@ using ::testing::IsEmpty;
 
 // --- helpers ----------------------------------------------------------------------------------
 
-template <class T>
-::testing::AssertionResult Ok(const Result<T>& result) {
-  if (result.has_value()) {
-    return ::testing::AssertionSuccess();
-  }
-  return ::testing::AssertionFailure()
-         << "error: " << ToString(result.error().kind) << " " << Describe(result.error());
-}
-
-template <class T>
-::testing::AssertionResult IsError(const Result<T>& result, ErrorKind kind, Errc code,
-                                   std::string_view detail_part = {}) {
-  if (result.has_value()) {
-    return ::testing::AssertionFailure() << "expected an error, got a value";
-  }
-  const Error& error = result.error();
-  if (error.kind != kind || error.code != code) {
-    return ::testing::AssertionFailure()
-           << "expected " << ToString(kind) << "/" << ToString(code) << ", got "
-           << ToString(error.kind) << "/" << Describe(error);
-  }
-  if (error.detail.find(detail_part) == std::string::npos) {
-    return ::testing::AssertionFailure()
-           << "detail '" << error.detail << "' does not contain '" << detail_part << "'";
-  }
-  return ::testing::AssertionSuccess();
-}
-
-using testlib::TempDir;
+using test_support::Backend;
+using test_support::BackendName;
+using test_support::IsError;
+using test_support::MakeCredential;
+using test_support::MakeDevice;
+using test_support::Ok;
+using test_support::SomeBytes;
+using test_support::TempDir;
 
 // A second, raw connection to a database file, bypassing the store.
 class RawDb {
@@ -120,23 +99,6 @@ class RawDb {
   std::string last_error_;
 };
 
-Bytes SomeBytes(std::string_view seed) {
-  Bytes out(AsBytes(seed).begin(), AsBytes(seed).end());
-  out.push_back(0x00);  // an embedded NUL must survive the round trip
-  out.push_back(0xff);
-  return out;
-}
-
-DeviceRecord MakeDevice(int n) {
-  DeviceRecord device;
-  device.device_id = "dev-" + std::to_string(n);
-  device.kpm_id = "kpm-" + std::to_string(n);
-  device.kpm_sealed = SomeBytes("kpm-sealed-" + std::to_string(n));
-  device.claim_hash = "$argon2id$v=19$m=65536,t=3,p=1$claim" + std::to_string(n);
-  device.created_at = 1000 + n;
-  return device;
-}
-
 std::string KeIdFor(int64_t enrolee_id, int64_t generation) {
   return "KE" + std::to_string(enrolee_id) + "G" + std::to_string(generation) + "@mef.example";
 }
@@ -169,17 +131,6 @@ EnrolmentCommit MakeCommit(int64_t enrolee_id, int64_t expected_generation, int6
   return commit;
 }
 
-MafCredential MakeCredential(std::string km_id, int64_t enrolee_id, int64_t generation) {
-  MafCredential credential;
-  credential.km_id = std::move(km_id);
-  credential.km_sealed = SomeBytes(credential.km_id);
-  credential.enrolee_id = enrolee_id;
-  credential.generation = generation;
-  credential.expires_at = 9000 + generation;
-  credential.received_at = 5000 + generation;
-  return credential;
-}
-
 void ExpectSameEnrolee(const EnroleeRecord& a, const EnroleeRecord& b) {
   EXPECT_EQ(a.id, b.id);
   EXPECT_EQ(a.stakeholder_id, b.stakeholder_id);
@@ -200,12 +151,6 @@ void ExpectSameEnrolee(const EnroleeRecord& a, const EnroleeRecord& b) {
 }
 
 // --- the conformance suite --------------------------------------------------------------------
-
-enum class Backend { kMemory, kFile };
-
-std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
-  return info.param == Backend::kMemory ? "Memory" : "File";
-}
 
 class StoreTest : public ::testing::TestWithParam<Backend> {
  protected:

@@ -1,0 +1,57 @@
+// Shared by the store conformance suites (sqlite_store_test.cc, flow_b_store_test.cc): the
+// backends they run on and the records they build.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "base/bytes.h"
+#include "store/store.h"
+#include "testlib/result_assertions.h"
+#include "testlib/temp_dir.h"
+
+namespace mte::store::test_support {
+
+using testlib::IsError;
+using testlib::Ok;
+using testlib::TempDir;
+
+// SQLite ":memory:" or a database file in a temporary directory.
+enum class Backend { kMemory, kFile };
+
+inline std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
+  return info.param == Backend::kMemory ? "Memory" : "File";
+}
+
+inline Bytes SomeBytes(std::string_view seed) {
+  Bytes out(AsBytes(seed).begin(), AsBytes(seed).end());
+  out.push_back(0x00);  // an embedded NUL must survive the round trip
+  out.push_back(0xff);
+  return out;
+}
+
+inline DeviceRecord MakeDevice(int n) {
+  DeviceRecord device;
+  device.device_id = "dev-" + std::to_string(n);
+  device.kpm_id = "kpm-" + std::to_string(n);
+  device.kpm_sealed = SomeBytes("kpm-sealed-" + std::to_string(n));
+  device.claim_hash = "$argon2id$v=19$m=65536,t=3,p=1$claim" + std::to_string(n);
+  device.created_at = 1000 + n;
+  return device;
+}
+
+inline MafCredential MakeCredential(std::string km_id, int64_t enrolee_id, int64_t generation) {
+  MafCredential credential;
+  credential.km_id = std::move(km_id);
+  credential.km_sealed = SomeBytes(credential.km_id);
+  credential.enrolee_id = enrolee_id;
+  credential.generation = generation;
+  credential.expires_at = 9000 + generation;
+  credential.received_at = 5000 + generation;
+  return credential;
+}
+
+}  // namespace mte::store::test_support
