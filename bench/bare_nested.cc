@@ -11,9 +11,9 @@
 // server CPU = server outer + server inner work, client CPU likewise.
 //
 // The certificates come from crypto::CreateDevPki (the same generator as `mte init`) with the
-// MEF leaf exactly as `mte init` specifies it; the suite and group lists are the product's own
-// (crypto/tls_profile.h), and the other SSL_CTX settings mirror
-// src/crypto/tls_engine.cc (versions, options, which list goes to which context, SNI).
+// MEF leaf exactly as `mte init` specifies it; the suite and group lists and the common SSL_CTX
+// settings are the product's own (crypto/tls_profile.h), and the per-context choices mirror
+// src/crypto/tls_engine.cc (which list goes to which context, PSK callbacks, SNI, verification).
 //
 // Output: one line per repetition, a summary, and machine-readable key=value lines.
 #include <openssl/err.h>
@@ -48,9 +48,7 @@ constexpr const char* kFqdn = "mef.bench.test";
 constexpr const char* kPskIdentity = "kpm-0@maker.bench.test";
 // The product's lists (src/crypto/tls_profile.h).
 using mte::crypto::tls_profile::kCert12Ciphers;
-using mte::crypto::tls_profile::kGroups;
 using mte::crypto::tls_profile::kPsk12Ciphers;
-using mte::crypto::tls_profile::kTls13Suites;
 // The device's inner suite in the Flow B benchmark (RspfTlsOptions tls12 only, this suite).
 constexpr const char* kInnerClientCipher = "PSK-AES128-CBC-SHA256";
 
@@ -62,17 +60,10 @@ unsigned char g_kpm[32];
   std::exit(1);
 }
 
-// --- contexts (mirroring tls_engine.cc) -----------------------------------------------------
+// --- contexts (as tls_engine.cc builds them) -----------------------------------------------------
 
 void Common(SSL_CTX* ctx, bool tls12, bool tls13) {
-  SSL_CTX_set_min_proto_version(ctx, tls12 ? TLS1_2_VERSION : TLS1_3_VERSION);
-  SSL_CTX_set_max_proto_version(ctx, tls13 ? TLS1_3_VERSION : TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
-                               SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
-  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-  SSL_CTX_set_num_tickets(ctx, 0);
-  if (SSL_CTX_set1_groups_list(ctx, kGroups) != 1) Die("groups");
-  if (SSL_CTX_set_ciphersuites(ctx, kTls13Suites) != 1) Die("TLS 1.3 suites");
+  if (!mte::crypto::tls_profile::ApplyCommon(ctx, tls12, tls13)) Die("common TLS settings");
 }
 
 int ServerName(SSL* ssl, int* alert, void*) {

@@ -13,9 +13,7 @@ namespace mte::crypto {
 namespace {
 
 using tls_profile::kCert12Ciphers;
-using tls_profile::kGroups;
 using tls_profile::kPsk12Ciphers;
-using tls_profile::kTls13Suites;
 
 constexpr size_t kMaxPskIdentity = 255;
 constexpr size_t kMaxPsk = 64;
@@ -113,24 +111,6 @@ struct TlsCallbacks {
 
 namespace {
 
-Result<void> ConfigureCommon(SSL_CTX* ctx, bool tls12, bool tls13) {
-  if (!tls12 && !tls13) {
-    return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "neither TLS 1.2 nor TLS 1.3 enabled");
-  }
-  // Nothing below TLS 1.2 (DESIGN.md §4).
-  SSL_CTX_set_min_proto_version(ctx, tls12 ? TLS1_2_VERSION : TLS1_3_VERSION);
-  SSL_CTX_set_max_proto_version(ctx, tls13 ? TLS1_3_VERSION : TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
-                               SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
-  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-  SSL_CTX_set_num_tickets(ctx, 0);
-  if (SSL_CTX_set1_groups_list(ctx, kGroups) != 1) return Fail(OsslError("set groups"));
-  if (SSL_CTX_set_ciphersuites(ctx, kTls13Suites) != 1) {
-    return Fail(OsslError("set TLS 1.3 suites"));
-  }
-  return {};
-}
-
 Result<void> LoadCertAndKey(SSL_CTX* ctx, const std::string& chain, const std::string& key) {
   if (SSL_CTX_use_certificate_chain_file(ctx, chain.c_str()) != 1) {
     return Fail(OsslError("load certificate chain " + chain, ErrorKind::kLocalUsage,
@@ -181,7 +161,7 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::Server(const TlsServerOpti
   ERR_clear_error();
   SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
   if (!ctx) return Fail(OsslError("SSL_CTX_new"));
-  MTE_TRY(ConfigureCommon(ctx.get(), options.tls12, options.tls13));
+  MTE_TRY(tls_profile::ApplyCommon(ctx.get(), options.tls12, options.tls13));
   std::string ciphers;
   if (options.psk) ciphers = kPsk12Ciphers;
   if (has_cert) ciphers += std::string(ciphers.empty() ? "" : ":") + kCert12Ciphers;
@@ -229,7 +209,7 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::Client(const TlsClientOpti
   ERR_clear_error();
   SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
   if (!ctx) return Fail(OsslError("SSL_CTX_new"));
-  MTE_TRY(ConfigureCommon(ctx.get(), options.tls12, options.tls13));
+  MTE_TRY(tls_profile::ApplyCommon(ctx.get(), options.tls12, options.tls13));
   std::string ciphers = options.tls12_ciphers;
   if (ciphers.empty()) ciphers = psk ? kPsk12Ciphers : kCert12Ciphers;
   if (SSL_CTX_set_cipher_list(ctx.get(), ciphers.c_str()) != 1) {

@@ -1,7 +1,11 @@
 // The TLS profile of every OpenMTE context (TS-0003 §10.2, DESIGN.md §4), as OpenSSL lists.
 // crypto::TlsContext applies them; the bare-OpenSSL benchmark (bench/bare_nested.cc) uses the
-// same lists so that its floor is measured with exactly the product's suites.
+// same lists and settings so that its floor is measured with exactly the product's profile.
 #pragma once
+
+#include <openssl/types.h>
+
+#include "base/result.h"
 
 namespace mte::crypto::tls_profile {
 
@@ -18,5 +22,10 @@ inline constexpr const char* kCert12Ciphers =
 inline constexpr const char* kTls13Suites = "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256";
 // P-256 must be listed for TLS 1.2 with ECDSA P-256 certificates (gotcha 3).
 inline constexpr const char* kGroups = "X25519:P-256";
+
+// The settings every context shares: protocol versions (nothing below TLS 1.2), no
+// renegotiation, tickets, session cache or compression, server suite preference, kGroups and
+// kTls13Suites. kLocalUsage/kConfig if neither version is enabled; kCrypto if OpenSSL refuses.
+Result<void> ApplyCommon(SSL_CTX* ctx, bool tls12, bool tls13);
 
 }  // namespace mte::crypto::tls_profile
