@@ -262,9 +262,8 @@ asio::awaitable<void> Server::Impl::Session(tcp::socket socket, std::shared_ptr<
     out = session.TakeCiphertext();
   };
 
-  bool handshake_done = false;
   while (!stopping || session.HandshakeComplete()) {
-    if (handshake_done) conn->ExtendDeadline(Steady::now() + opts->idle_timeout);
+    if (session.HandshakeComplete()) conn->ExtendDeadline(Steady::now() + opts->idle_timeout);
     auto [read_ec, n] = co_await conn->socket.async_read_some(asio::buffer(buf),
                                                               asio::as_tuple(asio::use_awaitable));
     if (conn->timed_out) {
@@ -289,7 +288,6 @@ asio::awaitable<void> Server::Impl::Session(tcp::socket socket, std::shared_ptr<
     } else {
       process(n);
     }
-    handshake_done = session.HandshakeComplete();
     if (!co_await WriteAll(*conn, out)) break;
     if (failed || session.Finished()) break;
   }
