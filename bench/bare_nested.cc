@@ -200,8 +200,8 @@ struct Side {
   SSL_CTX* inner_ctx = nullptr;
   Layer outer, inner;
   bool inner_started = false;
-  int64_t cpu_ns = 0;       // all of this side's work
-  int64_t inner_cpu_ns = 0; // the part spent in the inner layer's SSL calls (informational)
+  int64_t cpu_ns = 0;        // all of this side's work
+  int64_t inner_cpu_ns = 0;  // the part spent in the inner layer's SSL calls (informational)
   std::vector<unsigned char> scratch;
 
   // One turn: consume `in` (outer ciphertext from the peer), produce outer ciphertext in `out`.
@@ -230,7 +230,8 @@ struct Side {
         inner_started = true;
       }
       if (inner_started) {
-        if (!scratch.empty()) BIO_write(inner.rbio, scratch.data(), static_cast<int>(scratch.size()));
+        if (!scratch.empty())
+          BIO_write(inner.rbio, scratch.data(), static_cast<int>(scratch.size()));
         Handshake(inner, server ? "server inner handshake" : "client inner handshake");
         scratch.clear();
         Drain(inner.wbio, scratch);
@@ -313,8 +314,7 @@ int main(int argc, char** argv) {
   if (!mte::bench::ParseRepArgs(argc, argv, "mte_bench_bare", args)) return 2;
   const int reps = args.reps, per_rep = args.per_rep, warmup = args.warmup;
   RAND_bytes(g_kpm, sizeof g_kpm);
-  fs::path dir = fs::temp_directory_path() /
-                 ("mte-bench-pki." + std::to_string(::getpid()));
+  fs::path dir = fs::temp_directory_path() / ("mte-bench-pki." + std::to_string(::getpid()));
   std::error_code ec;
   fs::create_directories(dir, ec);
   std::vector<mte::crypto::LeafSpec> leaves;
@@ -351,17 +351,18 @@ int main(int argc, char** argv) {
     server_inner_us.push_back(t.server_inner_ns / 1e3 / per_rep);
     client_inner_us.push_back(t.client_inner_ns / 1e3 / per_rep);
     loop_rate.push_back(per_rep / wall_s);
-    std::printf("  rep %d: %d nested handshakes, server %.0f us/hs (inner %.0f), client %.0f us/hs "
-                "(inner %.0f), in-process loop %.0f hs/s\n",
-                r + 1, per_rep, s, server_inner_us.back(), c, client_inner_us.back(),
-                loop_rate.back());
+    std::printf(
+        "  rep %d: %d nested handshakes, server %.0f us/hs (inner %.0f), client %.0f us/hs "
+        "(inner %.0f), in-process loop %.0f hs/s\n",
+        r + 1, per_rep, s, server_inner_us.back(), c, client_inner_us.back(), loop_rate.back());
   }
   double s = Median(server_us), c = Median(client_us);
   std::printf("bare nested handshakes (median of %d x %d after %d warm-up):\n", reps, per_rep,
               warmup);
-  std::printf("  server CPU %.0f us/handshake (inner part %.0f) -> %.0f handshakes/s per server "
-              "core\n",
-              s, Median(server_inner_us), 1e6 / s);
+  std::printf(
+      "  server CPU %.0f us/handshake (inner part %.0f) -> %.0f handshakes/s per server "
+      "core\n",
+      s, Median(server_inner_us), 1e6 / s);
   std::printf("  client CPU %.0f us/handshake (inner part %.0f)\n", c, Median(client_inner_us));
   std::printf("  in-process loop (client and server on one thread): %.0f handshakes/s\n",
               Median(loop_rate));

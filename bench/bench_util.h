@@ -1,4 +1,5 @@
-// Small pieces shared by the benchmark programs (mte_bench_bare, mte_bench_engine, mte_bench_flowb).
+// Small pieces shared by the benchmark programs (mte_bench_bare, mte_bench_engine,
+// mte_bench_flowb).
 #pragma once
 
 #include <time.h>

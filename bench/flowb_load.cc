@@ -25,23 +25,23 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
-#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "base/bytes.h"
 #include "base/secret.h"
+#include "bench_util.h"
 #include "client/https_client.h"
 #include "client/socket.h"
 #include "crypto/tls_engine.h"
 #include "proto/enrolment.h"
 #include "proto/enrolment_client.h"
-#include "bench_util.h"
 
 namespace {
 
@@ -201,9 +201,12 @@ ThreadSplit SplitThreads(int pid, const std::map<int, long long>& before,
     auto it = before.find(tid);
     double us = (ticks - (it == before.end() ? 0 : it->second)) * tick_us / enrolments;
     const std::string name = ThreadName(pid, tid);
-    if (name == "mte-outbox") split.outbox_us += us;
-    else if (name == "mte-worker") split.pool_us += us;
-    else split.io_us += us;
+    if (name == "mte-outbox")
+      split.outbox_us += us;
+    else if (name == "mte-worker")
+      split.pool_us += us;
+    else
+      split.io_us += us;
   }
   return split;
 }
@@ -278,8 +281,8 @@ int64_t PendingOutbox(sqlite3* db) {
 
 std::once_flag g_print_once;
 
-RoundResult RunRound(std::vector<Job>& jobs, size_t begin, size_t end, int concurrency,
-                     int mef_pid, int other_pid, sqlite3* db) {
+RoundResult RunRound(std::vector<Job>& jobs, size_t begin, size_t end, int concurrency, int mef_pid,
+                     int other_pid, sqlite3* db) {
   RoundResult r;
   r.concurrency = concurrency;
   r.n = static_cast<int>(end - begin);
@@ -304,13 +307,13 @@ RoundResult RunRound(std::vector<Job>& jobs, size_t begin, size_t end, int concu
         inner.tls12 = true;
         inner.tls13 = false;
         inner.tls12_ciphers = "PSK-AES128-CBC-SHA256";
-        auto machine = proto::EnrolmentClient::ViaToken(
-            std::move(job.bundle), std::move(job.credential), {std::string(proto::kRspfPpsk)},
-            inner);
+        auto machine =
+            proto::EnrolmentClient::ViaToken(std::move(job.bundle), std::move(job.credential),
+                                             {std::string(proto::kRspfPpsk)}, inner);
         Result<proto::EnrolmentResult> result =
-            machine ? client::RunEnrolment(job.mef, **machine,
-                                           client::After(std::chrono::seconds(60)))
-                    : Result<proto::EnrolmentResult>(Fail(machine.error()));
+            machine
+                ? client::RunEnrolment(job.mef, **machine, client::After(std::chrono::seconds(60)))
+                : Result<proto::EnrolmentResult>(Fail(machine.error()));
         r.latency_ms[i - begin] =
             std::chrono::duration<double, std::milli>(Clock::now() - s0).count();
         if (!result) {
@@ -352,7 +355,8 @@ RoundResult RunRound(std::vector<Job>& jobs, size_t begin, size_t end, int concu
   r.mef_cpu_us = ok > 0 ? (ticks1_mef - ticks0_mef) * tick_us / ok : 0;
   r.other_cpu_us = ok > 0 ? (ticks1_other - ticks0_other) * tick_us / ok : 0;
   r.mef_threads = SplitThreads(mef_pid, threads0, threads1, ok);
-  if (!first_error.empty()) std::printf("  FAILED enrolments: %d; first: %s\n", r.failures, first_error.c_str());
+  if (!first_error.empty())
+    std::printf("  FAILED enrolments: %d; first: %s\n", r.failures, first_error.c_str());
   return r;
 }
 
@@ -377,7 +381,8 @@ int Run(const Args& args) {
   {
     std::stringstream ss(args.Get("concurrency", "4,8"));
     std::string item;
-    while (std::getline(ss, item, ',')) levels.push_back(std::clamp(std::atoi(item.c_str()), 1, 256));
+    while (std::getline(ss, item, ','))
+      levels.push_back(std::clamp(std::atoi(item.c_str()), 1, 256));
   }
   if (rounds < 1 || rounds > 50 || per_round < 1 || per_round > 100000 || levels.empty()) {
     Die("bad --rounds / --per-round / --concurrency");
@@ -389,7 +394,8 @@ int Run(const Args& args) {
   }
   auto config = nlohmann::json::parse(ReadFile(data + "/mte.json"), nullptr, false);
   std::string password = ReadFile(args.Get("password-file"));
-  while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) password.pop_back();
+  while (!password.empty() && (password.back() == '\n' || password.back() == '\r'))
+    password.pop_back();
 
   // ---- preparation (not measured)
   auto prep0 = Clock::now();
@@ -413,17 +419,18 @@ int Run(const Args& args) {
       while (true) {
         size_t i = next.fetch_add(1);
         if (i >= total) return;
-        auto entry = portal.Call("POST", "/api/v1/enrolees",
-                                 {{"label", "bench-" + std::to_string(i)},
-                                  {"deviceInfo", "Flow B benchmark device"}},
-                                 201);
+        auto entry = portal.Call(
+            "POST", "/api/v1/enrolees",
+            {{"label", "bench-" + std::to_string(i)}, {"deviceInfo", "Flow B benchmark device"}},
+            201);
         int64_t id = entry.at("id").get<int64_t>();
         auto bundle = portal.Call("POST", "/api/v1/enrolees/" + std::to_string(id) + "/tokens",
                                   nlohmann::json::object(), 201);
         Job& job = jobs[i];
         job.bundle.token = bundle.at("token").get<std::string>();
         job.bundle.mef_fqdn = bundle.at("mefFqdn").get<std::string>();
-        for (const auto& pem : bundle.at("mefTrustAnchors")) job.bundle.mef_trust_pem += pem.get<std::string>();
+        for (const auto& pem : bundle.at("mefTrustAnchors"))
+          job.bundle.mef_trust_pem += pem.get<std::string>();
         std::string uri = bundle.at("mefUri").get<std::string>();
         auto endpoint = client::ParseEndpoint(uri.substr(std::string("https://").size()));
         if (!endpoint) Die("bad mefUri " + uri);
@@ -437,12 +444,14 @@ int Run(const Args& args) {
     });
   }
   for (auto& t : preparers) t.join();
-  std::printf("prepared %zu Flow B entries and Enrolment-Tokens via the portal REST API in %.1f s "
-              "(not measured)\n",
-              total, std::chrono::duration<double>(Clock::now() - prep0).count());
+  std::printf(
+      "prepared %zu Flow B entries and Enrolment-Tokens via the portal REST API in %.1f s "
+      "(not measured)\n",
+      total, std::chrono::duration<double>(Clock::now() - prep0).count());
 
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2((data + "/mte.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2((data + "/mte.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) !=
+      SQLITE_OK) {
     Die("cannot open the store read-only");
   }
   sqlite3_busy_timeout(db, 5000);
@@ -455,12 +464,13 @@ int Run(const Args& args) {
     for (int round = 0; round < rounds; ++round) {
       auto r = RunRound(jobs, cursor, cursor + per_round, level, mef_pid, other_pid, db);
       cursor += per_round;
-      std::printf("  C=%d round %d: %d enrolments, %.0f enrolments/s (%.0f/s incl. Km delivered "
-                  "to the MAF), MEF CPU %.0f us/enrolment, portal+MAF process CPU %.0f "
-                  "us/enrolment, p50 %.1f ms, p99 %.1f ms\n",
-                  level, round + 1, r.n - r.failures, (r.n - r.failures) / r.wall_s,
-                  (r.n - r.failures) / r.drained_s, r.mef_cpu_us, r.other_cpu_us,
-                  Percentile(r.latency_ms, 50), Percentile(r.latency_ms, 99));
+      std::printf(
+          "  C=%d round %d: %d enrolments, %.0f enrolments/s (%.0f/s incl. Km delivered "
+          "to the MAF), MEF CPU %.0f us/enrolment, portal+MAF process CPU %.0f "
+          "us/enrolment, p50 %.1f ms, p99 %.1f ms\n",
+          level, round + 1, r.n - r.failures, (r.n - r.failures) / r.wall_s,
+          (r.n - r.failures) / r.drained_s, r.mef_cpu_us, r.other_cpu_us,
+          Percentile(r.latency_ms, 50), Percentile(r.latency_ms, 99));
       std::fflush(stdout);
       all.push_back(std::move(r));
     }
@@ -485,14 +495,17 @@ int Run(const Args& args) {
       outbox.push_back(r.mef_threads.outbox_us);
       latency.insert(latency.end(), r.latency_ms.begin(), r.latency_ms.end());
     }
-    std::printf("  C=%d: %.0f enrolments/s (%.0f/s incl. MAF delivery), MEF CPU %.0f "
-                "us/enrolment (%.0f enrolments/s per MEF core), portal+MAF process CPU %.0f "
-                "us/enrolment, latency p50 %.1f ms p99 %.1f ms (%zu enrolments)\n",
-                level, Median(rate), Median(drained_rate), Median(mef), 1e6 / Median(mef),
-                Median(other), Percentile(latency, 50), Percentile(latency, 99), latency.size());
-    std::printf("        MEF CPU by thread: asio I/O threads (connections) %.0f us, worker pool %.0f us, outbox "
-                "(MEF->MAF delivery) %.0f us per enrolment\n",
-                Median(io), Median(pool), Median(outbox));
+    std::printf(
+        "  C=%d: %.0f enrolments/s (%.0f/s incl. MAF delivery), MEF CPU %.0f "
+        "us/enrolment (%.0f enrolments/s per MEF core), portal+MAF process CPU %.0f "
+        "us/enrolment, latency p50 %.1f ms p99 %.1f ms (%zu enrolments)\n",
+        level, Median(rate), Median(drained_rate), Median(mef), 1e6 / Median(mef), Median(other),
+        Percentile(latency, 50), Percentile(latency, 99), latency.size());
+    std::printf(
+        "        MEF CPU by thread: asio I/O threads (connections) %.0f us, worker pool %.0f us, "
+        "outbox "
+        "(MEF->MAF delivery) %.0f us per enrolment\n",
+        Median(io), Median(pool), Median(outbox));
     std::printf("flowb_c%d_enrolments_per_s=%.1f\n", level, Median(rate));
     std::printf("flowb_c%d_mef_cpu_us=%.1f\n", level, Median(mef));
     std::printf("flowb_c%d_p50_ms=%.2f\n", level, Percentile(latency, 50));

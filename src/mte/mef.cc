@@ -1,7 +1,8 @@
 #include "mte/mef.h"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
 
 #include "base/failpoint.h"
 #include "crypto/keys.h"
@@ -132,8 +133,8 @@ proto::HttpResponse Mef::RefusalResponse(const Error& error, const std::string& 
 }
 
 Result<proto::HttpResponse> Mef::Enrol(const proto::HttpRequest& request,
-                                       const crypto::TlsEngine& tls,
-                                       const std::string& request_id, FlowB* flow_b) {
+                                       const crypto::TlsEngine& tls, const std::string& request_id,
+                                       FlowB* flow_b) {
   if (!proto::IsJsonContentType(request)) {
     return proto::MakeErrorResponse(Rsc::kUnsupportedMediaType,
                                     "Content-Type must be application/json", request_id);
@@ -237,8 +238,8 @@ Result<proto::HttpResponse> Mef::Enrol(const proto::HttpRequest& request,
   }
   if (!ind.maf_enrolment && enrolee->generation > 0) {
     // A re-enrolment without MAF enrolment still retires the previous Km at the MAF.
-    nlohmann::json payload = {{"retire", true}, {"enroleeId", enrolee->id},
-                              {"generation", generation}};
+    nlohmann::json payload = {
+        {"retire", true}, {"enroleeId", enrolee->id}, {"generation", generation}};
     std::string text = payload.dump();
     SecretBytes plain(AsBytes(text), SecretAccess::ForCrypto());
     commit.outbox.enrolee_id = enrolee->id;
@@ -247,12 +248,14 @@ Result<proto::HttpResponse> Mef::Enrol(const proto::HttpRequest& request,
     MTE_TRY_ASSIGN(commit.outbox.payload_sealed, kek_.Seal(plain, "outbox|" + gen_aad, rng_));
     commit.outbox.next_attempt_at = now;
   }
-  commit.audit = {0, now, "mef", enrolee->generation == 0 ? "enrolment.commit" : "enrolment.reenrol",
-                  "enrolee " + std::to_string(enrolee->id) + " device " + device->device_id +
-                      " KeID " + ke_id,
-                  "generation " + std::to_string(generation) +
-                      (flow_b ? ", flow B, token " + std::to_string(flow_b->token_id)
-                              : ", flow A")};
+  commit.audit = {
+      0,
+      now,
+      "mef",
+      enrolee->generation == 0 ? "enrolment.commit" : "enrolment.reenrol",
+      "enrolee " + std::to_string(enrolee->id) + " device " + device->device_id + " KeID " + ke_id,
+      "generation " + std::to_string(generation) +
+          (flow_b ? ", flow B, token " + std::to_string(flow_b->token_id) : ", flow A")};
   MTE_FAILPOINT_HIT("mef-before-commit");
   auto committed = store_.CommitEnrolment(commit);
   if (!committed) {
@@ -271,10 +274,11 @@ Result<proto::HttpResponse> Mef::Enrol(const proto::HttpRequest& request,
     }
     return Fail(committed.error());
   }
-  spdlog::info("mef: enrolled device '{}' (enrolee {}, generation {}, flow {}) with KeID {} "
-               "over {} {}",
-               device->device_id, enrolee->id, generation, flow_b ? "B" : "A", ke_id,
-               tls.version(), tls.cipher());
+  spdlog::info(
+      "mef: enrolled device '{}' (enrolee {}, generation {}, flow {}) with KeID {} "
+      "over {} {}",
+      device->device_id, enrolee->id, generation, flow_b ? "B" : "A", ke_id, tls.version(),
+      tls.cipher());
   if (on_commit_) on_commit_();
 
   nlohmann::json body = {
@@ -337,8 +341,8 @@ proto::HttpReply Mef::HandleRequest(const proto::HttpRequest& request,
     // Flow B, outer server-authenticated session (seed 8.y.4 steps 12-17).
     if (request.target == proto::kTokenPath) {
       if (request.method != "POST") {
-        reply.response = proto::MakeErrorResponse(Rsc::kOperationNotAllowed, "use POST",
-                                                  request_id);
+        reply.response =
+            proto::MakeErrorResponse(Rsc::kOperationNotAllowed, "use POST", request_id);
       } else {
         reply.response = PresentToken(request, state, request_id);
       }
@@ -366,8 +370,8 @@ proto::HttpReply Mef::HandleRequest(const proto::HttpRequest& request,
     reply.response = proto::MakeErrorResponse(Rsc::kOperationNotAllowed, "use POST", request_id);
     return reply;
   }
-  auto binding = session.tls(0).Export(proto::kChannelBindingLabel,
-                                       proto::kChannelBindingLength, ByteSpan());
+  auto binding =
+      session.tls(0).Export(proto::kChannelBindingLabel, proto::kChannelBindingLength, ByteSpan());
   if (!binding) {
     reply.response = RefusalResponse(binding.error(), request_id, "a Flow B session");
     return reply;
@@ -425,7 +429,8 @@ proto::HttpResponse Mef::PresentToken(const proto::HttpRequest& request, MefConn
     return refuse(Rsc::kBadRequest, "expected {\"token\": string, \"rspfs\": [string]}", true);
   }
   std::string token = j["token"].get<std::string>();
-  SecureWipe(j["token"].get_ptr<std::string*>()->data(), j["token"].get_ptr<std::string*>()->size());
+  SecureWipe(j["token"].get_ptr<std::string*>()->data(),
+             j["token"].get_ptr<std::string*>()->size());
   if (token.size() != proto::kTokenTextLength || !IsBase64Url(token)) {
     SecureWipe(token.data(), token.size());
     return refuse(Rsc::kBadRequest, "malformed Enrolment-Token", true);
@@ -438,7 +443,8 @@ proto::HttpResponse Mef::PresentToken(const proto::HttpRequest& request, MefConn
     return proto::MakeErrorResponse(Rsc::kInternalServerError, "internal error", request_id);
   }
   // Seed 8.y.4 step 14: verify the token.
-  if (!found->has_value()) return refuse(Rsc::kOriginatorHasNoPrivilege, "unknown Enrolment-Token", true);
+  if (!found->has_value())
+    return refuse(Rsc::kOriginatorHasNoPrivilege, "unknown Enrolment-Token", true);
   const store::TokenRecord& record = **found;
   if (record.state == store::TokenState::kSpent) {
     // A real token, not a guess: it does not count toward the lockout (a device that lost a
@@ -507,21 +513,21 @@ proto::HttpReply Mef::StartRspf(const proto::HttpRequest& request, MefConnection
   proto::HttpReply reply;
   auto upgrade = request.headers.Get("Upgrade");
   if (request.method != "GET" || !upgrade || *upgrade != proto::kUpgradeProtocol) {
-    reply.response = proto::MakeErrorResponse(
-        Rsc::kBadRequest,
-        "use GET " + std::string(proto::kRspfPath) + " with Upgrade: " +
-            std::string(proto::kUpgradeProtocol),
-        request_id);
+    reply.response =
+        proto::MakeErrorResponse(Rsc::kBadRequest,
+                                 "use GET " + std::string(proto::kRspfPath) +
+                                     " with Upgrade: " + std::string(proto::kUpgradeProtocol),
+                                 request_id);
     return reply;
   }
   if (state.token_id == 0) {
-    reply.response = proto::MakeErrorResponse(
-        Rsc::kSecurityAssociationRequired, "present an Enrolment-Token first", request_id);
+    reply.response = proto::MakeErrorResponse(Rsc::kSecurityAssociationRequired,
+                                              "present an Enrolment-Token first", request_id);
     return reply;
   }
   if (state.upgraded || !rspf_context_) {
-    reply.response = proto::MakeErrorResponse(Rsc::kConflict, "the RSPF has already started",
-                                              request_id);
+    reply.response =
+        proto::MakeErrorResponse(Rsc::kConflict, "the RSPF has already started", request_id);
     return reply;
   }
   if (rspf_failures_.Locked(state.token_id, UnixSeconds(clock_.Now()))) {
@@ -532,8 +538,8 @@ proto::HttpReply Mef::StartRspf(const proto::HttpRequest& request, MefConnection
     return reply;
   }
   // Seed 8.y.4 step 17: the RSPF's TLS handshake runs inside this session.
-  auto engine = crypto::TlsEngine::Server(
-      rspf_context_, [this](std::string_view id) { return LookupKpm(id); });
+  auto engine = crypto::TlsEngine::Server(rspf_context_,
+                                          [this](std::string_view id) { return LookupKpm(id); });
   if (!engine) {
     reply.response = RefusalResponse(engine.error(), request_id, state.peer_address);
     return reply;

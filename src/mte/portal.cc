@@ -1,10 +1,10 @@
 #include "mte/portal.h"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <strings.h>
 
 #include <charconv>
+#include <nlohmann/json.hpp>
 
 #include "base/log.h"
 #include "crypto/keys.h"
@@ -40,15 +40,20 @@ int StatusFor(const Error& error) {
     case Errc::kMalformed:
     case Errc::kTooLarge:
       return 400;
-    case Errc::kAuthFailed: return 401;
+    case Errc::kAuthFailed:
+      return 401;
     case Errc::kForbidden:
     case Errc::kNotClaimed:
     case Errc::kExpired:
       return 403;
-    case Errc::kNotFound: return 404;
-    case Errc::kConflict: return 409;
-    case Errc::kRateLimited: return 429;
-    default: return 500;
+    case Errc::kNotFound:
+      return 404;
+    case Errc::kConflict:
+      return 409;
+    case Errc::kRateLimited:
+      return 429;
+    default:
+      return 500;
   }
 }
 
@@ -234,8 +239,7 @@ proto::HttpResponse Portal::AddEnrolee(const proto::HttpRequest& request,
       failures_.RecordFailure(limiter_key, now);
       failures_.RecordFailure(account_key, now);
     }
-    spdlog::info("portal: '{}' could not add device '{}': {}", who.name,
-                 log::Printable(*device_id),
+    spdlog::info("portal: '{}' could not add device '{}': {}", who.name, log::Printable(*device_id),
                  Describe(enrolee.error()));
     return ErrorFrom(enrolee.error());
   }
@@ -317,10 +321,10 @@ proto::HttpResponse Portal::IssueToken(std::string_view id_text,
   auto hash = crypto::Sha256(AsBytes(token_text));
   int64_t now = UnixSeconds(clock_.Now());
   int64_t expires_at = now + settings_.token_seconds;
-  auto issued = store_.IssueToken(id, hash, now, expires_at,
-                                  {0, now, "stakeholder:" + who.name, "token.issue",
-                                   "enrolee " + std::to_string(id) + " token {id}",
-                                   "previous unused tokens revoked"});
+  auto issued = store_.IssueToken(
+      id, hash, now, expires_at,
+      {0, now, "stakeholder:" + who.name, "token.issue",
+       "enrolee " + std::to_string(id) + " token {id}", "previous unused tokens revoked"});
   if (!issued) return ErrorJson(500, "internal error");
   spdlog::info("portal: '{}' issued Enrolment-Token {} for enrolee {}", who.name, issued->id, id);
   char buf[32];

@@ -238,8 +238,8 @@ class SqliteStore final : public Store {
   Result<std::optional<DeviceRecord>> FindDevice(std::string_view device_id) override;
   Result<std::optional<DeviceRecord>> FindDeviceByKpmId(std::string_view kpm_id) override;
 
-  Result<int64_t> AddStakeholder(std::string_view name, std::string_view password_hash,
-                                 int64_t now, const AuditEntry& audit) override;
+  Result<int64_t> AddStakeholder(std::string_view name, std::string_view password_hash, int64_t now,
+                                 const AuditEntry& audit) override;
   Result<std::optional<StakeholderRecord>> FindStakeholder(std::string_view name) override;
   Result<void> AddSession(ByteSpan token_hash, int64_t stakeholder_id, int64_t expires_at,
                           const AuditEntry& audit) override;
@@ -267,8 +267,7 @@ class SqliteStore final : public Store {
                                  std::string_view error) override;
   Result<std::optional<OutboxItem>> GetOutboxItem(int64_t outbox_id) override;
 
-  Result<bool> PutMafCredential(const MafCredential& credential,
-                                const AuditEntry& audit) override;
+  Result<bool> PutMafCredential(const MafCredential& credential, const AuditEntry& audit) override;
   Result<bool> RetireMafCredentials(int64_t enrolee_id, int64_t generation,
                                     const AuditEntry& audit) override;
   Result<int64_t> NewestMafGeneration(std::string_view op, int64_t enrolee_id);
@@ -874,9 +873,10 @@ Result<void> SqliteStore::MarkDelivered(const std::vector<int64_t>& outbox_ids, 
       kOp,
       [&]() -> Result<void> {
         for (const int64_t outbox_id : outbox_ids) {
-          MTE_TRY_ASSIGN(auto find, Prepare("SELECT enrolee_id, generation, delivered_at FROM outbox"
-                                            " WHERE id = ?1",
-                                            kOp));
+          MTE_TRY_ASSIGN(auto find,
+                         Prepare("SELECT enrolee_id, generation, delivered_at FROM outbox"
+                                 " WHERE id = ?1",
+                                 kOp));
           MTE_TRY(find.BindAll(outbox_id));
           MTE_TRY_ASSIGN(const bool found, find.Step());
           if (!found) {
