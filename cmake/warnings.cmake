@@ -1,4 +1,4 @@
-# Project-wide warning flags (STYLE.md §12). Applied to our own targets via mte_warnings().
+# Project-wide warning flags (docs/conventions.md §1). Applied to our own targets via mte_warnings().
 set(MTE_WARNING_FLAGS
   -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Woverloaded-virtual
   -Wimplicit-fallthrough -Wformat=2

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Known-answer vectors for the TS-0003 §10.3 key derivations (DESIGN.md §4), computed with the
+# Known-answer vectors for the TS-0003 §10.3 key derivations (docs/conventions.md §2), computed with the
 # openssl command-line tool and POSIX shell tools only, never with OpenMTE code.
 # tests/crypto/keys_test.cc checks that src/crypto/keys.cc reproduces every value.
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Mechanical checks of the layering and secret-handling rules (STYLE.md §1, §6, §7, §12).
+# Mechanical checks of the layering and secret-handling rules (docs/conventions.md §1).
 # Exits non-zero and names each violation.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -15,11 +15,11 @@ check() {  # check "rule" <grep -rnE args...>
     status=1
   fi
 }
-cores=(src/base src/crypto src/proto src/store src/mte src/client src/enrolee)
+cores=(src/base src/crypto src/proto src/store src/mte src/mef src/maf src/portal src/client src/enrolee)
 check "Asio/Beast sockets only in src/net and apps" '#include <boost/asio' "${cores[@]}"
 check "Beast only in the HTTP codec" '#include <boost/beast' --exclude=http.cc "${cores[@]}"
 check "socket headers stay out of the sans-IO cores" '#include <(sys/socket|netinet/|arpa/inet|netdb)' \
-  src/base src/crypto src/proto src/store src/mte
+  src/base src/crypto src/proto src/store src/mte src/mef src/maf src/portal
 check "sqlite3.h only in the store" '#include <sqlite3.h>' --exclude-dir=store src apps
 check "OpenSSL *_free only in crypto/ossl.h" '\b[A-Z0-9_]+_free\(' --include='*.cc' --include='*.h' \
   --exclude=ossl.h src apps

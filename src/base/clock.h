@@ -1,4 +1,4 @@
-// Injected time and randomness (STYLE.md §1: pure cores never read the clock or RNG themselves).
+// Injected time and randomness (docs/conventions.md §1: pure cores never read the clock or RNG themselves).
 // Thread-safety: implementations must be safe to call from any thread.
 #pragma once
 
@@ -34,7 +34,7 @@ class Rng {
  public:
   virtual ~Rng() = default;
   // Fills `out` with cryptographically secure random bytes. Aborts if the system RNG fails
-  // (an unrecoverable state, STYLE.md §3).
+  // (an unrecoverable state, docs/conventions.md §1).
   virtual void Fill(std::span<uint8_t> out) = 0;
 };
 

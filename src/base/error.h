@@ -1,4 +1,4 @@
-// Error values for all of OpenMTE (STYLE.md §3).
+// Error values for all of OpenMTE (docs/conventions.md §1).
 //
 // An Error names who is at fault (ErrorKind), what went wrong (Errc) and carries a human-readable
 // detail. `detail` never contains secret material; it is written for operators and logs. Whether

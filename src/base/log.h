@@ -1,7 +1,7 @@
 // Process-wide logging setup. Code logs through spdlog directly (spdlog::info(...)); this header
 // only configures the default logger: stderr, text or one JSON object per line.
 //
-// Rule (DESIGN.md §7): nothing secret is ever passed to a log call. Secret types have no
+// Rule (docs/conventions.md §3): nothing secret is ever passed to a log call. Secret types have no
 // formatter; log identifiers (KpmID, KeID, enrolee id), never key material or codes.
 #pragma once
 

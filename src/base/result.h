@@ -1,4 +1,4 @@
-// Result<T>: a value or an Error (STYLE.md §3). Built on tl::expected so that C++23 std::expected
+// Result<T>: a value or an Error (docs/conventions.md §1). Built on tl::expected so that C++23 std::expected
 // can replace it in one header. Use has_value()/value()/error()/operator* only.
 #pragma once
 

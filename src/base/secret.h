@@ -1,4 +1,4 @@
-// Secret-bearing types (STYLE.md §7, after tink): Kpm, Ke, Km, passwords, claim codes, KEK.
+// Secret-bearing types (docs/conventions.md §1, after tink): Kpm, Ke, Km, passwords, claim codes, KEK.
 //
 // A SecretBytes is heap-allocated, move-only and wiped when released. It cannot be printed or
 // implicitly converted; its bytes are reached only through Expose(SecretAccess::ForCrypto()), so

@@ -1,4 +1,4 @@
-// Secrets at rest (DESIGN.md §7): AES-256-GCM under a key-encryption key (KEK) read from a file
+// Secrets at rest (docs/conventions.md §3): AES-256-GCM under a key-encryption key (KEK) read from a file
 // with mode 0600.
 //
 // Sealed format (all octets): 0x01 (version) || nonce (12) || ciphertext || tag (16).

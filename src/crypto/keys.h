@@ -1,4 +1,4 @@
-// oneM2M key derivations (TS-0003 §10.3), byte-exact (DESIGN.md §4).
+// oneM2M key derivations (TS-0003 §10.3), byte-exact (docs/conventions.md §2).
 //
 // Enrolment Key: RFC 5705 exporter, label "EXPORTER-oneM2M-Bootstrap", no context, 48 octets;
 // RelativeKeID = octets 0-15, Ke = octets 16-47; KeID = UPPERCASE-HEX(RelativeKeID) "@" MEF-FQDN.

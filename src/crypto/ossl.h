@@ -1,4 +1,4 @@
-// RAII for OpenSSL handles (STYLE.md §6). The only header that names *_free functions.
+// RAII for OpenSSL handles (docs/conventions.md §1). The only header that names *_free functions.
 // Also: turning the OpenSSL error queue into an mte::Error.
 #pragma once
 

@@ -172,7 +172,7 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::Server(const TlsServerOpti
   if (options.psk) {
     SSL_CTX_set_psk_server_callback(ctx.get(), &TlsCallbacks::ServerPsk);
     // psk_ke is allowed for clients that offer nothing else (GnuTLS can); an OpenSSL 3.0 server
-    // still prefers psk_dhe_ke whenever the client offers it (PLATFORM-NOTES §2a gotcha 4).
+    // still prefers psk_dhe_ke whenever the client offers it (no SSL_OP_PREFER_NO_DHE_KEX before OpenSSL 3.3).
     SSL_CTX_set_options(ctx.get(), SSL_OP_ALLOW_NO_DHE_KEX);
   }
   if (!options.client_ca_pem_file.empty()) {

@@ -1,10 +1,10 @@
-// Sans-IO TLS (STYLE.md §4): an OpenSSL SSL* over two memory BIOs. Ciphertext in and out,
+// Sans-IO TLS (docs/conventions.md §1): an OpenSSL SSL* over two memory BIOs. Ciphertext in and out,
 // plaintext in and out, handshake status, exporter. No sockets, no threads, no clock.
 //
 // The same engine serves TCP (net/ pumps bytes), the nested inner handshake of Flow B (the inner
 // engine's ciphertext is the outer engine's plaintext) and in-process tests.
 //
-// Profiles (TS-0003 §10.2, DESIGN.md §4): TLS 1.2 and 1.3 only; SNI required by servers;
+// Profiles (TS-0003 §10.2, docs/conventions.md §2): TLS 1.2 and 1.3 only; SNI required by servers;
 // PSK suites TLS_PSK_WITH_AES_128_CBC_SHA256 and ECDHE-PSK (preferred), TLS 1.3 external PSK
 // (psk_dhe_ke preferred; psk_ke allowed for clients that offer nothing else); certificate suites
 // ECDHE-ECDSA on P-256. No renegotiation, no session tickets, no resumption.

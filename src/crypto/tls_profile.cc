@@ -10,7 +10,7 @@ Result<void> ApplyCommon(SSL_CTX* ctx, bool tls12, bool tls13) {
   if (!tls12 && !tls13) {
     return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "neither TLS 1.2 nor TLS 1.3 enabled");
   }
-  // Nothing below TLS 1.2 (DESIGN.md §4).
+  // Nothing below TLS 1.2 (docs/conventions.md §2).
   SSL_CTX_set_min_proto_version(ctx, tls12 ? TLS1_2_VERSION : TLS1_3_VERSION);
   SSL_CTX_set_max_proto_version(ctx, tls13 ? TLS1_3_VERSION : TLS1_2_VERSION);
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |

@@ -1,4 +1,4 @@
-// Failure counting with lockout (DESIGN.md §7: per-account, per-address and per-token attempt
+// Failure counting with lockout (docs/conventions.md §3: per-account, per-address and per-token attempt
 // limits): the portal's login and claim failures, the MEF's Enrolment-Token guesses and failed
 // RSPF runs. In memory, per process; bounded.
 // Thread-safety: safe to call concurrently.

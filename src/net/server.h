@@ -1,4 +1,4 @@
-// The networking layer (DESIGN.md §5): TCP listeners whose connections carry TLS (our sans-IO
+// The networking layer (docs/architecture.md §1): TCP listeners whose connections carry TLS (our sans-IO
 // engine) and HTTP/1.1 to a request handler. Only this component and apps/ include Asio.
 //
 // Threads: `io_threads` run the io_context. Each connection is a coroutine on its own strand that

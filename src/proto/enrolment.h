@@ -15,12 +15,12 @@ inline constexpr std::string_view kTokenPath = "/enrolment/token";
 inline constexpr std::string_view kRspfPath = "/enrolment/rspf";
 inline constexpr std::string_view kUpgradeProtocol = "oneM2M-RSPF";
 
-// RSPF identifiers exchanged in Flow B (the spec defines none; DESIGN INFERENCE in SPEC-NOTES §6).
+// RSPF identifiers exchanged in Flow B (TS-0003 defines none; docs/protocol.md §9.4 fixes these).
 inline constexpr std::string_view kRspfPpsk = "PPSK";
 inline constexpr std::string_view kRspfCert = "CERT";
 inline constexpr std::string_view kRspfGba = "GBA";
 
-// Binding of the inner session to the outer one (DESIGN.md §4): the RFC 9266 tls-exporter
+// Binding of the inner session to the outer one (docs/conventions.md §2): the RFC 9266 tls-exporter
 // channel binding of the OUTER session (label "EXPORTER-Channel-Binding", empty context,
 // 32 octets), sent in hex inside the inner session as member "channelBinding".
 inline constexpr std::string_view kChannelBindingLabel = "EXPORTER-Channel-Binding";

@@ -131,7 +131,7 @@ Result<void> EnrolmentClient::Step() {
     switch (phase_) {
       case Phase::kOuterHandshake: {
         if (!stack_.TopHandshakeComplete()) return {};
-        // DESIGN.md §4: the channel binding of the outer session, sent later inside the inner one.
+        // docs/conventions.md §2: the channel binding of the outer session, sent later inside the inner one.
         auto binding = stack_.top().Export(kChannelBindingLabel, kChannelBindingLength,
                                            ByteSpan());
         if (!binding) return Failed(binding.error());

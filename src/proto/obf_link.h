@@ -1,4 +1,4 @@
-// The OBF <-> enrolee link (seed 8.y.4 steps 1, 9-11; DESIGN.md §3 Flow B, step 1 and 3).
+// The OBF <-> enrolee link (seed 8.y.4 steps 1, 9-11; docs/protocol.md §9.2).
 //
 // The device has a setup code: 128 random bits, printed on its label in base32 (26 characters,
 // RFC 4648 alphabet, no padding; '-' and spaces are ignored when typed back). Only someone who

@@ -1,4 +1,4 @@
-// TLS stacked on TLS by composition (STYLE.md §4, curl's filter chain): layer 0 talks to the
+// TLS stacked on TLS by composition (docs/conventions.md §1, curl's filter chain): layer 0 talks to the
 // network; the ciphertext of layer i+1 is the plaintext of layer i. Flow B runs the RSPF's TLS
 // handshake (layer 1) inside the server-authenticated session (layer 0); Flow A has one layer.
 // Sans-IO: ciphertext of layer 0 in and out, plaintext of the top layer in and out.

@@ -1,4 +1,4 @@
-// The MTE database behind one interface (DESIGN.md §6): SQLite now, PostgreSQL later; the same
+// The MTE database behind one interface (docs/architecture.md §5): SQLite now, PostgreSQL later; the same
 // conformance tests run against every implementation.
 //
 // The store holds only sealed secrets (AES-256-GCM blobs made by crypto::KeyEncryptionKey) and
@@ -23,7 +23,7 @@
 
 namespace mte::store {
 
-// One manifest entry of a device maker (DESIGN.md §3 Flow A).
+// One manifest entry of a device maker (docs/protocol.md §3).
 struct DeviceRecord {
   std::string device_id;
   std::string kpm_id;
@@ -118,7 +118,7 @@ struct EnrolmentCommit {
   // kForbidden if the entry names another device; kConflict if the device has another entry.
   std::string bind_device_id;
   int64_t now = 0;
-  // Written in the same transaction when audit.action is non-empty (DESIGN.md §7).
+  // Written in the same transaction when audit.action is non-empty (docs/conventions.md §3).
   AuditEntry audit;
 };
 
@@ -133,7 +133,7 @@ struct MafCredential {
 };
 
 
-// Every method that changes state takes an optional audit entry (DESIGN.md §7), written in the
+// Every method that changes state takes an optional audit entry (docs/conventions.md §3), written in the
 // same transaction when its action is non-empty, and only when the method changed something
 // (not for an idempotent repeat). In its subject, "{id}" stands for the id of the row the method
 // creates (the enrolee of AddEnrolee/AddEnroleeEntry, the token of IssueToken).

@@ -1,7 +1,7 @@
 // crypto::TlsEngine, driven in memory (no sockets): PSK and certificate handshakes on TLS 1.2 and
 // 1.3, the RFC 5705 / RFC 8446 §7.5 exporter, every authentication failure the engine must
 // report, record corruption and truncation, application data, close_notify, misuse before the
-// handshake, and TLS nested in TLS (STYLE.md §4). Peers that the engine cannot impersonate (no
+// handshake, and TLS nested in TLS (docs/conventions.md §1). Peers that the engine cannot impersonate (no
 // SNI, TLS 1.1) are plain OpenSSL clients built here.
 #include "crypto/tls_engine.h"
 
@@ -888,7 +888,7 @@ TEST_P(TlsNestedTest, InnerPskOverOuterCertificate) {
   EXPECT_TRUE(SameSecret(outer_c, outer_s));
   EXPECT_FALSE(SameSecret(inner_c, outer_c));
 
-  // Binding the inner key to the outer session (PLATFORM-NOTES §2a): the outer exporter value is
+  // Binding the inner key to the outer session (docs/protocol.md §9.6): the outer exporter value is
   // the inner exporter's context, and both ends agree.
   auto outer_bytes = outer_c.Expose(SecretAccess::ForCrypto());
   auto outer_bytes_s = outer_s.Expose(SecretAccess::ForCrypto());

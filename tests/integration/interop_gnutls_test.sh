@@ -111,7 +111,7 @@ assert_ne "$KEID3" "$KEID2" "second re-enrolment rotates the KeID"
 maf_ok tls13-psk-dhe-ke "$KEID3" "$KM3" "$TLS13_PSK_DHE_KE"
 maf_refused old-km-gen2 "$KEID2" "$KM2" "$TLS13_PSK_KE"
 
-# 4. Both modes offered: the server must prefer psk_dhe_ke (forward secrecy, DESIGN.md §4).
+# 4. Both modes offered: the server must prefer psk_dhe_ke (forward secrecy, docs/conventions.md §2).
 enrol_with tls13-both-modes 4 "$TLS13_BOTH" "(TLS1.3-X.509)--(AES-128-GCM)" yes
 KEID4=$KEID KM4=$KM
 maf_ok tls13-both-modes "$KEID4" "$KM4" "$TLS12_PSK"

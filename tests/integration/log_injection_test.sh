@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Hostile input must not forge server log lines (DESIGN.md §7: every byte from a peer is hostile).
+# Hostile input must not forge server log lines (docs/conventions.md §3: every byte from a peer is hostile).
 # Peer-controlled strings that reach the text log (portal login name, claimed device ID) carry
 # CR/LF here; every line of serve.log must still be a line the server wrote (timestamp first).
 source "$(dirname "$0")/lib.sh"

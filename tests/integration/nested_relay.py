@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Flow B (seed 8.y.4 steps 12-17, DESIGN.md §3/§4) run by two openssl s_client processes, so
+"""Flow B (seed 8.y.4 steps 12-17, docs/protocol.md §9) run by two openssl s_client processes, so
 that neither TLS session is made by OpenMTE code.
 
 OUTER: `openssl s_client` to the MEF, server-authenticated (CA file, -verify_hostname MEF-FQDN,

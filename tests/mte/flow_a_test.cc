@@ -1,8 +1,8 @@
-// Flow A (DESIGN.md §3) in one process: manifest import, proof of control, the PSK bootstrap
+// Flow A (docs/protocol.md) in one process: manifest import, proof of control, the PSK bootstrap
 // handshake and Enrolment Exchange with the MEF, durable delivery of Km to the MAF over mutual
 // TLS, and the MAF handshake with (KmID, Km). Expected keys come from the client side of the
 // session and from OpenSSL's HMAC directly, never from the code under test. The whole run is
-// logged at trace level and the log must not contain any secret (DESIGN.md §7).
+// logged at trace level and the log must not contain any secret (docs/conventions.md §3).
 #include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "mte/outbox.h"
-#include "mte/portal.h"
+#include "mef/outbox.h"
+#include "portal/portal.h"
 #include "proto/onem2m.h"
 #include "service_world.h"
 

@@ -1,4 +1,4 @@
-// Flow B (seed 8.y.4 steps 6-18, DESIGN.md §3) in one process over memory buffers: the portal
+// Flow B (seed 8.y.4 steps 6-18, docs/protocol.md) in one process over memory buffers: the portal
 // adds an entry and issues the Enrolment-Token bundle; the enrolee's sans-IO EnrolmentClient opens
 // server-authenticated TLS to the MEF (certificate + PSK listener context, as `mte serve` builds
 // it), presents the token, switches to the RSPF with HTTP Upgrade, runs the PPSK-RSPF's TLS-PSK
@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "crypto/keys.h"
-#include "mte/portal.h"
+#include "portal/portal.h"
 #include "proto/enrolment.h"
 #include "proto/enrolment_client.h"
 #include "proto/onem2m.h"
@@ -323,7 +323,7 @@ INSTANTIATE_TEST_SUITE_P(
                      "PSK-AES128-CBC-SHA256"}),
     [](const ::testing::TestParamInfo<InnerProfile>& p) { return p.param.name; });
 
-// --- binding of the inner session to the outer one (DESIGN.md §4) ------------------------------
+// --- binding of the inner session to the outer one (docs/conventions.md §2) ------------------------------
 
 TEST_F(FlowBTest, ChannelBindingMismatchIsRefusedAndNothingIsRecorded) {
   const int64_t id = AddEntry();
@@ -436,7 +436,7 @@ TEST_F(FlowBTest, InnerPskMismatchFailsInTheRspfHandshake) {
   EXPECT_EQ(Enrolee(id).ke_id, result.ke_id);
 }
 
-// DESIGN.md §7: failed RSPF handshakes are counted and rate limited, per token (and per address).
+// docs/conventions.md §3: failed RSPF handshakes are counted and rate limited, per token (and per address).
 TEST_F(FlowBTest, FailedRspfRunsLockTheToken) {
   const int64_t id = AddEntry();
   const nlohmann::json j = IssueBundle(id);
@@ -693,7 +693,7 @@ TEST_F(FlowBTest, DeviceWithAnotherEntryIsRefused) {
   EXPECT_EQ(Enrolee(claimed).state, store::EnroleeState::kPending);
 }
 
-// DESIGN.md §6: a connection that drops after the token was accepted and before the enrolment
+// docs/architecture.md §5: a connection that drops after the token was accepted and before the enrolment
 // commits leaves the token usable; once the enrolment commits it is spent for everyone.
 TEST_F(FlowBTest, DropBeforeCommitLeavesTheTokenUsable) {
   const int64_t id = AddEntry();
@@ -747,7 +747,7 @@ TEST_F(FlowBTest, TwoConnectionsWithOneTokenEnrolOnce) {
   EXPECT_EQ(AuditCount("enrolment.reenrol"), 0);
 }
 
-// DESIGN.md §7: failed token attempts are limited per source address.
+// docs/conventions.md §3: failed token attempts are limited per source address.
 TEST_F(FlowBTest, TenFailedTokenAttemptsLockTheAddress) {
   const int64_t id = AddEntry();
   const nlohmann::json j = IssueBundle(id);

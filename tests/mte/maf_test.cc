@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "mte/maf.h"
+#include "maf/maf.h"
 #include "service_world.h"
 
 namespace mte::testing {

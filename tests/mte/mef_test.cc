@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "mte/mef.h"
+#include "mef/mef.h"
 #include "service_world.h"
 
 namespace mte::testing {

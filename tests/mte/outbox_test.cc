@@ -1,7 +1,7 @@
-// Durable delivery of enrolee credentials to the MAF (DESIGN.md §6): retries with exponential
+// Durable delivery of enrolee credentials to the MAF (docs/architecture.md §5): retries with exponential
 // backoff capped at 60 s, a repeat delivery after a crash is recognised by the MAF, and deliveries
 // of several generations leave the MAF with the newest credential whatever their order.
-#include "mte/outbox.h"
+#include "mef/outbox.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
-// The Enrolment Portal REST API (seed 8.y.3 steps 1-4, DESIGN.md §7): login and lockout, bearer
+// The Enrolment Portal REST API (seed 8.y.3 steps 1-4, docs/conventions.md §3): login and lockout, bearer
 // sessions, proof of control, tenant isolation, strict input handling and response headers.
-#include "mte/portal.h"
+#include "portal/portal.h"
 
 #include <gtest/gtest.h>
 

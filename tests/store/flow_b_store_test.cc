@@ -1,4 +1,4 @@
-// Conformance tests of the Flow B parts of store::Store (seed 8.y.4, DESIGN.md §6), run on SQLite
+// Conformance tests of the Flow B parts of store::Store (seed 8.y.4, docs/architecture.md §5), run on SQLite
 // ":memory:" and on a database file: enrolee entries without a claim, Enrolment-Tokens (issue,
 // revoke, find), the commit that spends a token exactly once and records the device authenticated
 // by the RSPF, commits without an outbox item, and MAF credential retirement.
@@ -257,7 +257,7 @@ TEST_P(FlowBStoreTest, IssueForUnknownEnroleeIsNotFound) {
   EXPECT_FALSE(Find(1).has_value());
 }
 
-// --- the commit that spends a token (DESIGN.md §6) ---------------------------------------------
+// --- the commit that spends a token (docs/architecture.md §5) ---------------------------------------------
 
 TEST_P(FlowBStoreTest, CommitSpendsTheTokenAndBindsTheDevice) {
   EnroleeRecord entry = AddEntry();

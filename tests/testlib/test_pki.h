@@ -1,4 +1,4 @@
-// A throw-away PKI generated at run time with crypto::CreateDevPki (STYLE.md §10): a CA, a server
+// A throw-away PKI generated at run time with crypto::CreateDevPki (docs/conventions.md §1): a CA, a server
 // certificate for a given FQDN, a client certificate, a server certificate that names another
 // FQDN, and a second, unrelated CA with its own client certificate. Files live in a fresh
 // temporary directory that is removed when the TestPki is destroyed.

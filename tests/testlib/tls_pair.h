@@ -1,6 +1,6 @@
 // In-memory drivers for crypto::TlsEngine pairs (rustls do_handshake, s2n I/O pairs): ciphertext
 // is moved between two engines in the same thread, with no sockets. Also the nested shape of
-// STYLE.md §4: an inner engine pair whose ciphertext is the plaintext of an outer pair.
+// docs/conventions.md §1: an inner engine pair whose ciphertext is the plaintext of an outer pair.
 // Thread-safety: free functions over caller-owned engines.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Schema migrations for the SQLite store (DESIGN.md §6). The migrations themselves are the files
+// Schema migrations for the SQLite store (docs/architecture.md §5). The migrations themselves are the files
 // src/store/migrations/NNNN_<name>.sql, embedded at build time.
 // Thread-safety: none; call with exclusive use of the connection.
 #pragma once

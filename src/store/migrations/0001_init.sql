@@ -1,8 +1,8 @@
--- OpenMTE schema, version 1 (DESIGN.md §6). Applied inside one transaction by the store; the
+-- OpenMTE schema, version 1 (docs/architecture.md §5). Applied inside one transaction by the store; the
 -- store records the version in schema_version. Tables are STRICT so that a column always holds
 -- the type its reader expects. Secrets appear only sealed (*_sealed) or hashed (*_hash).
 
--- Manufacturer manifest (DESIGN.md §3 Flow A).
+-- Manufacturer manifest (docs/protocol.md §3).
 CREATE TABLE devices (
   device_id   TEXT    NOT NULL PRIMARY KEY,
   kpm_id      TEXT    NOT NULL UNIQUE,
@@ -106,7 +106,7 @@ CREATE TABLE maf_retired (
   generation  INTEGER NOT NULL
 ) STRICT;
 
--- Append-only audit trail (DESIGN.md §7): no code path updates or deletes, and the triggers
+-- Append-only audit trail (docs/conventions.md §3): no code path updates or deletes, and the triggers
 -- refuse anyone who tries.
 CREATE TABLE audit (
   id      INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,

@@ -1,4 +1,4 @@
-#include "mte/portal.h"
+#include "portal/portal.h"
 
 #include <spdlog/spdlog.h>
 #include <strings.h>

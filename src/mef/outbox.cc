@@ -1,4 +1,4 @@
-#include "mte/outbox.h"
+#include "mef/outbox.h"
 
 #include <spdlog/spdlog.h>
 

@@ -1,4 +1,4 @@
-// Durable delivery of enrolee credentials to the MAF (seed step 7/18, DESIGN.md §6): a worker
+// Durable delivery of enrolee credentials to the MAF (seed step 7/18, docs/architecture.md §5): a worker
 // thread that sends due outbox items, marks them delivered on success, and retries with
 // exponential backoff (1 s doubling to 60 s) on failure. A MAF that is down loses nothing; a crash
 // after the MAF stored a credential but before it was marked delivered causes one repeat

@@ -1,4 +1,4 @@
-#include "mte/maf.h"
+#include "maf/maf.h"
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>

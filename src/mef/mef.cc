@@ -1,4 +1,4 @@
-#include "mte/mef.h"
+#include "mef/mef.h"
 
 #include <spdlog/spdlog.h>
 
@@ -141,7 +141,7 @@ Result<proto::HttpResponse> Mef::Enrol(const proto::HttpRequest& request,
   }
   MTE_TRY_ASSIGN(EnrolmentIndications ind, ParseIndications(request.body, flow_b != nullptr));
   if (flow_b != nullptr) {
-    // DESIGN.md §4: the inner session must run inside THIS outer session.
+    // docs/conventions.md §2: the inner session must run inside THIS outer session.
     if (!ind.channel_binding) {
       return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
                   "member 'channelBinding' is required inside the RSPF session");
@@ -478,7 +478,7 @@ proto::HttpResponse Mef::PresentToken(const proto::HttpRequest& request, MefConn
     }
   }
   if (selected.empty()) {
-    // DESIGN.md §3, the seed's editor's note: refuse clearly, never silently.
+    // the seed's editor's note: refuse clearly, never silently.
     std::string theirs;
     for (const auto& r : offered_by_enrolee) theirs += (theirs.empty() ? "" : ", ") + r;
     std::string mine;
