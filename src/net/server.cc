@@ -10,7 +10,11 @@
 
 #include "base/thread_name.h"
 #include "proto/onem2m.h"
-#include "proto/tls_http_session.h"
+#include "proto/server_connection.h"
+
+// GCC 12 reports -Wmismatched-new-delete for Asio's awaitable frames (their operator new and delete
+// are a matching pair; the warning is a known false positive of GCC 12's coroutine lowering).
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
 namespace mte::net {
 namespace asio = boost::asio;
@@ -64,6 +68,8 @@ struct Server::Impl {
   asio::awaitable<void> Accept(tcp::acceptor& acceptor, std::shared_ptr<Listener> opts);
   asio::awaitable<void> Session(tcp::socket socket, std::shared_ptr<Listener> opts);
   asio::awaitable<bool> WriteAll(Connection& conn, const Bytes& out);
+  // Runs `work` where a listener's handlers run: inline, or on the worker pool (Argon2id).
+  asio::awaitable<void> Run(bool offload, std::function<void()> work);
   void BeginShutdown(std::chrono::milliseconds grace);
 };
 
@@ -180,6 +186,14 @@ asio::awaitable<bool> Server::Impl::WriteAll(Connection& conn, const Bytes& out)
   co_return !ec;
 }
 
+asio::awaitable<void> Server::Impl::Run(bool offload, std::function<void()> work) {
+  if (offload) {
+    co_await OnPool(pool, std::move(work));
+  } else {
+    work();
+  }
+}
+
 asio::awaitable<void> Server::Impl::Session(tcp::socket socket, std::shared_ptr<Listener> opts) {
   ++sessions;
   ++*opts->open_connections;
@@ -209,65 +223,48 @@ asio::awaitable<void> Server::Impl::Session(tcp::socket socket, std::shared_ptr<
     spdlog::error("{}: cannot create TLS engine: {}", opts->name, Describe(engine.error()));
     co_return;
   }
-  proto::TlsHttpSession session(std::move(*engine), opts->http_limits);
-  std::unique_ptr<proto::ConnectionHandler> connection;
-  if (opts->connection_factory) connection = opts->connection_factory(info);
+  std::unique_ptr<proto::ConnectionHandler> handler;
+  if (opts->connection_factory) {
+    handler = opts->connection_factory(info);
+  } else {
+    handler = proto::StatelessHandler(
+        [fn = opts->handler, info](const proto::HttpRequest& request, const crypto::TlsEngine& tls) {
+          return fn(request, tls, info);
+        });
+  }
+  proto::ServerConnection connection(std::move(*engine), opts->http_limits, std::move(handler));
+  connection.set_observer([&](const proto::HttpRequest& request, const proto::HttpResponse&) {
+    spdlog::debug("{}: {} {} from {}", opts->name, request.method, request.target,
+                  info.peer_address);
+  });
   conn->ExtendDeadline(Steady::now() + opts->handshake_timeout);
   std::vector<uint8_t> buf(kReadChunk);
   spdlog::debug("{}: connection from {}", opts->name, info.peer_address);
 
-  // Feeds one chunk of ciphertext: TLS, then the handler for every request it completes.
-  Bytes out;
-  bool failed = false;
-  auto process = [&](size_t n) {
-    auto fed = session.FeedCiphertext(ByteSpan(buf.data(), n));
-    if (!fed) {
-      failed = true;
-      const auto& failure = session.tls().failure();
-      if (!session.HandshakeComplete()) {
-        spdlog::info("{}: TLS handshake from {} failed: {}", opts->name, info.peer_address,
-                     failure.empty() ? Describe(fed.error()) : failure);
-      } else if (session.depth() > 1 && !session.tls().HandshakeComplete()) {
-        spdlog::info("{}: inner RSPF handshake from {} failed: {}", opts->name, info.peer_address,
-                     failure.empty() ? Describe(fed.error()) : failure);
-      } else {
-        spdlog::info("{}: request from {} rejected: {}", opts->name, info.peer_address,
-                     Describe(fed.error()));
-      }
+  // Says why a connection failed: the outer handshake, the inner (RSPF) one, or a request.
+  auto log_failure = [&](const Error& error) {
+    const proto::TlsHttpSession& session = connection.session();
+    const auto& failure = session.tls().failure();
+    if (!session.HandshakeComplete()) {
+      spdlog::info("{}: TLS handshake from {} failed: {}", opts->name, info.peer_address,
+                   failure.empty() ? Describe(error) : failure);
+    } else if (session.depth() > 1 && !session.tls().HandshakeComplete()) {
+      spdlog::info("{}: inner RSPF handshake from {} failed: {}", opts->name, info.peer_address,
+                   failure.empty() ? Describe(error) : failure);
+    } else {
+      spdlog::info("{}: request from {} rejected: {}", opts->name, info.peer_address,
+                   Describe(error));
     }
-    while (auto request = session.NextRequest()) {
-      spdlog::debug("{}: {} {} from {}", opts->name, request->method, request->target,
-                    info.peer_address);
-      proto::HttpReply reply;
-      if (connection) {
-        reply = connection->OnRequest(*request, session);
-      } else {
-        reply.response = opts->handler(*request, session.tls(), info);
-      }
-      if (!request->keep_alive && !reply.upgrade) reply.response.keep_alive = false;
-      if (!session.SendResponse(reply.response)) {
-        failed = true;
-        break;
-      }
-      if (!reply.response.keep_alive) break;
-      if (reply.upgrade) {
-        if (auto up = session.Upgrade(std::move(reply.upgrade)); !up) {
-          spdlog::info("{}: {} inner session from {} failed: {}", opts->name, "upgraded",
-                       info.peer_address, Describe(up.error()));
-          failed = true;
-          break;
-        }
-      }
-    }
-    out = session.TakeCiphertext();
   };
 
-  while (!stopping || session.HandshakeComplete()) {
-    if (session.HandshakeComplete()) conn->ExtendDeadline(Steady::now() + opts->idle_timeout);
+  while (!stopping || connection.session().HandshakeComplete()) {
+    if (connection.session().HandshakeComplete()) {
+      conn->ExtendDeadline(Steady::now() + opts->idle_timeout);
+    }
     auto [read_ec, n] = co_await conn->socket.async_read_some(asio::buffer(buf),
                                                               asio::as_tuple(asio::use_awaitable));
     if (conn->timed_out) {
-      if (!session.HandshakeComplete()) {
+      if (!connection.session().HandshakeComplete()) {
         spdlog::info("{}: {} did not complete the TLS handshake within {} ms; closed", opts->name,
                      info.peer_address, opts->handshake_timeout.count());
       } else {
@@ -276,22 +273,45 @@ asio::awaitable<void> Server::Impl::Session(tcp::socket socket, std::shared_ptr<
       break;
     }
     if (read_ec) {
-      if (!session.HandshakeComplete() && read_ec == asio::error::eof) {
+      if (!connection.session().HandshakeComplete() && read_ec == asio::error::eof) {
         spdlog::info("{}: {} closed the connection during the TLS handshake", opts->name,
                      info.peer_address);
       }
       break;
     }
-    if (opts->offload) {
-      // Slow handlers (Argon2id) run on the worker pool, keeping the I/O threads responsive.
-      co_await OnPool(pool, [&] { process(n); });
-    } else {
-      process(n);
+    co_await Run(opts->offload, [&] {
+      if (auto fed = connection.FeedCiphertext(ByteSpan(buf.data(), n)); !fed) {
+        log_failure(fed.error());
+      }
+    });
+    // A reply that waits for work elsewhere (a certificate status request): wait for its wake-up
+    // without holding the thread, within the idle deadline, then let the handler answer.
+    bool gave_up = false;
+    while (auto pending = connection.pending()) {
+      auto wake = std::make_shared<asio::steady_timer>(conn->socket.get_executor());
+      auto until = Steady::now() + opts->idle_timeout;
+      wake->expires_at(until);
+      pending->OnComplete([wake, ex = conn->socket.get_executor()] {
+        asio::post(ex, [wake] { wake->cancel(); });
+      });
+      while (!pending->done() && Steady::now() < until && !conn->closed) {
+        co_await wake->async_wait(asio::as_tuple(asio::use_awaitable));
+      }
+      if (!pending->done()) {
+        spdlog::warn("{}: a reply to {} was not ready within {} ms; closed", opts->name,
+                     info.peer_address, opts->idle_timeout.count());
+        gave_up = true;
+        break;
+      }
+      co_await Run(opts->offload, [&] {
+        if (auto resumed = connection.Resume(); !resumed) log_failure(resumed.error());
+      });
     }
-    if (!co_await WriteAll(*conn, out)) break;
-    if (failed || session.Finished()) break;
+    if (gave_up) break;
+    if (!co_await WriteAll(*conn, connection.TakeCiphertext())) break;
+    if (connection.Finished()) break;
   }
-  if (connection) connection->OnClose(session);
+  connection.Close();
 }
 
 void Server::Impl::BeginShutdown(std::chrono::milliseconds grace) {

@@ -19,12 +19,15 @@
 namespace mte::proto {
 
 class TlsHttpSession;
+class PendingReply;  // proto/server_connection.h
 
 // What a handler answers: a response, and for a 101 response the inner (server) engine that the
-// session then tunnels.
+// session then tunnels. Or, when the answer depends on work running elsewhere, `pending`: the
+// connection waits for it to complete and then asks the handler again with OnResume.
 struct HttpReply {
   HttpResponse response;
   std::unique_ptr<crypto::TlsEngine> upgrade;
+  std::shared_ptr<PendingReply> pending;
 };
 
 // Per-connection application logic (it may keep state across the connection's requests).
@@ -32,6 +35,12 @@ class ConnectionHandler {
  public:
   virtual ~ConnectionHandler() = default;
   virtual HttpReply OnRequest(const HttpRequest& request, const TlsHttpSession& session) = 0;
+  // After OnRequest answered `pending` and that work completed: the reply to the same request.
+  virtual HttpReply OnResume(const HttpRequest& request, const TlsHttpSession& session) {
+    static_cast<void>(request);
+    static_cast<void>(session);
+    return {};
+  }
   // Called once when the connection has ended, for whatever reason (after the last request, a
   // failed handshake, a deadline, the peer going away). `session` shows how far it got.
   virtual void OnClose(const TlsHttpSession& session) { static_cast<void>(session); }

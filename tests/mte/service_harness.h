@@ -19,6 +19,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "testlib/result_assertions.h"
@@ -33,6 +34,7 @@
 #include "crypto/tls_engine.h"
 #include "proto/enrolment_client.h"
 #include "proto/http.h"
+#include "proto/server_connection.h"
 #include "proto/tls_http_session.h"
 #include "store/store.h"
 
@@ -108,6 +110,21 @@ inline proto::HttpRequest JsonRequest(std::string method, std::string target, st
 // An in-memory connection: a client TlsEngine and a server TlsHttpSession whose requests go to
 // `handler`. Ciphertext is moved between the two until neither side has anything to send.
 
+// A reply the handler is still working on (a certificate status request on another thread):
+// waits up to 10 s for it, as net/ would without blocking, then lets the handler answer.
+inline Result<void> AwaitPending(proto::ServerConnection& connection) {
+  while (auto pending = connection.pending()) {
+    for (int i = 0; i < 10000 && !pending->done(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (!pending->done()) {
+      return Fail(ErrorKind::kTimeout, Errc::kDeadline, "pending reply not ready within 10 s");
+    }
+    MTE_TRY(connection.Resume());
+  }
+  return {};
+}
+
 using ServiceHandler =
     std::function<proto::HttpResponse(const proto::HttpRequest&, const crypto::TlsEngine&)>;
 
@@ -116,15 +133,15 @@ class TlsLink {
   TlsLink(std::unique_ptr<crypto::TlsEngine> client, std::unique_ptr<crypto::TlsEngine> server,
           ServiceHandler handler)
       : client_(std::move(client)),
-        session_(std::move(server), proto::HttpLimits{}),
-        handler_(std::move(handler)) {}
+        connection_(std::move(server), proto::HttpLimits{},
+                    proto::StatelessHandler(std::move(handler))) {}
 
   // Runs the handshake as far as it goes. True if both ends completed it without an error.
   bool Handshake() {
     Step(client_->Advance(), client_error_);
     Pump();
     return !client_error_ && !server_error_ && client_->HandshakeComplete() &&
-           session_.HandshakeComplete();
+           connection_.session().HandshakeComplete();
   }
 
   // Sends one request and returns the response the client decoded (or the error).
@@ -150,7 +167,7 @@ class TlsLink {
   }
 
   crypto::TlsEngine& client() { return *client_; }
-  proto::TlsHttpSession& session() { return session_; }
+  const proto::TlsHttpSession& session() { return connection_.session(); }
   const std::optional<Error>& client_error() const { return client_error_; }
   const std::optional<Error>& server_error() const { return server_error_; }
 
@@ -163,14 +180,12 @@ class TlsLink {
     for (int round = 0; round < 64; ++round) {
       bool moved = false;
       Bytes to_server = client_->TakeCiphertext();
-      if (!to_server.empty() && !session_.Finished()) {
+      if (!to_server.empty() && !connection_.Finished()) {
         moved = true;
-        Step(session_.FeedCiphertext(to_server), server_error_);
-        while (auto request = session_.NextRequest()) {
-          Step(session_.SendResponse(handler_(*request, session_.tls())), server_error_);
-        }
+        Step(connection_.FeedCiphertext(to_server), server_error_);
+        Step(AwaitPending(connection_), server_error_);
       }
-      Bytes to_client = session_.TakeCiphertext();
+      Bytes to_client = connection_.TakeCiphertext();
       if (!to_client.empty() && !client_error_) {
         moved = true;
         client_->FeedCiphertext(to_client);
@@ -182,8 +197,7 @@ class TlsLink {
   }
 
   std::unique_ptr<crypto::TlsEngine> client_;
-  proto::TlsHttpSession session_;
-  ServiceHandler handler_;
+  proto::ServerConnection connection_;
   proto::ResponseDecoder decoder_;
   std::optional<Error> client_error_;
   std::optional<Error> server_error_;
@@ -203,18 +217,19 @@ class FlowBLink {
             std::unique_ptr<crypto::TlsEngine> server,
             std::unique_ptr<proto::ConnectionHandler> handler)
       : client_(std::move(client)),
-        session_(std::move(server), proto::HttpLimits{}),
-        handler_(std::move(handler)) {}
+        connection_(std::move(server), proto::HttpLimits{}, std::move(handler)) {
+    connection_.set_observer(
+        [this](const proto::HttpRequest& request, const proto::HttpResponse& response) {
+          requests_.push_back(request.method + " " + request.target);
+          responses_.push_back(response);
+        });
+  }
   ~FlowBLink() { Close(); }
   FlowBLink(const FlowBLink&) = delete;
   FlowBLink& operator=(const FlowBLink&) = delete;
 
   // Ends the connection as net/server.cc does: the handler's OnClose, once.
-  void Close() {
-    if (closed_) return;
-    closed_ = true;
-    handler_->OnClose(session_);
-  }
+  void Close() { connection_.Close(); }
 
   // Called whenever the client enters a new phase (e.g. to move a fake clock mid-enrolment).
   void set_on_phase(std::function<void(Phase)> on_phase) { on_phase_ = std::move(on_phase); }
@@ -236,25 +251,12 @@ class FlowBLink {
       }
       bool moved = false;
       Bytes to_server = client_->TakeCiphertext();
-      if (!to_server.empty() && !session_.Finished()) {
+      if (!to_server.empty() && !connection_.Finished()) {
         moved = true;
-        Step(session_.FeedCiphertext(to_server), server_error_);
-        while (auto request = session_.NextRequest()) {
-          proto::HttpReply reply = handler_->OnRequest(*request, session_);
-          if (!request->keep_alive && !reply.upgrade) reply.response.keep_alive = false;
-          requests_.push_back(request->method + " " + request->target);
-          responses_.push_back(reply.response);
-          if (!session_.SendResponse(reply.response)) {
-            if (!server_error_) {
-              server_error_ = Error{ErrorKind::kLocalUsage, Errc::kClosed, "SendResponse failed"};
-            }
-            break;
-          }
-          if (!reply.response.keep_alive) break;
-          if (reply.upgrade) Step(session_.Upgrade(std::move(reply.upgrade)), server_error_);
-        }
+        Step(connection_.FeedCiphertext(to_server), server_error_);
+        Step(AwaitPending(connection_), server_error_);
       }
-      Bytes to_client = session_.TakeCiphertext();
+      Bytes to_client = connection_.TakeCiphertext();
       if (!to_client.empty() && !ClientFinished()) {
         moved = true;
         Step(client_->FeedCiphertext(to_client), client_error_);
@@ -262,7 +264,7 @@ class FlowBLink {
       }
       if (!moved) {
         // The server is gone (closed or failed) while the client still waits: EOF.
-        if (!ClientFinished() && (session_.Finished() || server_error_)) {
+        if (!ClientFinished() && (connection_.Finished() || server_error_)) {
           Step(client_->FeedEof(), client_error_);
           NotePhase();
         }
@@ -277,7 +279,7 @@ class FlowBLink {
     return client_->phase() == Phase::kDone || client_->phase() == Phase::kFailed;
   }
   proto::EnrolmentClient& client() { return *client_; }
-  proto::TlsHttpSession& session() { return session_; }
+  const proto::TlsHttpSession& session() { return connection_.session(); }
   const std::optional<Error>& client_error() const { return client_error_; }
   const std::optional<Error>& server_error() const { return server_error_; }
   // The phase in which the client failed (kFailed only once it has failed), or its current one.
@@ -300,8 +302,7 @@ class FlowBLink {
   }
 
   std::unique_ptr<proto::EnrolmentClient> client_;
-  proto::TlsHttpSession session_;
-  std::unique_ptr<proto::ConnectionHandler> handler_;
+  proto::ServerConnection connection_;
   std::function<void(Phase)> on_phase_;
   std::optional<Error> client_error_;
   std::optional<Error> server_error_;
@@ -309,7 +310,6 @@ class FlowBLink {
   std::vector<std::string> requests_;
   bool started_ = false;
   bool dropped_ = false;
-  bool closed_ = false;
   Phase seen_phase_ = Phase::kFailed;
   Phase last_live_phase_ = Phase::kOuterHandshake;
 };
