@@ -6,6 +6,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
+#include <openssl/ocsp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -46,6 +47,19 @@ using Asn1StringPtr = std::unique_ptr<ASN1_STRING, Free<&ASN1_STRING_free>>;
 using EvpKdfPtr = std::unique_ptr<EVP_KDF, Free<&EVP_KDF_free>>;
 using EvpKdfCtxPtr = std::unique_ptr<EVP_KDF_CTX, Free<&EVP_KDF_CTX_free>>;
 using GeneralNamesPtr = std::unique_ptr<GENERAL_NAMES, Free<&GENERAL_NAMES_free>>;
+using X509StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, Free<&X509_STORE_CTX_free>>;
+using X509CrlPtr = std::unique_ptr<X509_CRL, Free<&X509_CRL_free>>;
+using OcspRequestPtr = std::unique_ptr<OCSP_REQUEST, Free<&OCSP_REQUEST_free>>;
+using OcspResponsePtr = std::unique_ptr<OCSP_RESPONSE, Free<&OCSP_RESPONSE_free>>;
+using OcspBasicRespPtr = std::unique_ptr<OCSP_BASICRESP, Free<&OCSP_BASICRESP_free>>;
+using OcspCertIdPtr = std::unique_ptr<OCSP_CERTID, Free<&OCSP_CERTID_free>>;
+using AuthorityInfoAccessPtr =
+    std::unique_ptr<AUTHORITY_INFO_ACCESS, Free<&AUTHORITY_INFO_ACCESS_free>>;
+using AccessDescriptionPtr = std::unique_ptr<ACCESS_DESCRIPTION, Free<&ACCESS_DESCRIPTION_free>>;
+
+// STACK_OF(X509) that owns its certificates (freed with the stack).
+inline void FreeX509Stack(STACK_OF(X509) * stack) { sk_X509_pop_free(stack, X509_free); }
+using X509StackPtr = std::unique_ptr<STACK_OF(X509), Free<&FreeX509Stack>>;
 
 // Drains the OpenSSL error queue into a kCrypto error: "<what>: <openssl reasons>".
 inline Error OsslError(std::string_view what, ErrorKind kind = ErrorKind::kCrypto,

@@ -1,0 +1,70 @@
+// Device client certificates: facts for matching and logs, and the MEF's own judgement of the
+// chain a device presented. The TLS handshake accepts any client certificate (it proves
+// possession of the key); this module then decides, so a refusal can be explained in HTTP.
+// Sans-IO: the caller passes the time; no system clock and no system trust store are used.
+// Depends on base only. Thread-safety: free functions, no shared state.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/bytes.h"
+#include "base/result.h"
+
+namespace mte::crypto {
+
+inline constexpr size_t kMaxDeviceChainCerts = 8;
+inline constexpr size_t kMaxDeviceCertSize = 16 * 1024;
+
+// One trusted device CA (root or intermediate) of a device maker.
+struct DeviceCa {
+  std::string name;
+  std::string cert_pem;     // exactly one CA certificate
+  int max_chain_depth = 2;  // max number of untrusted intermediate CA certs between the device
+                            // cert and this CA
+};
+
+// Facts about one certificate, for matching and logs.
+struct CertFacts {
+  std::string cert_sha256;  // lowercase hex SHA-256 of the DER certificate
+  std::string spki_sha256;  // lowercase hex SHA-256 of the DER SubjectPublicKeyInfo (RFC 6920)
+  std::string subject;      // RFC 2253 one-line subject, bounded to 256 chars, for logs
+  std::string serial_hex;   // uppercase hex
+  int64_t not_before = 0;   // Unix seconds
+  int64_t not_after = 0;    // Unix seconds
+  std::string ocsp_url;     // first http:// OCSP URL of the AIA extension, "" if none
+};
+
+// Parses one DER certificate (no trailing bytes allowed, at most kMaxDeviceCertSize).
+// Errors: kPeerProtocol/kMalformed (undecodable), kPeerProtocol/kTooLarge.
+Result<CertFacts> DescribeCertificate(ByteSpan der);
+
+// The result of a successful verification.
+struct VerifiedChain {
+  CertFacts leaf;
+  Bytes leaf_der;
+  Bytes issuer_der;     // the certificate that issued the leaf (for OCSP/CRL); empty when the
+                        // leaf was accepted by key only (CheckPinnedLeaf)
+  std::string ca_name;  // DeviceCa.name that anchored it; "" when accepted by key only
+};
+
+// Verifies `chain_der` (leaf first, as the peer presented it) against `cas` at `now` (Unix
+// seconds). Any configured CA, root or intermediate, can be the trust anchor; the anchor is the
+// configured CA nearest to the leaf on the verified path.
+// Rules: leaf key EC P-256 and every signature on the path ecdsa-with-SHA256; leaf keyUsage, if
+// present, contains digitalSignature; leaf extendedKeyUsage, if present, contains clientAuth;
+// the leaf is not a CA; every certificate is valid at `now`; at most the anchoring CA's
+// max_chain_depth intermediates; at most kMaxDeviceChainCerts certificates of at most
+// kMaxDeviceCertSize bytes each.
+// Errors: kPeerAuth/kAuthFailed with a detail a device operator can act on; kPeerProtocol/
+// kMalformed for undecodable DER; kPeerProtocol/kTooLarge for the size limits; kLocalUsage/
+// kConfig when a DeviceCa is not exactly one CA certificate.
+Result<VerifiedChain> VerifyDeviceChain(const std::vector<Bytes>& chain_der,
+                                        const std::vector<DeviceCa>& cas, int64_t now);
+
+// The same leaf rules (P-256, keyUsage, extendedKeyUsage, not a CA, validity at `now`) without a
+// chain, for devices pinned by SPKI hash (the caller compares spki_sha256). Same errors.
+Result<VerifiedChain> CheckPinnedLeaf(ByteSpan leaf_der, int64_t now);
+
+}  // namespace mte::crypto

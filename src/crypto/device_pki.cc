@@ -1,0 +1,330 @@
+#include "crypto/device_pki.h"
+
+#include <openssl/bn.h>
+#include <openssl/pem.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include "base/bytes.h"
+#include "base/file.h"
+#include "base/secret.h"
+#include "crypto/ossl.h"
+
+namespace mte::crypto {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kCaValidityYears = 10;
+constexpr int64_t kBackdateSeconds = 3600;  // tolerate peers whose clocks run behind
+constexpr int kSerialBits = 128;
+constexpr size_t kMaxCommonName = 64;  // RFC 5280 Appendix A: ub-common-name
+constexpr size_t kMaxUrl = 1024;
+constexpr mode_t kKeyMode = 0600;
+constexpr mode_t kCertMode = 0644;
+
+tl::unexpected<Error> ConfigFail(std::string detail) {
+  return Fail(ErrorKind::kLocalUsage, Errc::kConfig, std::move(detail));
+}
+
+Result<void> CheckCommonName(std::string_view cn, std::string_view what) {
+  if (cn.empty() || cn.size() > kMaxCommonName) {
+    return ConfigFail(std::string(what) + " must be 1 to 64 characters");
+  }
+  for (char c : cn) {
+    if (c < 0x20 || c > 0x7e) {
+      return ConfigFail(std::string(what) + " must be printable ASCII");
+    }
+  }
+  return {};
+}
+
+Result<void> CheckOcspUrl(std::string_view url) {
+  if (url.empty()) {
+    return {};
+  }
+  if (!url.starts_with("http://") || url.size() <= 7 || url.size() > kMaxUrl) {
+    return ConfigFail("OCSP URL must start with http:// and be at most 1024 characters");
+  }
+  for (char c : url) {
+    if (c <= 0x20 || c > 0x7e) {
+      return ConfigFail("OCSP URL must be printable ASCII without spaces");
+    }
+  }
+  return {};
+}
+
+Result<void> CheckAbsent(const std::vector<fs::path>& targets) {
+  for (const auto& target : targets) {
+    std::error_code ec;
+    if (fs::symlink_status(target, ec).type() != fs::file_type::not_found) {
+      return Fail(ErrorKind::kLocalUsage, Errc::kConflict,
+                  QuotedPath(target) + " already exists; refusing to overwrite it");
+    }
+  }
+  return {};
+}
+
+Result<void> MakeDirectory(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir, ec)) {
+    return Fail(ErrorKind::kIo, Errc::kIoFailed,
+                "cannot create directory " + QuotedPath(dir) + (ec ? ": " + ec.message() : ""));
+  }
+  return {};
+}
+
+SystemTime AddYears(SystemTime t, int n) {
+  using namespace std::chrono;
+  const auto day = floor<days>(t);
+  year_month_day ymd{day};
+  ymd += years{n};
+  if (!ymd.ok()) {
+    ymd = ymd.year() / ymd.month() / last;  // 29 February in a non-leap year
+  }
+  return sys_days{ymd} + (t - day);
+}
+
+Result<EvpPkeyPtr> GenerateP256Key() {
+  ERR_clear_error();
+  // TS-0003 §10.1.1: id-ecPublicKey on secp256r1.
+  EvpPkeyPtr key(EVP_EC_gen("P-256"));
+  if (!key) {
+    return Fail(OsslError("P-256 key generation failed"));
+  }
+  return key;
+}
+
+Result<void> SetRandomSerial(X509* cert) {
+  BignumPtr bn(BN_new());
+  if (!bn) {
+    return Fail(OsslError("BN_new"));
+  }
+  // RFC 5280 §4.1.2.2: positive, at most 20 octets; 128 random bits make serials unpredictable.
+  do {
+    if (BN_rand(bn.get(), kSerialBits, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) != 1) {
+      return Fail(OsslError("random serial number"));
+    }
+  } while (BN_is_zero(bn.get()));
+  // BN_to_ASN1_INTEGER writes into the certificate's own serial (owned by `cert`).
+  if (BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(cert)) == nullptr) {
+    return Fail(OsslError("set serial number"));
+  }
+  return {};
+}
+
+Result<void> AddExtension(X509* cert, X509V3_CTX* ctx, int nid, const char* value) {
+  X509ExtensionPtr ext(X509V3_EXT_conf_nid(nullptr, ctx, nid, value));
+  if (!ext) {
+    return Fail(OsslError(std::string("build extension ") + OBJ_nid2sn(nid)));
+  }
+  if (X509_add_ext(cert, ext.get(), -1) != 1) {  // copies the extension
+    return Fail(OsslError(std::string("add extension ") + OBJ_nid2sn(nid)));
+  }
+  return {};
+}
+
+// RFC 5280 §4.2.2.1: authorityInfoAccess with one id-ad-ocsp uniformResourceIdentifier. Built
+// as a structure rather than from config text, so no character of the URL is interpreted.
+Result<void> AddOcspUrl(X509* cert, const std::string& url) {
+  AuthorityInfoAccessPtr aia(AUTHORITY_INFO_ACCESS_new());
+  AccessDescriptionPtr ad(ACCESS_DESCRIPTION_new());
+  Asn1StringPtr uri(ASN1_IA5STRING_new());
+  if (!aia || !ad || !uri ||
+      ASN1_STRING_set(uri.get(), url.data(), static_cast<int>(url.size())) != 1) {
+    return Fail(OsslError("build authorityInfoAccess"));
+  }
+  // A new ACCESS_DESCRIPTION holds the static NID_undef object; OBJ_nid2obj objects are static
+  // too, so nothing is leaked or owned here.
+  ad->method = OBJ_nid2obj(NID_ad_OCSP);
+  GENERAL_NAME_set0_value(ad->location, GEN_URI, uri.release());  // now owned by `ad`
+  if (sk_ACCESS_DESCRIPTION_push(aia.get(), ad.get()) <= 0) {
+    return Fail(OsslError("build authorityInfoAccess"));
+  }
+  static_cast<void>(ad.release());  // now owned by `aia`
+  if (X509_add1_ext_i2d(cert, NID_info_access, aia.get(), 0, X509V3_ADD_DEFAULT) != 1) {
+    return Fail(OsslError("add authorityInfoAccess"));
+  }
+  return {};
+}
+
+// A v3 certificate for `key` named CN=`cn`, valid [not_before, not_after], without extensions.
+// `issuer_name` is null for a self-signed certificate.
+Result<X509Ptr> NewCertificate(const std::string& cn, EVP_PKEY* key, const X509_NAME* issuer_name,
+                               int64_t not_before, int64_t not_after) {
+  ERR_clear_error();
+  X509Ptr cert(X509_new());
+  if (!cert) {
+    return Fail(OsslError("X509_new"));
+  }
+  if (X509_set_version(cert.get(), X509_VERSION_3) != 1) {
+    return Fail(OsslError("set version"));
+  }
+  MTE_TRY(SetRandomSerial(cert.get()));
+  X509_NAME* subject = X509_get_subject_name(cert.get());  // owned by `cert`
+  if (X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8,
+                                 reinterpret_cast<const unsigned char*>(cn.data()),
+                                 static_cast<int>(cn.size()), -1, 0) != 1) {
+    return Fail(OsslError("set subject name"));
+  }
+  if (X509_set_issuer_name(cert.get(), issuer_name != nullptr ? issuer_name : subject) != 1) {
+    return Fail(OsslError("set issuer name"));
+  }
+  if (X509_set_pubkey(cert.get(), key) != 1) {
+    return Fail(OsslError("set public key"));
+  }
+  if (ASN1_TIME_set(X509_getm_notBefore(cert.get()), static_cast<time_t>(not_before)) == nullptr ||
+      ASN1_TIME_set(X509_getm_notAfter(cert.get()), static_cast<time_t>(not_after)) == nullptr) {
+    return Fail(OsslError("set validity"));
+  }
+  return cert;
+}
+
+Result<void> Sign(X509* cert, EVP_PKEY* issuer_key) {
+  // TS-0003 §10.1.1: ECDSA with SHA-256.
+  if (X509_sign(cert, issuer_key, EVP_sha256()) <= 0) {
+    return Fail(OsslError("sign certificate"));
+  }
+  return {};
+}
+
+Result<Bytes> CertificatePem(X509* cert) {
+  ERR_clear_error();
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_X509(bio.get(), cert) != 1) {
+    return Fail(OsslError("encode certificate"));
+  }
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(bio.get(), &data);
+  if (len <= 0 || data == nullptr) {
+    return Fail(OsslError("encode certificate"));
+  }
+  return Bytes(data, data + len);
+}
+
+// PKCS#8, unencrypted. The buffer BIO wipes its memory when freed.
+Result<SecretBytes> PrivateKeyPem(EVP_PKEY* key) {
+  ERR_clear_error();
+  BioPtr bio(BIO_new(BIO_s_secmem()));
+  if (!bio ||
+      PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
+    return Fail(OsslError("encode private key"));
+  }
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(bio.get(), &data);
+  if (len <= 0 || data == nullptr) {
+    return Fail(OsslError("encode private key"));
+  }
+  return SecretBytes(ByteSpan(reinterpret_cast<const uint8_t*>(data), static_cast<size_t>(len)),
+                     SecretAccess::ForCrypto());
+}
+
+// Writes the certificate, then the key; removes the certificate if the key cannot be written.
+Result<void> WritePair(const fs::path& cert_path, X509* cert, const fs::path& key_path,
+                       EVP_PKEY* key) {
+  MTE_TRY_ASSIGN(Bytes cert_pem, CertificatePem(cert));
+  MTE_TRY_ASSIGN(SecretBytes key_pem, PrivateKeyPem(key));
+  MTE_TRY(WriteNewFile(cert_path, cert_pem, kCertMode));
+  auto written = WriteNewFile(key_path, key_pem.Expose(SecretAccess::ForCrypto()), kKeyMode);
+  if (!written.has_value()) {
+    ::unlink(cert_path.c_str());
+    return written;
+  }
+  return {};
+}
+
+Result<X509Ptr> ReadCaCert(const fs::path& path) {
+  ERR_clear_error();
+  BioPtr bio(BIO_new_file(path.c_str(), "r"));
+  X509Ptr cert(bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+  if (!cert) {
+    return Fail(OsslError("cannot read the CA certificate " + QuotedPath(path),
+                          ErrorKind::kLocalUsage, Errc::kConfig));
+  }
+  return cert;
+}
+
+Result<EvpPkeyPtr> ReadCaKey(const fs::path& path) {
+  ERR_clear_error();
+  BioPtr bio(BIO_new_file(path.c_str(), "r"));
+  EvpPkeyPtr key(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+  if (!key) {
+    return Fail(OsslError("cannot read the CA key " + QuotedPath(path), ErrorKind::kLocalUsage,
+                          Errc::kConfig));
+  }
+  return key;
+}
+
+}  // namespace
+
+Result<void> CreateDeviceCa(const fs::path& dir, const std::string& name, SystemTime now) {
+  MTE_TRY(CheckCommonName(name, "device CA name"));
+  const fs::path cert_path = dir / "ca.crt";
+  const fs::path key_path = dir / "ca.key";
+  MTE_TRY(CheckAbsent({cert_path, key_path}));
+
+  const SystemTime not_before = now - std::chrono::seconds(kBackdateSeconds);
+  MTE_TRY_ASSIGN(EvpPkeyPtr key, GenerateP256Key());
+  MTE_TRY_ASSIGN(X509Ptr ca, NewCertificate(name, key.get(), nullptr, UnixSeconds(not_before),
+                                            UnixSeconds(AddYears(not_before, kCaValidityYears))));
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, ca.get(), ca.get(), nullptr, nullptr, 0);
+  // RFC 5280 §4.2.1.9 and §4.2.1.3: both critical in a CA certificate.
+  MTE_TRY(AddExtension(ca.get(), &ctx, NID_basic_constraints, "critical,CA:TRUE"));
+  MTE_TRY(AddExtension(ca.get(), &ctx, NID_key_usage, "critical,keyCertSign,cRLSign"));
+  MTE_TRY(AddExtension(ca.get(), &ctx, NID_subject_key_identifier, "hash"));
+  MTE_TRY(Sign(ca.get(), key.get()));
+
+  MTE_TRY(MakeDirectory(dir));
+  return WritePair(cert_path, ca.get(), key_path, key.get());
+}
+
+Result<void> IssueDeviceCert(const fs::path& ca_dir, const DeviceCertSpec& spec,
+                             const fs::path& out, SystemTime now) {
+  MTE_TRY(CheckCommonName(spec.device_id, "device id"));
+  MTE_TRY(CheckOcspUrl(spec.ocsp_url));
+  if (spec.valid_seconds <= 0) {
+    return ConfigFail("device certificate validity must be positive");
+  }
+  const fs::path cert_path = out / "device.crt";
+  const fs::path key_path = out / "device.key";
+  MTE_TRY(CheckAbsent({cert_path, key_path}));
+
+  MTE_TRY_ASSIGN(X509Ptr ca, ReadCaCert(ca_dir / "ca.crt"));
+  MTE_TRY_ASSIGN(EvpPkeyPtr ca_key, ReadCaKey(ca_dir / "ca.key"));
+  if (X509_check_private_key(ca.get(), ca_key.get()) != 1) {
+    ERR_clear_error();
+    return ConfigFail("the CA key in " + QuotedPath(ca_dir) + " does not match its certificate");
+  }
+
+  const int64_t not_before = UnixSeconds(now) + spec.not_before_offset_seconds;
+  MTE_TRY_ASSIGN(EvpPkeyPtr key, GenerateP256Key());
+  MTE_TRY_ASSIGN(X509Ptr cert,
+                 NewCertificate(spec.device_id, key.get(), X509_get_subject_name(ca.get()),
+                                not_before, not_before + spec.valid_seconds));
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, ca.get(), cert.get(), nullptr, nullptr, 0);
+  MTE_TRY(AddExtension(cert.get(), &ctx, NID_basic_constraints, "critical,CA:FALSE"));
+  // TS-0003 §10.1.1: keyUsage digitalSignature (TLS client authentication with ECDSA).
+  MTE_TRY(AddExtension(cert.get(), &ctx, NID_key_usage, "critical,digitalSignature"));
+  MTE_TRY(AddExtension(cert.get(), &ctx, NID_ext_key_usage, "clientAuth"));
+  MTE_TRY(AddExtension(cert.get(), &ctx, NID_subject_key_identifier, "hash"));
+  MTE_TRY(AddExtension(cert.get(), &ctx, NID_authority_key_identifier, "keyid:always"));
+  if (!spec.ocsp_url.empty()) {
+    MTE_TRY(AddOcspUrl(cert.get(), spec.ocsp_url));
+  }
+  MTE_TRY(Sign(cert.get(), ca_key.get()));
+
+  MTE_TRY(MakeDirectory(out));
+  return WritePair(cert_path, cert.get(), key_path, key.get());
+}
+
+}  // namespace mte::crypto
