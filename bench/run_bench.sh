@@ -193,7 +193,7 @@ def cat(s):
             return "outbox: TCP send/recv (incl. loopback kernel work)"
         return "outbox: other (logging, HTTP)"
     if has("sqlite3", "SqliteStore", "fdatasync"):
-        if has("LookupKpm"): return "connections: SQLite in the PSK lookup (FindDeviceByKpmId)"
+        if has("LookupPsk"): return "connections: SQLite in the PSK lookup (FindDeviceByKpmId)"
         if has("CommitEnrolment"): return "connections: SQLite CommitEnrolment (write transaction + fsync)"
         if has("SqliteStore::Audit"): return "connections: SQLite Audit after the commit"
         if has("FindToken"): return "connections: SQLite FindToken"

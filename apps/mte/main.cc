@@ -29,6 +29,7 @@
 #include "mte/enrolees.h"
 #include "maf/maf.h"
 #include "mef/mef.h"
+#include "mef/rspf/ppsk/ppsk_rspf.h"
 #include "mef/outbox.h"
 #include "portal/portal.h"
 #include "net/server.h"
@@ -293,27 +294,24 @@ int Serve(const ServeArgs& args) {
     mef = std::make_unique<Mef>(**store, *kek, rng, clock,
                                 MefSettings{config->mef_fqdn, config->maf_id, config->maf_fqdn,
                                             config->enrolment_expiry_seconds});
-    // One MEF port: TLS-PSK for Flow A (psk_identity = KpmID), server-authenticated TLS with
-    // the MEF's FQDN certificate for the outer session of Flow B.
+    auto ppsk = mef::PpskRspf::Create(**store, *kek, config->mef_fqdn);
+    if (!ppsk) return Die(ppsk.error());
+    mef->AddRspf(std::move(*ppsk));
+    // One MEF port: server-authenticated TLS with the MEF's FQDN certificate (the outer session
+    // of Flow B), plus what each RSPF adds for Flow A (PPSK: TLS-PSK, psk_identity = KpmID).
     crypto::TlsServerOptions outer;
     outer.server_name = config->mef_fqdn;
-    outer.psk = true;
     outer.cert_chain_pem_file = config->cert("mef").string();
     outer.key_pem_file = config->key("mef").string();
+    mef->ConfigureDirect(outer);
     auto ctx = crypto::TlsContext::Server(outer);
     if (!ctx) return Die(ctx.error());
-    crypto::TlsServerOptions rspf;
-    rspf.server_name = config->mef_fqdn;
-    rspf.psk = true;
-    auto rspf_ctx = crypto::TlsContext::Server(rspf);
-    if (!rspf_ctx) return Die(rspf_ctx.error());
-    mef->set_rspf_context(*rspf_ctx);
     net::ListenerOptions listener;
     listener.name = "mef";
     listener.address = config->bind_address;
     listener.port = config->mef_port;
     listener.tls = *ctx;
-    listener.psk_lookup = [m = mef.get()](std::string_view id) { return m->LookupKpm(id); };
+    listener.psk_lookup = [m = mef.get()](std::string_view id) { return m->LookupPsk(id); };
     listener.connection_factory = [m = mef.get()](const net::ConnectionInfo& info) {
       return m->NewConnection(info.peer_address);
     };

@@ -61,6 +61,12 @@ using AccessDescriptionPtr = std::unique_ptr<ACCESS_DESCRIPTION, Free<&ACCESS_DE
 inline void FreeX509Stack(STACK_OF(X509) * stack) { sk_X509_pop_free(stack, X509_free); }
 using X509StackPtr = std::unique_ptr<STACK_OF(X509), Free<&FreeX509Stack>>;
 
+// Memory from OPENSSL_malloc/OPENSSL_memdup.
+struct OpensslDeleter {
+  void operator()(void* p) const { OPENSSL_free(p); }
+};
+using OpensslBytesPtr = std::unique_ptr<unsigned char, OpensslDeleter>;
+
 // Drains the OpenSSL error queue into a kCrypto error: "<what>: <openssl reasons>".
 inline Error OsslError(std::string_view what, ErrorKind kind = ErrorKind::kCrypto,
                        Errc code = Errc::kCryptoFailed) {

@@ -27,6 +27,7 @@ int EngineIndex() {
 
 struct TlsContext::Impl {
   SslCtxPtr ctx;
+  OcspStapleSource ocsp_staple;
 };
 
 struct TlsEngine::Impl {
@@ -90,6 +91,23 @@ struct TlsCallbacks {
     auto bytes = key->Expose(SecretAccess::ForCrypto());
     std::memcpy(psk, bytes.data(), bytes.size());
     return static_cast<unsigned int>(bytes.size());
+  }
+
+  // RFC 6066 §8: the server's stapled response, when the client asked for one.
+  static int ServerStatus(SSL* ssl, void*) {
+    TlsEngine* engine = EngineOf(ssl);
+    const auto& source = engine->impl_->context->impl().ocsp_staple;
+    if (!source) return SSL_TLSEXT_ERR_NOACK;
+    std::shared_ptr<const Bytes> response = source();
+    if (!response || response->empty()) return SSL_TLSEXT_ERR_NOACK;
+    OpensslBytesPtr copy(
+        static_cast<unsigned char*>(OPENSSL_memdup(response->data(), response->size())));
+    if (!copy) return SSL_TLSEXT_ERR_NOACK;
+    if (SSL_set_tlsext_status_ocsp_resp(ssl, copy.get(), static_cast<long>(response->size())) != 1) {
+      return SSL_TLSEXT_ERR_NOACK;
+    }
+    copy.release();  // now owned by the SSL
+    return SSL_TLSEXT_ERR_OK;
   }
 
   static unsigned int ClientPsk(SSL* ssl, const char* /*hint*/, char* identity,
@@ -181,6 +199,21 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::Server(const TlsServerOpti
                             Errc::kConfig));
     }
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  } else if (options.unverified_client_cert != UnverifiedClientCert::kNone) {
+    int mode = SSL_VERIFY_PEER;
+    if (options.unverified_client_cert == UnverifiedClientCert::kRequired) {
+      mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    }
+    SSL_CTX_set_verify(ctx.get(), mode, nullptr);
+    // The chain is judged by the application after the handshake; OpenSSL still checks the
+    // CertificateVerify signature (proof of possession of the certificate's key).
+    SSL_CTX_set_cert_verify_callback(ctx.get(), [](X509_STORE_CTX*, void*) { return 1; }, nullptr);
+  }
+  if (options.ocsp_staple) {
+    if (!has_cert) {
+      return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "OCSP stapling needs a certificate");
+    }
+    SSL_CTX_set_tlsext_status_cb(ctx.get(), &TlsCallbacks::ServerStatus);
   }
   if (options.require_sni) {
     SSL_CTX_set_tlsext_servername_callback(ctx.get(), &TlsCallbacks::ServerName);
@@ -190,6 +223,7 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::Server(const TlsServerOpti
   context->server_name_ = options.server_name;
   context->impl_ = std::make_unique<Impl>();
   context->impl_->ctx = std::move(ctx);
+  context->impl_->ocsp_staple = options.ocsp_staple;
   return std::shared_ptr<const TlsContext>(std::move(context));
 }
 
@@ -233,6 +267,7 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::Client(const TlsClientOpti
   context->server_ = false;
   context->server_name_ = options.server_name;
   context->psk_identity_ = options.psk_identity;
+  context->request_ocsp_staple_ = options.request_ocsp_staple;
   context->impl_ = std::make_unique<Impl>();
   context->impl_->ctx = std::move(ctx);
   return std::shared_ptr<const TlsContext>(std::move(context));
@@ -287,6 +322,10 @@ Result<std::unique_ptr<TlsEngine>> TlsEngine::Client(std::shared_ptr<const TlsCo
   SSL_set_ex_data(ssl, EngineIndex(), engine.get());
   const std::string& name = context->server_name();
   if (SSL_set_tlsext_host_name(ssl, name.c_str()) != 1) return Fail(OsslError("set SNI"));
+  if (context->request_ocsp_staple() &&
+      SSL_set_tlsext_status_type(ssl, TLSEXT_STATUSTYPE_ocsp) != 1) {
+    return Fail(OsslError("request OCSP stapling"));
+  }
   if (SSL_CTX_get_verify_mode(context->impl().ctx.get()) & SSL_VERIFY_PEER) {
     // TS-0003 §8.1.2.5: the FQDN must match subjectAltName exactly; no wildcards.
     SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_WILDCARDS);
@@ -509,6 +548,36 @@ std::vector<std::string> TlsEngine::peer_dns_names() const {
     }
   }
   return names;
+}
+
+std::vector<Bytes> TlsEngine::peer_chain_der() const {
+  std::vector<Bytes> chain;
+  auto push = [&chain](X509* cert) {
+    int n = i2d_X509(cert, nullptr);
+    if (n <= 0) return;
+    Bytes der(static_cast<size_t>(n));
+    unsigned char* p = der.data();
+    if (i2d_X509(cert, &p) == n) chain.push_back(std::move(der));
+  };
+  SSL* ssl = impl_->ssl.get();
+  X509* leaf = SSL_get0_peer_certificate(ssl);
+  if (leaf == nullptr) return chain;
+  push(leaf);
+  // On the server side the stack excludes the leaf; on the client side it starts with it.
+  STACK_OF(X509)* rest = SSL_get_peer_cert_chain(ssl);
+  for (int i = 0; rest != nullptr && i < sk_X509_num(rest); ++i) {
+    X509* cert = sk_X509_value(rest, i);
+    if (i == 0 && X509_cmp(cert, leaf) == 0) continue;
+    push(cert);
+  }
+  return chain;
+}
+
+Bytes TlsEngine::stapled_ocsp_response() const {
+  const unsigned char* data = nullptr;
+  long n = SSL_get_tlsext_status_ocsp_resp(impl_->ssl.get(), &data);
+  if (n <= 0 || data == nullptr) return {};
+  return Bytes(data, data + n);
 }
 
 }  // namespace mte::crypto

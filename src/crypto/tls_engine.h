@@ -32,6 +32,20 @@ namespace mte::crypto {
 // own thread, so a short database lookup is allowed).
 using PskLookup = std::function<std::optional<SecretBytes>(std::string_view identity)>;
 
+// A client certificate that the handshake takes without judging its chain: the handshake proves
+// only that the client holds the certificate's key (CertificateVerify). The application judges
+// the chain afterwards (TlsEngine::peer_chain_der), with its own trust anchors, clock and
+// revocation sources, so that a refusal can be explained to the client in HTTP.
+enum class UnverifiedClientCert {
+  kNone,      // no CertificateRequest
+  kOptional,  // CertificateRequest; a client may answer with no certificate
+  kRequired,  // CertificateRequest; no certificate fails the handshake
+};
+
+// The current DER OCSP response for the server's own certificate (RFC 6066 §8), or null: stapled
+// to handshakes whose client asks for it. Called during the handshake; must be fast.
+using OcspStapleSource = std::function<std::shared_ptr<const Bytes>()>;
+
 struct TlsServerOptions {
   std::string server_name;  // the only SNI value accepted (case-insensitive)
   bool require_sni = true;  // false only for browser-facing listeners (IP literals carry no SNI)
@@ -39,6 +53,8 @@ struct TlsServerOptions {
   std::string cert_chain_pem_file;  // server certificate chain (leaf first); empty = none
   std::string key_pem_file;
   std::string client_ca_pem_file;   // non-empty: require a client certificate from this CA
+  UnverifiedClientCert unverified_client_cert = UnverifiedClientCert::kNone;  // exclusive with the CA
+  OcspStapleSource ocsp_staple;     // set: staple when asked (needs a certificate)
   bool tls12 = true;
   bool tls13 = true;
 };
@@ -53,6 +69,7 @@ struct TlsClientOptions {
   bool tls12 = true;
   bool tls13 = true;
   std::string tls12_ciphers;    // override the TLS 1.2 cipher list (OpenSSL syntax); empty = default
+  bool request_ocsp_staple = false;  // ask the server for its OCSP response (RFC 6066 §8)
 };
 
 class TlsContext {
@@ -64,6 +81,7 @@ class TlsContext {
   bool is_server() const { return server_; }
   const std::string& server_name() const { return server_name_; }
   const std::string& psk_identity() const { return psk_identity_; }
+  bool request_ocsp_staple() const { return request_ocsp_staple_; }
   struct Impl;
   Impl& impl() const { return *impl_; }
 
@@ -72,6 +90,7 @@ class TlsContext {
   bool server_ = false;
   std::string server_name_;
   std::string psk_identity_;
+  bool request_ocsp_staple_ = false;
   std::unique_ptr<Impl> impl_;
 };
 
@@ -126,6 +145,11 @@ class TlsEngine {
   std::string version() const;
   std::string cipher() const;
   std::vector<std::string> peer_dns_names() const;
+  // The certificates the peer presented, leaf first, DER, as sent (not verified by this engine
+  // when the context takes unverified client certificates). Empty when it presented none.
+  std::vector<Bytes> peer_chain_der() const;
+  // The OCSP response the server stapled (client side; RFC 6066 §8), DER; empty if none.
+  Bytes stapled_ocsp_response() const;
 
   // Why the last handshake failed, for logs (never contains secrets). Empty if it did not fail.
   const std::string& failure() const { return failure_; }

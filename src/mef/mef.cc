@@ -4,10 +4,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <mutex>
+
 #include "base/failpoint.h"
 #include "crypto/keys.h"
 #include "proto/enrolment.h"
 #include "proto/onem2m.h"
+#include "proto/server_connection.h"
 
 namespace mte {
 namespace {
@@ -25,14 +28,9 @@ std::string Rfc3339(int64_t t) {
 }
 
 // Table 8.3.2.1-1 indications; absent members default as documented in docs/protocol.md.
-struct EnrolmentIndications {
-  bool maf_enrolment = true;
-  bool certificate_enrolment = false;
-  bool remote_management = false;
-  std::optional<std::string> channel_binding;  // Flow B only: hex of the outer binding
-};
-
-Result<EnrolmentIndications> ParseIndications(const std::string& body, bool flow_b) {
+// Flow B also carries the hex of the outer session's channel binding.
+Result<Mef::Request> ParseIndications(const std::string& body, bool flow_b,
+                                      std::optional<std::string>& channel_binding) {
   auto j = nlohmann::json::parse(body, nullptr, false);
   if (j.is_discarded()) {
     return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, "request body is not valid JSON");
@@ -40,14 +38,14 @@ Result<EnrolmentIndications> ParseIndications(const std::string& body, bool flow
   if (!j.is_object()) {
     return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, "request body must be a JSON object");
   }
-  EnrolmentIndications ind;
+  Mef::Request ind;
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (flow_b && it.key() == "channelBinding") {
       if (!it.value().is_string() || it.value().get_ref<const std::string&>().size() > 128) {
         return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
                     "member 'channelBinding' must be a hex string");
       }
-      ind.channel_binding = it.value().get<std::string>();
+      channel_binding = it.value().get<std::string>();
       continue;
     }
     bool* field = nullptr;
@@ -81,44 +79,26 @@ Mef::Mef(store::Store& store, const crypto::KeyEncryptionKey& kek, Rng& rng, con
       rspf_failures_({settings_.max_rspf_failures, settings_.token_lockout_seconds,
                       settings_.token_lockout_seconds}) {}
 
-std::optional<SecretBytes> Mef::LookupKpm(std::string_view kpm_id) {
-  if (!crypto::CheckIdentifier(kpm_id, "KpmID")) {
-    spdlog::info("mef: handshake with a malformed PSK identity");
-    return std::nullopt;
-  }
-  auto device = store_.FindDeviceByKpmId(kpm_id);
-  if (!device) {
-    spdlog::error("mef: device lookup failed: {}", Describe(device.error()));
-    return std::nullopt;
-  }
-  if (!device->has_value()) {
-    spdlog::info("mef: handshake with unknown KpmID '{}'", kpm_id);
-    return std::nullopt;
-  }
-  auto kpm = kek_.Open((*device)->kpm_sealed, "kpm|" + (*device)->device_id);
-  if (!kpm) {
-    spdlog::error("mef: cannot open Kpm of device '{}': {}", (*device)->device_id,
-                  Describe(kpm.error()));
-    return std::nullopt;
-  }
-  return std::move(*kpm);
+Mef::~Mef() = default;
+
+void Mef::AddRspf(std::unique_ptr<mef::Rspf> rspf) { rspfs_.push_back(std::move(rspf)); }
+
+void Mef::ConfigureDirect(crypto::TlsServerOptions& options) const {
+  for (const auto& rspf : rspfs_) rspf->ConfigureDirect(options);
 }
 
-proto::HttpResponse Mef::Handle(const proto::HttpRequest& request, const crypto::TlsEngine& tls) {
-  std::string request_id = proto::RequestIdOf(request);
-  if (request.target != "/enrolment") {
-    return proto::MakeErrorResponse(Rsc::kNotFound, "no such resource: use POST /enrolment",
-                                    request_id);
+std::optional<SecretBytes> Mef::LookupPsk(std::string_view identity) {
+  for (const auto& rspf : rspfs_) {
+    if (auto psk = rspf->LookupPsk(identity)) return psk;
   }
-  if (request.method != "POST") {
-    auto response = proto::MakeErrorResponse(Rsc::kOperationNotAllowed,
-                                             "only POST is allowed on /enrolment", request_id);
-    response.headers.Set("Allow", "POST");
-    return response;
+  return std::nullopt;
+}
+
+mef::Rspf* Mef::DirectRspf(const crypto::TlsEngine& tls) const {
+  for (const auto& rspf : rspfs_) {
+    if (rspf->Claims(tls)) return rspf.get();
   }
-  auto result = Enrol(request, tls, request_id, nullptr);
-  if (result) return std::move(*result);
-  return RefusalResponse(result.error(), request_id, "KpmID '" + tls.psk_identity() + "'");
+  return nullptr;
 }
 
 proto::HttpResponse Mef::RefusalResponse(const Error& error, const std::string& request_id,
@@ -132,63 +112,210 @@ proto::HttpResponse Mef::RefusalResponse(const Error& error, const std::string& 
   return proto::MakeErrorResponse(proto::RscFor(error), error.detail, request_id);
 }
 
-Result<proto::HttpResponse> Mef::Enrol(const proto::HttpRequest& request,
-                                       const crypto::TlsEngine& tls, const std::string& request_id,
-                                       FlowB* flow_b) {
+// An Enrolment Exchange request waiting for its RSPF's verdict (set from any thread).
+struct PendingEnrolment {
+  Mef::Request parsed;
+  mef::Rspf* rspf = nullptr;
+  std::shared_ptr<proto::PendingReply> reply = std::make_shared<proto::PendingReply>();
+  std::mutex mutex;
+  std::optional<Result<mef::AuthenticatedDevice>> device;
+};
+
+namespace {
+
+// Parses the request of the Enrolment Exchange and, in Flow B, checks that the inner session
+// runs inside THIS outer session (docs/conventions.md §2).
+Result<Mef::Request> ParseEnrolment(const proto::HttpRequest& request,
+                                    const proto::TlsHttpSession& session,
+                                    const MefConnectionState* state, bool& binding_mismatch) {
+  if (!proto::IsJsonContentType(request)) {
+    return Fail(ErrorKind::kPeerProtocol, Errc::kUnsupported,
+                "Content-Type must be application/json");
+  }
+  const bool flow_b = state != nullptr && session.depth() > 1;
+  std::optional<std::string> channel_binding;
+  MTE_TRY_ASSIGN(Mef::Request parsed, ParseIndications(request.body, flow_b, channel_binding));
+  parsed.request_id = proto::RequestIdOf(request);
+  if (!flow_b) return parsed;
+  if (!channel_binding) {
+    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
+                "member 'channelBinding' is required inside the RSPF session");
+  }
+  MTE_TRY_ASSIGN(SecretBytes binding, session.tls(0).Export(proto::kChannelBindingLabel,
+                                                            proto::kChannelBindingLength,
+                                                            ByteSpan()));
+  auto bytes = binding.Expose(SecretAccess::ForCrypto());
+  auto presented = HexDecode(*channel_binding);
+  if (!presented || !ConstantTimeEqual(*presented, bytes)) {
+    binding_mismatch = true;
+    return Fail(ErrorKind::kPeerAuth, Errc::kForbidden,
+                "channel binding does not match the outer TLS session");
+  }
+  parsed.flow_b = Mef::FlowB{state->token_id, state->enrolee_id,
+                             std::vector<uint8_t>(bytes.begin(), bytes.end())};
+  return parsed;
+}
+
+proto::HttpReply Reply(proto::HttpResponse response) {
+  proto::HttpReply reply;
+  reply.response = std::move(response);
+  return reply;
+}
+
+// Checks the method and target of an Enrolment Exchange request; nullopt when they are right.
+std::optional<proto::HttpResponse> CheckEnrolmentTarget(const proto::HttpRequest& request) {
+  std::string request_id = proto::RequestIdOf(request);
+  if (request.target != proto::kEnrolmentPath) {
+    return proto::MakeErrorResponse(Rsc::kNotFound, "no such resource: use POST /enrolment",
+                                    request_id);
+  }
+  if (request.method != "POST") {
+    auto response = proto::MakeErrorResponse(Rsc::kOperationNotAllowed,
+                                             "only POST is allowed on /enrolment", request_id);
+    response.headers.Set("Allow", "POST");
+    return response;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+proto::HttpResponse Mef::Handle(const proto::HttpRequest& request, const crypto::TlsEngine& tls) {
+  if (auto wrong = CheckEnrolmentTarget(request)) return std::move(*wrong);
+  std::string request_id = proto::RequestIdOf(request);
+  mef::Rspf* rspf = DirectRspf(tls);
+  if (rspf == nullptr) {
+    return proto::MakeErrorResponse(Rsc::kSecurityAssociationRequired,
+                                    "this session is not authenticated by an RSPF", request_id);
+  }
   if (!proto::IsJsonContentType(request)) {
     return proto::MakeErrorResponse(Rsc::kUnsupportedMediaType,
                                     "Content-Type must be application/json", request_id);
   }
-  MTE_TRY_ASSIGN(EnrolmentIndications ind, ParseIndications(request.body, flow_b != nullptr));
-  if (flow_b != nullptr) {
-    // docs/conventions.md §2: the inner session must run inside THIS outer session.
-    if (!ind.channel_binding) {
-      return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
-                  "member 'channelBinding' is required inside the RSPF session");
-    }
-    auto presented = HexDecode(*ind.channel_binding);
-    if (!presented || !ConstantTimeEqual(*presented, flow_b->outer_binding)) {
-      flow_b->binding_mismatch = true;
-      return Fail(ErrorKind::kPeerAuth, Errc::kForbidden,
-                  "channel binding does not match the outer TLS session");
-    }
-  }
-  const std::string& kpm_id = tls.psk_identity();
-  MTE_TRY_ASSIGN(auto device, store_.FindDeviceByKpmId(kpm_id));
+  std::optional<std::string> unused;
+  auto parsed = ParseIndications(request.body, false, unused);
+  if (!parsed) return RefusalResponse(parsed.error(), request_id, rspf->name());
+  parsed->request_id = request_id;
+  std::optional<Result<mef::AuthenticatedDevice>> device;
+  rspf->Authenticate(tls, UnixSeconds(clock_.Now()),
+                     [&device](Result<mef::AuthenticatedDevice> r) { device = std::move(r); });
   if (!device) {
-    return Fail(ErrorKind::kPeerAuth, Errc::kAuthFailed, "unknown bootstrap credential");
+    return RefusalResponse(Error{ErrorKind::kInternal, Errc::kInvariant,
+                                 "this RSPF answers later; use a connection handler"},
+                           request_id, rspf->name());
   }
+  return FinishEnrolment(*parsed, tls, *rspf, *device, nullptr);
+}
+
+proto::HttpReply Mef::StartEnrolment(const proto::HttpRequest& request,
+                                     const proto::TlsHttpSession& session,
+                                     MefConnectionState& state, mef::Rspf& rspf) {
+  if (auto wrong = CheckEnrolmentTarget(request)) return Reply(std::move(*wrong));
+  std::string request_id = proto::RequestIdOf(request);
+  const bool flow_b = session.depth() > 1;
+  bool binding_mismatch = false;
+  auto parsed = ParseEnrolment(request, session, &state, binding_mismatch);
+  if (!parsed) {
+    if (binding_mismatch) RecordRspfFailure(state, UnixSeconds(clock_.Now()));
+    proto::HttpResponse response;
+    if (parsed.error().code == Errc::kUnsupported) {
+      response = proto::MakeErrorResponse(Rsc::kUnsupportedMediaType, parsed.error().detail,
+                                          request_id);
+    } else {
+      response = RefusalResponse(
+          parsed.error(), request_id,
+          std::string(rspf.name()) + " session from " + state.peer_address +
+              (flow_b ? " (flow B, enrolee " + std::to_string(state.enrolee_id) + ")" : ""));
+    }
+    if (flow_b) response.keep_alive = false;
+    return Reply(std::move(response));
+  }
+  auto pending = std::make_shared<PendingEnrolment>();
+  pending->parsed = std::move(*parsed);
+  pending->rspf = &rspf;
+  rspf.Authenticate(session.tls(), UnixSeconds(clock_.Now()),
+                    [pending](Result<mef::AuthenticatedDevice> device) {
+                      {
+                        std::lock_guard lock(pending->mutex);
+                        pending->device = std::move(device);
+                      }
+                      pending->reply->Complete();
+                    });
+  if (pending->reply->done()) {
+    std::lock_guard lock(pending->mutex);
+    return Reply(FinishEnrolment(pending->parsed, session.tls(), rspf, *pending->device, &state));
+  }
+  // The RSPF asks elsewhere (a certificate status responder): the connection waits for it.
+  state.pending = pending;
+  proto::HttpReply reply;
+  reply.pending = pending->reply;
+  return reply;
+}
+
+proto::HttpReply Mef::ResumeRequest(const proto::HttpRequest& request,
+                                    const proto::TlsHttpSession& session,
+                                    MefConnectionState& state) {
+  std::shared_ptr<PendingEnrolment> pending = std::move(state.pending);
+  if (!pending || !pending->reply->done()) {
+    return Reply(RefusalResponse(Error{ErrorKind::kInternal, Errc::kInvariant,
+                                       "resumed without a completed RSPF check"},
+                                 proto::RequestIdOf(request), state.peer_address));
+  }
+  std::lock_guard lock(pending->mutex);
+  return Reply(
+      FinishEnrolment(pending->parsed, session.tls(), *pending->rspf, *pending->device, &state));
+}
+
+proto::HttpResponse Mef::FinishEnrolment(const Request& parsed, const crypto::TlsEngine& tls,
+                                         mef::Rspf& rspf,
+                                         const Result<mef::AuthenticatedDevice>& device,
+                                         const MefConnectionState* state) {
+  std::string who = std::string(rspf.name()) + " device" +
+                    (state ? " from " + state->peer_address : std::string());
+  if (device) who = device->credential + " (" + device->rspf + ")";
+  if (parsed.flow_b) who += " (flow B, enrolee " + std::to_string(parsed.flow_b->enrolee_id) + ")";
+  Result<proto::HttpResponse> result =
+      device ? Commit(parsed, tls, rspf, *device) : Result<proto::HttpResponse>(Fail(device.error()));
+  proto::HttpResponse response =
+      result ? std::move(*result) : RefusalResponse(result.error(), parsed.request_id, who);
+  if (parsed.flow_b) response.keep_alive = false;
+  return response;
+}
+
+Result<proto::HttpResponse> Mef::Commit(const Request& parsed, const crypto::TlsEngine& tls,
+                                        mef::Rspf& rspf, const mef::AuthenticatedDevice& device) {
+  const Request& ind = parsed;
+  const std::string& request_id = parsed.request_id;
+  const FlowB* flow_b = parsed.flow_b ? &*parsed.flow_b : nullptr;
   std::optional<store::EnroleeRecord> enrolee;
   if (flow_b == nullptr) {
-    MTE_TRY_ASSIGN(enrolee, store_.FindEnroleeByDevice(device->device_id));
+    MTE_TRY_ASSIGN(enrolee, store_.FindEnroleeByDevice(device.device_id));
     if (!enrolee) {
       // Seed 8.y.3 pre-condition: no enrolment without a stakeholder's proof of control.
       return Fail(ErrorKind::kPeerAuth, Errc::kNotClaimed,
-                  "device '" + device->device_id +
+                  "device '" + device.device_id +
                       "' has not been claimed by a stakeholder (no proof of control)");
     }
   } else {
     // Seed 8.y.4 step 18: the device authenticated by the RSPF goes on the token's entry.
     MTE_TRY_ASSIGN(enrolee, store_.GetEnrolee(flow_b->enrolee_id));
     if (!enrolee) return Fail(ErrorKind::kPeerAuth, Errc::kForbidden, "enrolee entry vanished");
-    if (!enrolee->device_id.empty() && enrolee->device_id != device->device_id) {
+    if (!enrolee->device_id.empty() && enrolee->device_id != device.device_id) {
       return Fail(ErrorKind::kPeerAuth, Errc::kForbidden,
                   "the Enrolment-Token's enrolee entry is for another device");
     }
     if (enrolee->device_id.empty()) {
-      MTE_TRY_ASSIGN(auto other, store_.FindEnroleeByDevice(device->device_id));
+      MTE_TRY_ASSIGN(auto other, store_.FindEnroleeByDevice(device.device_id));
       if (other) {
         return Fail(ErrorKind::kPeerProtocol, Errc::kConflict,
-                    "device '" + device->device_id + "' already has another enrolee entry");
+                    "device '" + device.device_id + "' already has another enrolee entry");
       }
     }
   }
 
   // TS-0003 §10.3.1: Enrolment Key Generation from the mutually authenticated session.
-  MTE_TRY_ASSIGN(SecretBytes exported,
-                 tls.Export(crypto::kBootstrapExporterLabel, crypto::kBootstrapExportLength));
-  MTE_TRY_ASSIGN(crypto::EnrolmentKey key, crypto::SplitBootstrapExport(exported));
-  std::string ke_id = crypto::MakeKeId(key.relative_ke_id, settings_.mef_fqdn);  // §10.3.4
+  MTE_TRY_ASSIGN(mef::EnrolmentKey key, rspf.DeriveEnrolmentKey(tls, settings_.mef_fqdn));
+  const std::string& ke_id = key.ke_id;
   int64_t now = UnixSeconds(clock_.Now());
   int64_t expires_at = now + settings_.enrolment_expiry_seconds;
   int64_t generation = enrolee->generation + 1;
@@ -197,14 +324,14 @@ Result<proto::HttpResponse> Mef::Enrol(const proto::HttpRequest& request,
   store::EnrolmentCommit commit;
   commit.enrolee_id = enrolee->id;
   commit.expected_generation = enrolee->generation;
-  commit.rspf = std::string(proto::kRspfPpsk);
+  commit.rspf = device.rspf;
   commit.ke_id = ke_id;
   MTE_TRY_ASSIGN(commit.ke_sealed, kek_.Seal(key.ke, "ke|" + gen_aad, rng_));
   commit.ke_expires_at = expires_at;
   commit.now = now;
   if (flow_b != nullptr) {
     commit.spend_token_id = flow_b->token_id;
-    commit.bind_device_id = device->device_id;
+    commit.bind_device_id = device.device_id;
   }
   nlohmann::json instructions = nlohmann::json::array();
   if (ind.maf_enrolment) {
@@ -253,9 +380,10 @@ Result<proto::HttpResponse> Mef::Enrol(const proto::HttpRequest& request,
       now,
       "mef",
       enrolee->generation == 0 ? "enrolment.commit" : "enrolment.reenrol",
-      "enrolee " + std::to_string(enrolee->id) + " device " + device->device_id + " KeID " + ke_id,
+      "enrolee " + std::to_string(enrolee->id) + " device " + device.device_id + " KeID " + ke_id,
       "generation " + std::to_string(generation) +
-          (flow_b ? ", flow B, token " + std::to_string(flow_b->token_id) : ", flow A")};
+          (flow_b ? ", flow B, token " + std::to_string(flow_b->token_id) : ", flow A") +
+          ", RSPF " + device.rspf + (device.audit.empty() ? "" : ", " + device.audit)};
   MTE_FAILPOINT_HIT("mef-before-commit");
   auto committed = store_.CommitEnrolment(commit);
   if (!committed) {
@@ -276,14 +404,14 @@ Result<proto::HttpResponse> Mef::Enrol(const proto::HttpRequest& request,
   }
   spdlog::info(
       "mef: enrolled device '{}' (enrolee {}, generation {}, flow {}) with KeID {} "
-      "over {} {}",
-      device->device_id, enrolee->id, generation, flow_b ? "B" : "A", ke_id, tls.version(),
-      tls.cipher());
+      "over {} {} (RSPF {})",
+      device.device_id, enrolee->id, generation, flow_b ? "B" : "A", ke_id, tls.version(),
+      tls.cipher(), device.rspf);
   if (on_commit_) on_commit_();
 
   nlohmann::json body = {
       {"keId", ke_id},
-      {"rspf", std::string(proto::kRspfPpsk)},
+      {"rspf", device.rspf},
       {"enroleeId", enrolee->id},
       {"expiresAt", Rfc3339(expires_at)},
       {"credentialIds", commit.credential_ids},
@@ -303,6 +431,10 @@ class MefConnection final : public proto::ConnectionHandler {
   proto::HttpReply OnRequest(const proto::HttpRequest& request,
                              const proto::TlsHttpSession& session) override {
     return mef_.HandleRequest(request, session, state_);
+  }
+  proto::HttpReply OnResume(const proto::HttpRequest& request,
+                            const proto::TlsHttpSession& session) override {
+    return mef_.ResumeRequest(request, session, state_);
   }
   void OnClose(const proto::TlsHttpSession& session) override {
     mef_.ConnectionClosed(session, state_);
@@ -332,63 +464,29 @@ proto::HttpReply Mef::HandleRequest(const proto::HttpRequest& request,
                                     const proto::TlsHttpSession& session,
                                     MefConnectionState& state) {
   std::string request_id = proto::RequestIdOf(request);
-  proto::HttpReply reply;
-  if (session.depth() == 1 && !session.tls(0).psk_identity().empty()) {
-    reply.response = Handle(request, session.tls(0));  // Flow A: the PSK session itself
-    return reply;
+  if (session.depth() > 1) {
+    // Flow B, inner session: the Enrolment Exchange of the selected RSPF.
+    return StartEnrolment(request, session, state, *state.rspf);
   }
-  if (session.depth() == 1) {
-    // Flow B, outer server-authenticated session (seed 8.y.4 steps 12-17).
-    if (request.target == proto::kTokenPath) {
-      if (request.method != "POST") {
-        reply.response =
-            proto::MakeErrorResponse(Rsc::kOperationNotAllowed, "use POST", request_id);
-      } else {
-        reply.response = PresentToken(request, state, request_id);
-      }
-      return reply;
+  if (mef::Rspf* rspf = DirectRspf(session.tls(0))) {
+    return StartEnrolment(request, session, state, *rspf);  // Flow A: the RSPF session itself
+  }
+  // Flow B, outer server-authenticated session (seed 8.y.4 steps 12-17).
+  if (request.target == proto::kTokenPath) {
+    if (request.method != "POST") {
+      return Reply(proto::MakeErrorResponse(Rsc::kOperationNotAllowed, "use POST", request_id));
     }
-    if (request.target == proto::kRspfPath) return StartRspf(request, state, request_id);
-    if (request.target == proto::kEnrolmentPath) {
-      reply.response = proto::MakeErrorResponse(
-          Rsc::kSecurityAssociationRequired,
-          "this session is not mutually authenticated: present an Enrolment-Token at " +
-              std::string(proto::kTokenPath) + " and run the RSPF first",
-          request_id);
-      return reply;
-    }
-    reply.response = proto::MakeErrorResponse(Rsc::kNotFound, "no such resource", request_id);
-    return reply;
+    return Reply(PresentToken(request, state, request_id));
   }
-  // Flow B, inner session: the Enrolment Exchange of the selected RSPF.
-  const crypto::TlsEngine& inner = session.tls();
-  if (request.target != proto::kEnrolmentPath) {
-    reply.response = proto::MakeErrorResponse(Rsc::kNotFound, "use POST /enrolment", request_id);
-    return reply;
+  if (request.target == proto::kRspfPath) return StartRspf(request, state, request_id);
+  if (request.target == proto::kEnrolmentPath) {
+    return Reply(proto::MakeErrorResponse(
+        Rsc::kSecurityAssociationRequired,
+        "this session is not mutually authenticated: present an Enrolment-Token at " +
+            std::string(proto::kTokenPath) + " and run the RSPF first",
+        request_id));
   }
-  if (request.method != "POST") {
-    reply.response = proto::MakeErrorResponse(Rsc::kOperationNotAllowed, "use POST", request_id);
-    return reply;
-  }
-  auto binding =
-      session.tls(0).Export(proto::kChannelBindingLabel, proto::kChannelBindingLength, ByteSpan());
-  if (!binding) {
-    reply.response = RefusalResponse(binding.error(), request_id, "a Flow B session");
-    return reply;
-  }
-  auto bytes = binding->Expose(SecretAccess::ForCrypto());
-  FlowB flow_b{state.token_id, state.enrolee_id, std::vector<uint8_t>(bytes.begin(), bytes.end())};
-  auto result = Enrol(request, inner, request_id, &flow_b);
-  if (flow_b.binding_mismatch) RecordRspfFailure(state, UnixSeconds(clock_.Now()));
-  if (result) {
-    reply.response = std::move(*result);
-  } else {
-    reply.response = RefusalResponse(result.error(), request_id,
-                                     "KpmID '" + inner.psk_identity() + "' (flow B, enrolee " +
-                                         std::to_string(state.enrolee_id) + ")");
-    reply.response.keep_alive = false;
-  }
-  return reply;
+  return Reply(proto::MakeErrorResponse(Rsc::kNotFound, "no such resource", request_id));
 }
 
 void Mef::RecordRspfFailure(const MefConnectionState& state, int64_t now) {
@@ -471,32 +569,44 @@ proto::HttpResponse Mef::PresentToken(const proto::HttpRequest& request, MefConn
     }
     offered_by_enrolee.push_back(item.get<std::string>());
   }
-  std::string selected;
-  for (const auto& mine : settings_.offered_rspfs) {
-    for (const auto& theirs : offered_by_enrolee) {
-      if (mine == theirs && selected.empty()) selected = mine;
+  // The entry's device, when the stakeholder named it: only RSPFs it has credentials for.
+  std::optional<store::DeviceRecord> device;
+  if (auto entry = store_.GetEnrolee(record.enrolee_id); entry && *entry &&
+                                                         !(*entry)->device_id.empty()) {
+    if (auto named = store_.FindDevice((*entry)->device_id); named && *named) {
+      device = std::move(**named);
     }
   }
-  if (selected.empty()) {
-    // the seed's editor's note: refuse clearly, never silently.
+  mef::Rspf* selected = nullptr;
+  std::string mine;
+  for (const auto& name : settings_.rspf_preference) {
+    for (const auto& rspf : rspfs_) {
+      if (rspf->name() != name || (device && !rspf->Serves(*device))) continue;
+      mine += (mine.empty() ? "" : ", ") + name;
+      for (const auto& theirs : offered_by_enrolee) {
+        if (theirs == name && selected == nullptr) selected = rspf.get();
+      }
+    }
+  }
+  if (selected == nullptr) {
+    // The seed's editor's note: refuse clearly, never silently.
     std::string theirs;
     for (const auto& r : offered_by_enrolee) theirs += (theirs.empty() ? "" : ", ") + r;
-    std::string mine;
-    for (const auto& r : settings_.offered_rspfs) mine += (mine.empty() ? "" : ", ") + r;
     return refuse(Rsc::kNotImplemented,
                   "no Remote Security Provisioning Framework in common: the enrolee supports [" +
-                      theirs + "], this MTE offers [" + mine + "]",
+                      theirs + "], this MTE offers [" + mine + "]" +
+                      (device ? " for device '" + device->device_id + "'" : ""),
                   false);
   }
   state.token_id = record.id;
   state.enrolee_id = record.enrolee_id;
   state.rspf = selected;
   spdlog::info("mef: {} presented a valid Enrolment-Token for enrolee {}; RSPF {} selected",
-               state.peer_address, record.enrolee_id, selected);
+               state.peer_address, record.enrolee_id, selected->name());
   char buf[32];
   // Step 16: the instructions that trigger the RSPF.
   nlohmann::json body = {
-      {"rspf", selected},
+      {"rspf", std::string(selected->name())},
       {"enroleeId", record.enrolee_id},
       {"tokenExpiresAt", std::string(FormatRfc3339(record.expires_at, buf))},
       {"instructions",
@@ -525,7 +635,7 @@ proto::HttpReply Mef::StartRspf(const proto::HttpRequest& request, MefConnection
                                               "present an Enrolment-Token first", request_id);
     return reply;
   }
-  if (state.upgraded || !rspf_context_) {
+  if (state.upgraded || state.rspf == nullptr) {
     reply.response =
         proto::MakeErrorResponse(Rsc::kConflict, "the RSPF has already started", request_id);
     return reply;
@@ -538,8 +648,7 @@ proto::HttpReply Mef::StartRspf(const proto::HttpRequest& request, MefConnection
     return reply;
   }
   // Seed 8.y.4 step 17: the RSPF's TLS handshake runs inside this session.
-  auto engine = crypto::TlsEngine::Server(rspf_context_,
-                                          [this](std::string_view id) { return LookupKpm(id); });
+  auto engine = state.rspf->NewInnerEngine();
   if (!engine) {
     reply.response = RefusalResponse(engine.error(), request_id, state.peer_address);
     return reply;

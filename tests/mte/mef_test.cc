@@ -191,6 +191,7 @@ TEST_F(MefTest, ReEnrolmentRotatesTheEnrolmentKey) {
 TEST_F(MefTest, ConcurrentEnrolmentWithStaleGenerationIs409) {
   HookedRng racing_rng;
   Mef racing_mef(*world_.store, world_.kek, racing_rng, world_.clock, world_.mef_settings);
+  world_.AddRspfs(racing_mef);
   int commits = 0;
   racing_mef.set_on_commit([&] { ++commits; });
 
@@ -222,7 +223,7 @@ TEST_F(MefTest, ConcurrentEnrolmentWithStaleGenerationIs409) {
 
   auto link = MakePskLink(
       kMefFqdn, kKpmId, device_.kpm, PskProfile::kTls12PskCbc,
-      [&](std::string_view id) { return racing_mef.LookupKpm(id); },
+      [&](std::string_view id) { return racing_mef.LookupPsk(id); },
       [&](const proto::HttpRequest& request, const crypto::TlsEngine& tls) {
         return racing_mef.Handle(request, tls);
       });
@@ -245,9 +246,10 @@ TEST_F(MefTest, ServerSideFaultIsReportedAsInternalError) {
   MefSettings broken = world_.mef_settings;
   broken.maf_id = "";
   Mef broken_mef(*world_.store, world_.kek, world_.rng, world_.clock, broken);
+  world_.AddRspfs(broken_mef);
   auto link = MakePskLink(
       kMefFqdn, kKpmId, device_.kpm, PskProfile::kTls12PskCbc,
-      [&](std::string_view id) { return broken_mef.LookupKpm(id); },
+      [&](std::string_view id) { return broken_mef.LookupPsk(id); },
       [&](const proto::HttpRequest& request, const crypto::TlsEngine& tls) {
         return broken_mef.Handle(request, tls);
       });

@@ -19,6 +19,7 @@
 #include "mte/enrolees.h"
 #include "maf/maf.h"
 #include "mef/mef.h"
+#include "mef/rspf/ppsk/ppsk_rspf.h"
 #include "portal/portal.h"
 #include "proto/enrolment_client.h"
 #include "service_harness.h"
@@ -63,7 +64,16 @@ class ServiceWorld {
         kek(crypto::KeyEncryptionKey::FromSecret(crypto::RandomSecret(rng, crypto::kKekSize))),
         mef_settings{kMefFqdn, kMafId, kMafFqdn, kEnrolmentExpiry},
         mef(*store, kek, rng, clock, mef_settings),
-        maf(*store, kek, rng, clock, MafSettings{kMafFqdn, kMefFqdn}) {}
+        maf(*store, kek, rng, clock, MafSettings{kMafFqdn, kMefFqdn}) {
+    AddRspfs(mef);
+  }
+
+  // Gives a MEF the RSPFs of this world (PPSK).
+  void AddRspfs(Mef& some_mef) {
+    auto ppsk = mef::PpskRspf::Create(*store, kek, kMefFqdn);
+    EXPECT_TRUE(Ok(ppsk));
+    if (ppsk) some_mef.AddRspf(std::move(*ppsk));
+  }
 
   // Imports one manifest entry: Kpm sealed with aad "kpm|<deviceId>", claim code as Argon2id.
   TestDevice ImportDevice(const std::string& device_id, const std::string& kpm_id,
@@ -104,7 +114,7 @@ class ServiceWorld {
   std::unique_ptr<TlsLink> MefLink(const std::string& kpm_id, const SecretBytes& kpm,
                                    PskProfile profile = PskProfile::kTls12PskCbc) {
     return MakePskLink(
-        kMefFqdn, kpm_id, kpm, profile, [this](std::string_view id) { return mef.LookupKpm(id); },
+        kMefFqdn, kpm_id, kpm, profile, [this](std::string_view id) { return mef.LookupPsk(id); },
         [this](const proto::HttpRequest& request, const crypto::TlsEngine& tls) {
           return mef.Handle(request, tls);
         });
@@ -228,8 +238,8 @@ class ServiceWorld {
     return MustContext(crypto::TlsContext::Server(outer));
   }
 
-  // Gives the MEF its PSK-only context for the RSPF handshake inside the outer session.
-  void EnableFlowB() { mef.set_rspf_context(PskServerContext(kMefFqdn)); }
+  // Flow B needs nothing more: every RSPF added to the MEF runs inside an outer session too.
+  void EnableFlowB() {}
 
   // The portal that issues token bundles naming this world's MEF (created on first use).
   Portal& FlowBPortal(int64_t token_seconds = kTokenLifetime) {
@@ -249,7 +259,7 @@ class ServiceWorld {
                                           const std::string& peer = "192.0.2.10",
                                           const std::string& stem = "mef-server") {
     auto server = crypto::TlsEngine::Server(
-        MefOuterContext(stem), [this](std::string_view id) { return mef.LookupKpm(id); });
+        MefOuterContext(stem), [this](std::string_view id) { return mef.LookupPsk(id); });
     EXPECT_TRUE(Ok(server));
     if (!server || !client) return nullptr;
     return std::make_unique<FlowBLink>(std::move(client), std::move(*server),
