@@ -42,6 +42,7 @@
 #include "crypto/tls_engine.h"
 #include "proto/enrolment.h"
 #include "proto/enrolment_client.h"
+#include "proto/rspf/ppsk_device.h"
 
 namespace {
 
@@ -307,9 +308,10 @@ RoundResult RunRound(std::vector<Job>& jobs, size_t begin, size_t end, int concu
         inner.tls12 = true;
         inner.tls13 = false;
         inner.tls12_ciphers = "PSK-AES128-CBC-SHA256";
-        auto machine =
-            proto::EnrolmentClient::ViaToken(std::move(job.bundle), std::move(job.credential),
-                                             {std::string(proto::kRspfPpsk)}, inner);
+        std::vector<std::unique_ptr<proto::DeviceRspf>> rspfs;
+        auto ppsk = proto::PpskDevice::Create(std::move(job.credential), inner);
+        if (ppsk) rspfs.push_back(std::move(*ppsk));
+        auto machine = proto::EnrolmentClient::ViaToken(std::move(job.bundle), std::move(rspfs));
         Result<proto::EnrolmentResult> result =
             machine
                 ? client::RunEnrolment(job.mef, **machine, client::After(std::chrono::seconds(60)))

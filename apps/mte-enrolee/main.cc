@@ -32,21 +32,46 @@ void Progress(const std::string& line) {
 
 void Wipe(std::string& s) { std::fill(s.begin(), s.end(), '\0'); }
 
-// --kpm-hex on the command line is visible to other local users (ps); --kpm-file is not.
-void AddKpmOptions(CLI::App* cmd, mte::enrolee::PpskCredential& credential, std::string& file) {
-  auto* hex = cmd->add_option("--kpm-hex", credential.kpm_hex,
+// The bootstrap credential options of a command: a Kpm (PPSK-RSPF) and/or a device certificate
+// (certificate RSPF). --kpm-hex on the command line is visible to other local users (ps);
+// --kpm-file is not.
+void AddCredentialOptions(CLI::App* cmd, mte::enrolee::Credentials& credentials,
+                          std::string& kpm_file) {
+  auto* id = cmd->add_option("--kpm-id", credentials.ppsk.kpm_id,
+                             "KpmID (TLS psk_identity) of the pre-provisioned key (PPSK-RSPF)");
+  auto* hex = cmd->add_option("--kpm-hex", credentials.ppsk.kpm_hex,
                               "Kpm in hex (16..64 octets); visible in process listings");
-  auto* from_file = cmd->add_option("--kpm-file", file, "file holding Kpm in hex (mode 0600)")
+  auto* from_file = cmd->add_option("--kpm-file", kpm_file, "file holding Kpm in hex (mode 0600)")
                         ->check(CLI::ExistingFile);
   hex->excludes(from_file);
   from_file->excludes(hex);
+  hex->needs(id);
+  from_file->needs(id);
+  auto* cert = cmd->add_option("--cert", credentials.cert.cert_file,
+                               "device certificate, PEM (certificate RSPF; ECDSA P-256)")
+                   ->check(CLI::ExistingFile);
+  auto* key = cmd->add_option("--key", credentials.cert.key_file,
+                              "the device certificate's private key, PEM (mode 0600)")
+                  ->check(CLI::ExistingFile);
+  cert->needs(key);
+  key->needs(cert);
+  cmd->add_flag("--require-staple", credentials.require_staple,
+                "refuse a MEF that staples no OCSP response for its certificate");
 }
 
-// Fills credential.kpm_hex from --kpm-file if given. False (with a message) on failure.
-bool LoadKpm(mte::enrolee::PpskCredential& credential, const std::string& file) {
+// Fills the Kpm from --kpm-file if given, and checks that some credential was given. False (with
+// a message) on failure.
+bool LoadCredentials(mte::enrolee::Credentials& credentials, const std::string& file) {
+  mte::enrolee::PpskCredential& credential = credentials.ppsk;
   if (file.empty()) {
-    if (credential.kpm_hex.empty()) {
-      std::fprintf(stderr, "mte-enrolee: give --kpm-hex or --kpm-file\n");
+    if (!credential.kpm_id.empty() && credential.kpm_hex.empty()) {
+      std::fprintf(stderr, "mte-enrolee: give --kpm-hex or --kpm-file with --kpm-id\n");
+      return false;
+    }
+    if (credential.kpm_id.empty() && credentials.cert.cert_file.empty()) {
+      std::fprintf(stderr,
+                   "mte-enrolee: give a bootstrap credential: --kpm-id with --kpm-hex or "
+                   "--kpm-file, or --cert with --key\n");
       return false;
     }
     return true;
@@ -70,22 +95,22 @@ int main(int argc, char** argv) {
   CLI::App app{"mte-enrolee: the device side of OpenMTE enrolment (oneM2M TS-0003 RSPF)"};
   app.require_subcommand(1);
 
-  mte::enrolee::PpskEnrolOptions enrol;
+  mte::enrolee::DirectEnrolOptions enrol;
   auto* enrol_cmd = app.add_subcommand(
       "enrol",
-      "Enrol without an OBF (seed 8.y.3, PPSK-RSPF): TLS-PSK to the MEF with the pre-provisioned\n"
-      "Kpm/KpmID, run the Enrolment Exchange, and store KeID, Ke, expiry and Km/KmID in --state\n"
-      "(secret files mode 0600).");
+      "Enrol without an OBF (seed 8.y.3): TLS-PSK to the MEF with the pre-provisioned Kpm/KpmID\n"
+      "(PPSK-RSPF), or mutual TLS with the device certificate (--cert/--key, certificate RSPF;\n"
+      "needs --ca), run the Enrolment Exchange, and store KeID, Ke, expiry and Km/KmID in\n"
+      "--state (secret files mode 0600).");
   enrol_cmd->add_option("--mef", enrol.mef_address, "MEF address HOST:PORT")->required();
   enrol_cmd->add_option("--mef-fqdn", enrol.mef_fqdn, "MEF FQDN (SNI and KeID domain)")
       ->required();
   enrol_cmd->add_option("--ca", enrol.ca_file,
-                        "MEF trust anchors (PEM); recorded for server-authenticated use")
+                        "MEF trust anchors (PEM): verify the MEF's certificate (required with --cert);\n"
+                        "with a Kpm only recorded for later server-authenticated use")
       ->check(CLI::ExistingFile);
-  enrol_cmd->add_option("--kpm-id", enrol.credential.kpm_id, "KpmID (TLS psk_identity)")
-      ->required();
   std::string enrol_kpm_file;
-  AddKpmOptions(enrol_cmd, enrol.credential, enrol_kpm_file);
+  AddCredentialOptions(enrol_cmd, enrol.credentials, enrol_kpm_file);
   enrol_cmd->add_option("--state", enrol.state_dir, "state directory")->required();
   enrol_cmd->add_option("--timeout-ms", enrol.timeout_ms, "overall deadline")->default_val(15000);
 
@@ -94,14 +119,13 @@ int main(int argc, char** argv) {
   auto* bundle_cmd = app.add_subcommand(
       "enrol-bundle",
       "Flow B without an OBF link (seed 8.y.4 steps 12-17): enrol with a token bundle file as\n"
-      "returned by POST /api/v1/enrolees/{id}/tokens.");
+      "returned by POST /api/v1/enrolees/{id}/tokens, offering the RSPF of every credential\n"
+      "given (certificate first, then PPSK).");
   bundle_cmd->add_option("--bundle", bundle_file, "token bundle (JSON)")
       ->required()
       ->check(CLI::ExistingFile);
-  bundle_cmd->add_option("--kpm-id", token.credential.kpm_id, "KpmID (inner psk_identity)")
-      ->required();
   std::string bundle_kpm_file;
-  AddKpmOptions(bundle_cmd, token.credential, bundle_kpm_file);
+  AddCredentialOptions(bundle_cmd, token.credentials, bundle_kpm_file);
   bundle_cmd->add_option("--state", token.state_dir, "state directory")->required();
   bundle_cmd->add_option("--timeout-ms", token.timeout_ms, "overall deadline")->default_val(15000);
 
@@ -111,15 +135,14 @@ int main(int argc, char** argv) {
       "await-obf",
       "Flow B (seed 8.y.4 steps 10-17): wait for the OBF on a local TLS link authenticated by\n"
       "the setup code from the device label, take the token bundle, enrol through the MEF\n"
-      "(the PPSK-RSPF inside a server-authenticated session), and report the outcome back.");
+      "(the selected RSPF inside a server-authenticated session), and report the outcome back.");
   await_cmd->add_option("--listen", await.listen, "address to listen on HOST:PORT (port 0: any)")
       ->required();
   await_cmd->add_option("--device-id", await.device_id, "this device's ID")->required();
   await_cmd->add_option("--setup-code", await.setup_code, "setup code from the device label")
       ->required();
-  await_cmd->add_option("--kpm-id", await.credential.kpm_id, "KpmID")->required();
   std::string await_kpm_file;
-  AddKpmOptions(await_cmd, await.credential, await_kpm_file);
+  AddCredentialOptions(await_cmd, await.credentials, await_kpm_file);
   await_cmd->add_option("--state", await.state_dir, "state directory")->required();
   await_cmd->add_option("--timeout-s", await.timeout_s, "give up after this long (0 = never)")
       ->default_val(0);
@@ -146,9 +169,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (enrol_cmd->parsed()) {
-    if (!LoadKpm(enrol.credential, enrol_kpm_file)) return 2;
-    auto outcome = mte::enrolee::EnrolWithPpsk(enrol);
-    Wipe(enrol.credential.kpm_hex);
+    if (!LoadCredentials(enrol.credentials, enrol_kpm_file)) return 2;
+    auto outcome = mte::enrolee::EnrolDirect(enrol);
+    Wipe(enrol.credentials.ppsk.kpm_hex);
     if (!outcome.ok) {
       std::fprintf(stderr, "mte-enrolee: enrolment failed: %s\n", outcome.error.c_str());
       return 1;
@@ -157,14 +180,14 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (bundle_cmd->parsed()) {
-    if (!LoadKpm(token.credential, bundle_kpm_file)) return 2;
+    if (!LoadCredentials(token.credentials, bundle_kpm_file)) return 2;
     std::ifstream in(bundle_file);
     std::stringstream text;
     text << in.rdbuf();
     token.bundle_json = text.str();
     token.progress = Progress;
     auto outcome = mte::enrolee::EnrolWithToken(token);
-    Wipe(token.credential.kpm_hex);
+    Wipe(token.credentials.ppsk.kpm_hex);
     Wipe(token.bundle_json);
     if (!outcome.ok) {
       std::fprintf(stderr, "mte-enrolee: enrolment failed: %s\n", outcome.error.c_str());
@@ -174,7 +197,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (await_cmd->parsed()) {
-    if (!LoadKpm(await.credential, await_kpm_file)) return 2;
+    if (!LoadCredentials(await.credentials, await_kpm_file)) return 2;
     await.progress = Progress;
     await.on_listening = [&port_file](int port) {
       if (port_file.empty()) return;
@@ -186,7 +209,7 @@ int main(int argc, char** argv) {
       std::rename(tmp.c_str(), port_file.c_str());
     };
     auto outcome = mte::enrolee::AwaitObf(await);
-    Wipe(await.credential.kpm_hex);
+    Wipe(await.credentials.ppsk.kpm_hex);
     Wipe(await.setup_code);
     if (!outcome.ok) {
       std::fprintf(stderr, "mte-enrolee: enrolment failed: %s\n", outcome.error.c_str());

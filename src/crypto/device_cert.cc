@@ -87,6 +87,19 @@ Result<CertFacts> Facts(X509* cert) {
                  HexSha256(i2d_X509_PUBKEY(spki, nullptr),
                            [&](unsigned char** p) { return i2d_X509_PUBKEY(spki, p); }));
   facts.subject = NameText(X509_get_subject_name(cert));
+  const X509_NAME* name = X509_get_subject_name(cert);
+  int cn = -1;
+  for (int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1); i >= 0;
+       i = X509_NAME_get_index_by_NID(name, NID_commonName, i)) {
+    cn = i;
+  }
+  if (cn >= 0) {
+    const ASN1_STRING* text = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, cn));
+    unsigned char* utf8 = nullptr;
+    int n = ASN1_STRING_to_UTF8(&utf8, text);
+    OpensslBytesPtr owned(utf8);
+    if (n > 0 && n <= 256) facts.common_name.assign(reinterpret_cast<char*>(utf8), static_cast<size_t>(n));
+  }
   const ASN1_INTEGER* serial = X509_get0_serialNumber(cert);
   facts.serial_hex = HexUpper(
       ByteSpan(ASN1_STRING_get0_data(serial), static_cast<size_t>(ASN1_STRING_length(serial))));
@@ -248,6 +261,31 @@ Error ChainError(X509_STORE_CTX* ctx) {
 Result<CertFacts> DescribeCertificate(ByteSpan der) {
   MTE_TRY_ASSIGN(X509Ptr cert, ParsePeerCert(der, "certificate"));
   return Facts(cert.get());
+}
+
+Result<std::vector<Bytes>> CertificatesFromPem(std::string_view pem) {
+  ERR_clear_error();
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (!bio) return Fail(OsslError("BIO_new_mem_buf"));
+  std::vector<Bytes> out;
+  while (true) {
+    X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+    if (!cert) break;
+    if (out.size() >= kMaxDeviceChainCerts) {
+      return Fail(ErrorKind::kLocalUsage, Errc::kConfig,
+                  "more than " + std::to_string(kMaxDeviceChainCerts) + " certificates in PEM");
+    }
+    MTE_TRY_ASSIGN(Bytes der, internal::CertDer(cert.get()));
+    out.push_back(std::move(der));
+  }
+  unsigned long last = ERR_peek_last_error();
+  ERR_clear_error();
+  // The loop ends on "no start line" after the last block; anything else is a broken block.
+  if (last != 0 && ERR_GET_REASON(last) != PEM_R_NO_START_LINE) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "a PEM certificate does not decode");
+  }
+  if (out.empty()) return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "no PEM certificate");
+  return out;
 }
 
 Result<VerifiedChain> CheckPinnedLeaf(ByteSpan leaf_der, int64_t now) {

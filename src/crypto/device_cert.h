@@ -30,6 +30,7 @@ struct CertFacts {
   std::string cert_sha256;  // lowercase hex SHA-256 of the DER certificate
   std::string spki_sha256;  // lowercase hex SHA-256 of the DER SubjectPublicKeyInfo (RFC 6920)
   std::string subject;      // RFC 2253 one-line subject, bounded to 256 chars, for logs
+  std::string common_name;  // the subject's (last) CN, "" if none
   std::string serial_hex;   // uppercase hex
   int64_t not_before = 0;   // Unix seconds
   int64_t not_after = 0;    // Unix seconds
@@ -39,6 +40,10 @@ struct CertFacts {
 // Parses one DER certificate (no trailing bytes allowed, at most kMaxDeviceCertSize).
 // Errors: kPeerProtocol/kMalformed (undecodable), kPeerProtocol/kTooLarge.
 Result<CertFacts> DescribeCertificate(ByteSpan der);
+
+// The certificates of a PEM text, in order, as DER. kLocalUsage/kConfig when there is none or a
+// block does not decode; at most kMaxDeviceChainCerts.
+Result<std::vector<Bytes>> CertificatesFromPem(std::string_view pem);
 
 // The result of a successful verification.
 struct VerifiedChain {

@@ -6,10 +6,12 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <sstream>
 
 #include "base/bytes.h"
+#include "base/clock.h"
 #include "base/file.h"
 #include "base/secret.h"
 #include "client/https_client.h"
@@ -20,6 +22,8 @@
 #include "proto/enrolment_client.h"
 #include "proto/obf_link.h"
 #include "proto/onem2m.h"
+#include "proto/rspf/cert_device.h"
+#include "proto/rspf/ppsk_device.h"
 
 namespace mte::enrolee {
 namespace {
@@ -58,7 +62,7 @@ Result<SecretBytes> ReadSecretFile(const fs::path& path) {
   return secret;
 }
 
-Result<proto::PpskCredential> ParseCredential(const PpskCredential& credential) {
+Result<std::unique_ptr<proto::DeviceRspf>> PpskRspf(const PpskCredential& credential) {
   MTE_TRY(crypto::CheckIdentifier(credential.kpm_id, "KpmID"));
   auto kpm = HexDecode(credential.kpm_hex);
   if (!kpm || kpm->size() < kMinPsk || kpm->size() > kMaxPsk) {
@@ -66,7 +70,58 @@ Result<proto::PpskCredential> ParseCredential(const PpskCredential& credential) 
   }
   proto::PpskCredential out{credential.kpm_id, SecretBytes(*kpm, SecretAccess::ForCrypto())};
   SecureWipe(kpm->data(), kpm->size());
-  return out;
+  MTE_TRY_ASSIGN(auto rspf, proto::PpskDevice::Create(std::move(out)));
+  return std::unique_ptr<proto::DeviceRspf>(std::move(rspf));
+}
+
+Result<std::unique_ptr<proto::DeviceRspf>> CertRspf(const CertCredential& credential) {
+  if (credential.key_file.empty()) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "a device certificate needs its key file");
+  }
+  struct stat st {};
+  if (::stat(credential.key_file.c_str(), &st) != 0) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kConfig, credential.key_file + " is missing");
+  }
+  if ((st.st_mode & 077) != 0) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kConfig,
+                credential.key_file + " is readable by group or others (expected mode 0600)");
+  }
+  MTE_TRY_ASSIGN(auto rspf,
+                 proto::CertDevice::Create({credential.cert_file, credential.key_file}));
+  return std::unique_ptr<proto::DeviceRspf>(std::move(rspf));
+}
+
+// The device's RSPFs in the order Flow B offers them: certificate, then PPSK.
+Result<std::vector<std::unique_ptr<proto::DeviceRspf>>> Rspfs(const Credentials& credentials) {
+  std::vector<std::unique_ptr<proto::DeviceRspf>> rspfs;
+  if (!credentials.cert.cert_file.empty()) {
+    MTE_TRY_ASSIGN(auto cert, CertRspf(credentials.cert));
+    rspfs.push_back(std::move(cert));
+  }
+  if (!credentials.ppsk.kpm_id.empty() || !credentials.ppsk.kpm_hex.empty()) {
+    MTE_TRY_ASSIGN(auto ppsk, PpskRspf(credentials.ppsk));
+    rspfs.push_back(std::move(ppsk));
+  }
+  if (rspfs.empty()) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kConfig,
+                "no bootstrap credential: give a Kpm or a device certificate");
+  }
+  return rspfs;
+}
+
+proto::MefCertificateChecks Checks(const Credentials& credentials) {
+  proto::MefCertificateChecks checks;
+  checks.now = UnixSeconds(SystemClock().Now());
+  checks.require_staple = credentials.require_staple;
+  return checks;
+}
+
+std::string CaFileText(const std::string& ca_file) {
+  if (ca_file.empty()) return {};
+  std::ifstream in(ca_file, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 Result<fs::path> PrepareStateDir(const std::string& state_dir) {
@@ -99,13 +154,15 @@ Enrolment Public(const proto::EnrolmentResult& r) {
 }
 
 Result<void> Store(const fs::path& dir, const proto::EnrolmentResult& r, const std::string& mef_fqdn,
-                   const std::string& kpm_id, const std::string& flow, const std::string& ca_file) {
+                   const std::pair<std::string, std::string>& credential,
+                   const std::string& flow, const std::string& ca_file) {
   MTE_TRY(WriteFile0600(dir, "ke", r.ke.Expose(SecretAccess::ForCrypto())));
   if (!r.km_id.empty()) MTE_TRY(WriteFile0600(dir, "km", r.km.Expose(SecretAccess::ForCrypto())));
   nlohmann::json state = {{"keId", r.ke_id},     {"expiresAt", r.expires_at}, {"kmId", r.km_id},
                           {"mafFqdn", r.maf_fqdn}, {"mafId", r.maf_id},       {"mefFqdn", mef_fqdn},
-                          {"rspf", r.rspf},       {"kpmId", kpm_id},          {"flow", flow},
+                          {"rspf", r.rspf},       {"flow", flow},
                           {"enroleeId", r.enrolee_id}};
+  state[credential.first] = credential.second;
   if (!ca_file.empty()) state["caFile"] = ca_file;
   std::string text = state.dump(2) + "\n";
   return WriteFile0600(dir, "enrolment.json", AsBytes(text));
@@ -155,12 +212,14 @@ Result<ParsedBundle> ParseBundle(const std::string& json) {
 
 Result<proto::EnrolmentResult> RunToken(const TokenEnrolOptions& options) {
   MTE_TRY_ASSIGN(ParsedBundle parsed, ParseBundle(options.bundle_json));
-  MTE_TRY_ASSIGN(auto credential, ParseCredential(options.credential));
+  MTE_TRY_ASSIGN(auto rspfs, Rspfs(options.credentials));
   MTE_TRY_ASSIGN(fs::path dir, PrepareStateDir(options.state_dir));
   std::string mef_fqdn = parsed.bundle.mef_fqdn;
+  std::map<std::string, std::pair<std::string, std::string>> records;
+  for (const auto& rspf : rspfs) records[std::string(rspf->name())] = rspf->credential_record();
   MTE_TRY_ASSIGN(auto machine,
-                 proto::EnrolmentClient::ViaToken(std::move(parsed.bundle), std::move(credential),
-                                                  {std::string(proto::kRspfPpsk)}));
+                 proto::EnrolmentClient::ViaToken(std::move(parsed.bundle), std::move(rspfs),
+                                                  Checks(options.credentials)));
   Say(options.progress, "step 12: server-authenticated TLS to the MEF " + mef_fqdn + " at " +
                             parsed.mef.host + ":" + std::to_string(parsed.mef.port));
   MTE_TRY_ASSIGN(auto result, client::RunEnrolment(
@@ -168,7 +227,7 @@ Result<proto::EnrolmentResult> RunToken(const TokenEnrolOptions& options) {
                                   client::After(std::chrono::milliseconds(options.timeout_ms))));
   Say(options.progress, "steps 13-17: token accepted, RSPF " + result.rspf +
                             " ran inside the MEF session; enrolled with KeID " + result.ke_id);
-  MTE_TRY(Store(dir, result, mef_fqdn, options.credential.kpm_id, "B", ""));
+  MTE_TRY(Store(dir, result, mef_fqdn, records[result.rspf], "B", ""));
   return result;
 }
 
@@ -185,17 +244,28 @@ EnrolOutcome ToOutcome(const Result<proto::EnrolmentResult>& result) {
 
 }  // namespace
 
-EnrolOutcome EnrolWithPpsk(const PpskEnrolOptions& options) {
+EnrolOutcome EnrolDirect(const DirectEnrolOptions& options) {
   auto run = [&]() -> Result<proto::EnrolmentResult> {
     MTE_TRY_ASSIGN(auto endpoint, client::ParseEndpoint(options.mef_address));
-    MTE_TRY_ASSIGN(auto credential, ParseCredential(options.credential));
+    MTE_TRY_ASSIGN(auto rspfs, Rspfs(options.credentials));
+    if (rspfs.size() != 1) {
+      return Fail(ErrorKind::kLocalUsage, Errc::kConfig,
+                  "Flow A runs one RSPF: give either a Kpm or a device certificate");
+    }
+    std::string trust = CaFileText(options.ca_file);
+    if (rspfs.front()->name() == proto::kRspfCert && trust.empty()) {
+      return Fail(ErrorKind::kLocalUsage, Errc::kConfig,
+                  "a device certificate enrolment needs the MEF's trust anchors (--ca)");
+    }
     MTE_TRY_ASSIGN(fs::path dir, PrepareStateDir(options.state_dir));
+    auto record = rspfs.front()->credential_record();
     MTE_TRY_ASSIGN(auto machine,
-                   proto::EnrolmentClient::Direct(options.mef_fqdn, std::move(credential)));
+                   proto::EnrolmentClient::Direct(options.mef_fqdn, trust, std::move(rspfs.front()),
+                                                  Checks(options.credentials)));
     MTE_TRY_ASSIGN(auto result,
                    client::RunEnrolment(endpoint, *machine,
                                         client::After(std::chrono::milliseconds(options.timeout_ms))));
-    MTE_TRY(Store(dir, result, options.mef_fqdn, options.credential.kpm_id, "A", options.ca_file));
+    MTE_TRY(Store(dir, result, options.mef_fqdn, record, "A", options.ca_file));
     return result;
   };
   return ToOutcome(run());
@@ -256,7 +326,7 @@ EnrolOutcome AwaitObf(const AwaitObfOptions& options) {
       Say(options.progress, "step 11: received the Enrolment-Token, MEF URI and trust anchors");
       TokenEnrolOptions token;
       token.bundle_json = request.body;
-      token.credential = options.credential;
+      token.credentials = options.credentials;
       token.state_dir = options.state_dir;
       token.progress = options.progress;
       auto result = RunToken(token);

@@ -4,23 +4,11 @@
 
 #include "crypto/keys.h"
 #include "proto/enrolment.h"
+#include "proto/mef_status.h"
 #include "proto/onem2m.h"
 
 namespace mte::proto {
 namespace {
-
-Result<std::unique_ptr<crypto::TlsEngine>> PskEngine(const std::string& mef_fqdn,
-                                                     const PpskCredential& credential,
-                                                     const RspfTlsOptions& tls) {
-  crypto::TlsClientOptions options;
-  options.server_name = mef_fqdn;
-  options.psk_identity = credential.kpm_id;
-  options.tls12 = tls.tls12;
-  options.tls13 = tls.tls13;
-  options.tls12_ciphers = tls.tls12_ciphers;
-  MTE_TRY_ASSIGN(auto context, crypto::TlsContext::Client(options));
-  return crypto::TlsEngine::Client(context, credential.kpm.Clone());
-}
 
 // "MEF answered HTTP 403, RSC 4103: <m2m:dbg>".
 std::string DescribeRefusal(const HttpResponse& response) {
@@ -40,7 +28,7 @@ const char* EnrolmentClient::PhaseName(Phase phase) {
     case Phase::kOuterHandshake: return "step 12 (server-authenticated TLS to the MEF)";
     case Phase::kTokenExchange: return "steps 13-16 (Enrolment-Token and RSPF selection)";
     case Phase::kUpgrade: return "step 17 (switching to the RSPF handshake)";
-    case Phase::kRspfHandshake: return "the PPSK-RSPF TLS-PSK handshake";
+    case Phase::kRspfHandshake: return "the RSPF handshake";
     case Phase::kEnrolmentExchange: return "the Enrolment Exchange";
     case Phase::kDone: return "done";
     case Phase::kFailed: return "failed";
@@ -48,51 +36,61 @@ const char* EnrolmentClient::PhaseName(Phase phase) {
   return "?";
 }
 
-Result<std::unique_ptr<EnrolmentClient>> EnrolmentClient::Direct(std::string mef_fqdn,
-                                                                 PpskCredential credential,
-                                                                 RspfTlsOptions rspf_tls) {
+Result<std::unique_ptr<EnrolmentClient>> EnrolmentClient::Direct(
+    std::string mef_fqdn, std::string mef_trust_pem, std::unique_ptr<DeviceRspf> rspf,
+    MefCertificateChecks checks) {
   MTE_TRY(crypto::CheckIdentifier(mef_fqdn, "MEF FQDN"));
-  MTE_TRY(crypto::CheckIdentifier(credential.kpm_id, "KpmID"));
+  if (!rspf) return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "no RSPF given");
   auto client = std::unique_ptr<EnrolmentClient>(new EnrolmentClient());
-  MTE_TRY_ASSIGN(auto engine, PskEngine(mef_fqdn, credential, rspf_tls));
+  MTE_TRY_ASSIGN(auto engine, rspf->NewEngine(mef_fqdn, mef_trust_pem));
   client->stack_ = TlsStack(std::move(engine));
-  client->rspf_tls_ = std::move(rspf_tls);
   client->mef_fqdn_ = std::move(mef_fqdn);
-  client->credential_ = std::move(credential);
+  client->mef_trust_pem_ = std::move(mef_trust_pem);
+  client->rspf_ = std::move(rspf);
+  client->checks_ = checks;
   client->phase_ = Phase::kRspfHandshake;
   return client;
 }
 
-Result<std::unique_ptr<EnrolmentClient>> EnrolmentClient::ViaToken(TokenBundle bundle,
-                                                                   PpskCredential credential,
-                                                                   std::vector<std::string> rspfs,
-                                                                   RspfTlsOptions rspf_tls) {
+Result<std::unique_ptr<EnrolmentClient>> EnrolmentClient::ViaToken(
+    TokenBundle bundle, std::vector<std::unique_ptr<DeviceRspf>> rspfs,
+    MefCertificateChecks checks) {
   MTE_TRY(crypto::CheckIdentifier(bundle.mef_fqdn, "MEF FQDN"));
-  MTE_TRY(crypto::CheckIdentifier(credential.kpm_id, "KpmID"));
+  if (rspfs.empty()) return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "no RSPF given");
   if (bundle.token.empty() || bundle.token.size() > 128) {
     return Fail(ErrorKind::kLocalUsage, Errc::kMalformed, "the bundle's token is malformed");
   }
   crypto::TlsClientOptions options;
   options.server_name = bundle.mef_fqdn;
   options.trust_pem = bundle.mef_trust_pem;
+  options.request_ocsp_staple = true;
   MTE_TRY_ASSIGN(auto context, crypto::TlsContext::Client(options));
   MTE_TRY_ASSIGN(auto engine, crypto::TlsEngine::Client(context));
   auto client = std::unique_ptr<EnrolmentClient>(new EnrolmentClient());
   client->stack_ = TlsStack(std::move(engine));
   client->via_token_ = true;
   client->mef_fqdn_ = bundle.mef_fqdn;
+  client->mef_trust_pem_ = bundle.mef_trust_pem;
   client->bundle_ = std::move(bundle);
   client->rspfs_ = std::move(rspfs);
-  client->rspf_tls_ = std::move(rspf_tls);
-  client->credential_ = std::move(credential);
+  client->checks_ = checks;
   client->phase_ = Phase::kOuterHandshake;
   return client;
+}
+
+Result<void> EnrolmentClient::CheckStaple(const crypto::TlsEngine& tls) {
+  if (!tls.psk_identity().empty()) return {};  // a PSK session: no certificate to judge
+  bool required = checks_.require_staple && !staple_checked_;
+  staple_checked_ = true;
+  return CheckMefStaple(tls, mef_trust_pem_, checks_.now, required);
 }
 
 Result<void> EnrolmentClient::Failed(Error error) {
   Phase at = phase_;
   phase_ = Phase::kFailed;
-  error.detail = std::string(PhaseName(at)) + " failed: " + error.detail;
+  std::string phase = PhaseName(at);
+  if (at == Phase::kRspfHandshake && rspf_) phase = "the " + std::string(rspf_->name()) + "-RSPF handshake";
+  error.detail = phase + " failed: " + error.detail;
   return Fail(std::move(error));
 }
 
@@ -131,6 +129,7 @@ Result<void> EnrolmentClient::Step() {
     switch (phase_) {
       case Phase::kOuterHandshake: {
         if (!stack_.TopHandshakeComplete()) return {};
+        if (auto ok = CheckStaple(stack_.top()); !ok) return Failed(ok.error());
         // docs/conventions.md §2: the channel binding of the outer session, sent later inside the inner one.
         auto binding = stack_.top().Export(kChannelBindingLabel, kChannelBindingLength,
                                            ByteSpan());
@@ -145,7 +144,9 @@ Result<void> EnrolmentClient::Step() {
         request.headers.Set("Content-Type", "application/json");
         request.headers.Set(kHeaderRequestId, "token-1");
         request.headers.Set(kHeaderRvi, kReleaseVersion);
-        nlohmann::json body = {{"token", bundle_.token}, {"rspfs", rspfs_}};
+        std::vector<std::string> names;
+        for (const auto& rspf : rspfs_) names.emplace_back(rspf->name());
+        nlohmann::json body = {{"token", bundle_.token}, {"rspfs", names}};
         request.body = body.dump();
         phase_ = Phase::kTokenExchange;
         MTE_TRY(SendRequest(request));
@@ -154,6 +155,7 @@ Result<void> EnrolmentClient::Step() {
       }
       case Phase::kRspfHandshake: {
         if (!stack_.TopHandshakeComplete()) return {};
+        if (auto ok = CheckStaple(stack_.top()); !ok) return Failed(ok.error());
         MTE_TRY(SendEnrolment());
         break;
       }
@@ -177,7 +179,7 @@ Result<void> EnrolmentClient::Step() {
 
 Result<void> EnrolmentClient::StartRspf() {
   // Seed 8.y.4 step 17: the RSPF's TLS handshake inside the established outer session.
-  auto engine = PskEngine(mef_fqdn_, credential_, rspf_tls_);
+  auto engine = rspf_->NewEngine(mef_fqdn_, mef_trust_pem_);
   if (!engine) return Failed(engine.error());
   stack_.Push(std::move(*engine), decoder_.TakeBuffered());
   decoder_ = ResponseDecoder();
@@ -202,7 +204,7 @@ Result<void> EnrolmentClient::SendEnrolment() {
   request.headers.Set("Host", mef_fqdn_);
   request.headers.Set("Content-Type", "application/json");
   request.headers.Set("Accept", "application/json");
-  request.headers.Set(kHeaderOrigin, credential_.kpm_id);
+  request.headers.Set(kHeaderOrigin, rspf_->origin());
   request.headers.Set(kHeaderRequestId, "enrol-1");
   request.headers.Set(kHeaderRvi, kReleaseVersion);
   nlohmann::json body = {{"mafEnrolment", true}};
@@ -226,10 +228,13 @@ Result<void> EnrolmentClient::OnResponse(HttpResponse response) {
       if (body.contains("enroleeId") && body["enroleeId"].is_number_integer()) {
         result_.enrolee_id = body["enroleeId"].get<int64_t>();
       }
-      if (result_.rspf != kRspfPpsk) {
+      for (auto& offered : rspfs_) {
+        if (offered && offered->name() == result_.rspf) rspf_ = std::move(offered);
+      }
+      if (!rspf_) {
         return Failed(Error{ErrorKind::kPeerProtocol, Errc::kUnsupported,
                             "the MEF selected RSPF '" + result_.rspf.substr(0, 32) +
-                                "', which this enrolee cannot run"});
+                                "', which this enrolee did not offer"});
       }
       HttpRequest request;
       request.method = "GET";
@@ -262,7 +267,7 @@ Result<void> EnrolmentClient::OnResponse(HttpResponse response) {
                                   " but the session gives " + result_.ke_id});
         }
         result_.expires_at = body.at("expiresAt").get<std::string>();
-        if (result_.rspf.empty()) result_.rspf = body.value("rspf", std::string(kRspfPpsk));
+        if (result_.rspf.empty()) result_.rspf = body.value("rspf", std::string(rspf_->name()));
         if (body.contains("enroleeId") && body["enroleeId"].is_number_integer()) {
           result_.enrolee_id = body["enroleeId"].get<int64_t>();
         }

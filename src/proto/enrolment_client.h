@@ -1,11 +1,12 @@
 // The enrolee's side of enrolment as a sans-IO state machine: ciphertext in, ciphertext out.
 //
-// Flow A (seed 8.y.3, TS-0003 §8.3.2.1): one TLS-PSK session to the MEF (psk_identity = KpmID),
-// then POST /enrolment.
+// Flow A (seed 8.y.3, TS-0003 §8.3.2.1/§8.3.2.2): one session to the MEF authenticated by the
+// RSPF's credential, then POST /enrolment.
 // Flow B (seed 8.y.4 steps 12-17): server-authenticated TLS to the MEF (trust anchors and FQDN
 // from the token bundle), POST /enrolment/token with the token and the supported RSPFs, the MEF's
-// selection, GET /enrolment/rspf with Upgrade, then the PPSK-RSPF's TLS-PSK handshake INSIDE the
+// selection, GET /enrolment/rspf with Upgrade, then the selected RSPF's handshake INSIDE the
 // outer session and POST /enrolment there, carrying the outer session's channel binding.
+// The RSPF is a DeviceRspf (proto/rspf/): PPSK (TLS-PSK with KpmID/Kpm) or certificate.
 // Both flows end with Ke/KeID from the (inner) mutually authenticated session's exporter.
 //
 // The blocking library (libmte-enrolee) pumps this over a socket; tests pump it in memory.
@@ -20,14 +21,10 @@
 #include "base/result.h"
 #include "base/secret.h"
 #include "proto/http.h"
+#include "proto/rspf/device_rspf.h"
 #include "proto/tls_stack.h"
 
 namespace mte::proto {
-
-struct PpskCredential {
-  std::string kpm_id;
-  SecretBytes kpm;
-};
 
 // What the OBF delivers (seed 8.y.4 step 11).
 struct TokenBundle {
@@ -51,13 +48,11 @@ struct EnrolmentResult {
   std::string outer_tls_version;  // Flow B only
 };
 
-// TLS versions and TLS 1.2 suites of the RSPF's (inner) TLS-PSK session. Defaults: TLS 1.3 and
-// 1.2 offered, ECDHE-PSK preferred; TS-0003's mandatory TLS_PSK_WITH_AES_128_CBC_SHA256 is
-// "tls13 = false, tls12_ciphers = PSK-AES128-CBC-SHA256".
-struct RspfTlsOptions {
-  bool tls12 = true;
-  bool tls13 = true;
-  std::string tls12_ciphers;
+// How the enrolee judges the MEF's certificate beyond its chain and name: the OCSP response the
+// MEF stapled (proto/mef_status.h).
+struct MefCertificateChecks {
+  int64_t now = 0;  // Unix seconds at which a staple is judged
+  bool require_staple = false;  // the first certificate-authenticated session must carry one
 };
 
 class EnrolmentClient {
@@ -66,19 +61,22 @@ class EnrolmentClient {
     kOuterHandshake,   // Flow B step 12
     kTokenExchange,    // steps 13-16
     kUpgrade,          // step 17 starts
-    kRspfHandshake,    // the PPSK-RSPF TLS-PSK handshake (Flow A: the only one)
+    kRspfHandshake,    // the RSPF's handshake (Flow A: the only one)
     kEnrolmentExchange,
     kDone,
     kFailed,
   };
 
+  // Flow A: `rspf`'s handshake directly with the MEF. `mef_trust_pem` holds the MEF's trust
+  // anchors (needed by RSPFs that authenticate the MEF by its certificate).
   static Result<std::unique_ptr<EnrolmentClient>> Direct(std::string mef_fqdn,
-                                                         PpskCredential credential,
-                                                         RspfTlsOptions rspf_tls = {});
-  static Result<std::unique_ptr<EnrolmentClient>> ViaToken(TokenBundle bundle,
-                                                           PpskCredential credential,
-                                                           std::vector<std::string> rspfs,
-                                                           RspfTlsOptions rspf_tls = {});
+                                                         std::string mef_trust_pem,
+                                                         std::unique_ptr<DeviceRspf> rspf,
+                                                         MefCertificateChecks checks = {});
+  // Flow B: offers every RSPF of `rspfs` (in order) and runs the one the MEF selects.
+  static Result<std::unique_ptr<EnrolmentClient>> ViaToken(
+      TokenBundle bundle, std::vector<std::unique_ptr<DeviceRspf>> rspfs,
+      MefCertificateChecks checks = {});
 
   // Produces the first flight (ClientHello).
   Result<void> Start();
@@ -105,14 +103,18 @@ class EnrolmentClient {
   Result<void> SendEnrolment();
   Result<void> OnResponse(HttpResponse response);
   Result<void> Failed(Error error);
+  // The stapled status of a certificate-authenticated session to the MEF.
+  Result<void> CheckStaple(const crypto::TlsEngine& tls);
 
   Phase phase_ = Phase::kRspfHandshake;
   bool via_token_ = false;
   std::string mef_fqdn_;
+  std::string mef_trust_pem_;
   TokenBundle bundle_;
-  std::vector<std::string> rspfs_;
-  PpskCredential credential_;
-  RspfTlsOptions rspf_tls_;
+  std::vector<std::unique_ptr<DeviceRspf>> rspfs_;  // Flow B: the offered ones
+  std::unique_ptr<DeviceRspf> rspf_;                // the one that runs
+  MefCertificateChecks checks_;
+  bool staple_checked_ = false;
   TlsStack stack_;
   ResponseDecoder decoder_;
   std::optional<Bytes> binding_override_;

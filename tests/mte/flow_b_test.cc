@@ -16,6 +16,7 @@
 
 #include "crypto/keys.h"
 #include "portal/portal.h"
+#include "proto/rspf/ppsk_device.h"
 #include "proto/enrolment.h"
 #include "proto/enrolment_client.h"
 #include "proto/onem2m.h"
@@ -95,12 +96,38 @@ class FlowBTest : public ::testing::Test {
     return {device.kpm_id, device.kpm.Clone()};
   }
 
+  // An RSPF this test enrolee only names (it cannot run it): the MEF must not select it.
+  class NamedOnly final : public proto::DeviceRspf {
+   public:
+    explicit NamedOnly(std::string name) : name_(std::move(name)) {}
+    std::string_view name() const override { return name_; }
+    Result<std::unique_ptr<crypto::TlsEngine>> NewEngine(const std::string&,
+                                                         const std::string&) override {
+      return Fail(ErrorKind::kLocalUsage, Errc::kUnsupported, "not runnable: " + name_);
+    }
+    std::string origin() const override { return "nobody"; }
+    std::pair<std::string, std::string> credential_record() const override { return {}; }
+
+   private:
+    std::string name_;
+  };
+
+  // A Flow B enrolee offering `rspfs` in order; "PPSK" runs with `credential`.
   std::unique_ptr<proto::EnrolmentClient> Client(proto::TokenBundle bundle,
                                                  proto::PpskCredential credential,
                                                  std::vector<std::string> rspfs = {"PPSK"},
                                                  proto::RspfTlsOptions tls = {}) {
-    auto client = proto::EnrolmentClient::ViaToken(std::move(bundle), std::move(credential),
-                                                   std::move(rspfs), std::move(tls));
+    std::vector<std::unique_ptr<proto::DeviceRspf>> offered;
+    for (const auto& name : rspfs) {
+      if (name == "PPSK") {
+        auto ppsk = proto::PpskDevice::Create(std::move(credential), tls);
+        EXPECT_TRUE(Ok(ppsk));
+        if (ppsk) offered.push_back(std::move(*ppsk));
+      } else {
+        offered.push_back(std::make_unique<NamedOnly>(name));
+      }
+    }
+    auto client = proto::EnrolmentClient::ViaToken(std::move(bundle), std::move(offered));
     EXPECT_TRUE(Ok(client));
     return client ? std::move(*client) : nullptr;
   }

@@ -33,6 +33,7 @@
 #include "crypto/random.h"
 #include "crypto/tls_engine.h"
 #include "proto/enrolment_client.h"
+#include "proto/rspf/ppsk_device.h"
 #include "proto/http.h"
 #include "proto/server_connection.h"
 #include "proto/tls_http_session.h"

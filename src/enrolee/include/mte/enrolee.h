@@ -1,10 +1,13 @@
 // libmte-enrolee: the device side of OpenMTE enrolment, for AEs and CSEs to link against.
 //
-// EnrolWithPpsk  Flow A (seed 8.y.3, TS-0003 §8.3.2.1): a TLS-PSK session to the MEF with
-//                psk_identity = KpmID, the Enrolment Exchange, the Enrolment Key from the session's
-//                exporter, and Km for the MAF named in the MEF's instruction.
+// EnrolDirect    Flow A (seed 8.y.3): a session to the MEF authenticated by the device's bootstrap
+//                credential, either TLS-PSK with psk_identity = KpmID (PPSK-RSPF, TS-0003
+//                §8.3.2.1) or mutual TLS with the device certificate (certificate RSPF,
+//                §8.3.2.2); the Enrolment Exchange, the Enrolment Key from the session's exporter,
+//                and Km for the MAF named in the MEF's instruction.
 // EnrolWithToken Flow B steps 12-17 (seed 8.y.4): server-authenticated TLS to the MEF from a token
-//                bundle, the token and supported RSPFs, then the PPSK-RSPF inside that session.
+//                bundle, the token and the RSPFs the device holds credentials for, then the RSPF
+//                the MEF selects inside that session.
 // AwaitObf       Flow B steps 10-11 and on: waits for the OBF on a local TLS link authenticated
 //                by the device's setup code, takes the bundle, enrols, reports the outcome back.
 // CheckMaf       the MAF handshake (TLS-PSK, psk_identity = KmID, psk = Km) with stored state.
@@ -26,16 +29,33 @@
 
 namespace mte::enrolee {
 
-// The device's pre-provisioned bootstrap credential (PPSK-RSPF).
+// The device's pre-provisioned symmetric key (PPSK-RSPF).
 struct PpskCredential {
   std::string kpm_id;   // KpmID (psk_identity)
   std::string kpm_hex;  // Kpm in hex (16..64 octets); the caller should wipe its copy
 };
 
+// The device's certificate (certificate RSPF): ECDSA P-256, issued by the maker's device CA (or
+// self-signed and registered by its key).
+struct CertCredential {
+  std::string cert_file;  // PEM: the device certificate, then any intermediate CA certificates
+  std::string key_file;   // PEM private key; refused when readable by group or others
+};
+
+// The bootstrap credentials a device holds; an empty kpm_id / cert_file means none of that kind.
+// Flow B offers the MEF every RSPF the device holds credentials for (certificate first).
+struct Credentials {
+  PpskCredential ppsk;
+  CertCredential cert;
+  // Refuse a MEF whose certificate-authenticated session carries no stapled OCSP response
+  // (RFC 6066 §8). A stapled response is always checked when present.
+  bool require_staple = false;
+};
+
 struct Enrolment {
   std::string ke_id;
   std::string expires_at;  // RFC 3339
-  std::string rspf;        // "PPSK"
+  std::string rspf;        // "PPSK", "CERT"
   int64_t enrolee_id = 0;
   std::string km_id;       // empty if the MEF gave no MAF instruction
   std::string maf_fqdn;
@@ -53,20 +73,22 @@ struct EnrolOutcome {
 
 using Progress = std::function<void(const std::string& line)>;
 
-struct PpskEnrolOptions {
+struct DirectEnrolOptions {
   std::string mef_address;  // "host:port" or "[v6]:port"
   std::string mef_fqdn;     // sent as SNI; the KeID's domain
-  PpskCredential credential;
+  Credentials credentials;  // exactly one kind: a Kpm or a certificate
   std::string state_dir;    // created if missing
-  std::string ca_file;      // optional: MEF trust anchors, recorded for later server-auth use
+  // MEF trust anchors (PEM file): required with a certificate; with a Kpm only recorded for later
+  // server-authenticated use.
+  std::string ca_file;
   int timeout_ms = 15000;
 };
 
-MTE_EXPORT EnrolOutcome EnrolWithPpsk(const PpskEnrolOptions& options);
+MTE_EXPORT EnrolOutcome EnrolDirect(const DirectEnrolOptions& options);
 
 struct TokenEnrolOptions {
   std::string bundle_json;  // {"token","mefUri","mefFqdn","mefTrustAnchors":[PEM],...}
-  PpskCredential credential;
+  Credentials credentials;
   std::string state_dir;
   int timeout_ms = 15000;
   Progress progress;  // optional
@@ -78,7 +100,7 @@ struct AwaitObfOptions {
   std::string listen;       // "host:port" to listen on for the OBF
   std::string device_id;    // reported to the OBF
   std::string setup_code;   // printed on the device label
-  PpskCredential credential;
+  Credentials credentials;
   std::string state_dir;
   int timeout_s = 0;        // give up after this long without an enrolment (0 = never)
   int max_link_failures = 5;  // give up after this many failed OBF handshakes (wrong codes)
