@@ -512,12 +512,12 @@ int ImportDevices(const std::string& data, const std::string& file) {
   for (auto& entry : entries) {
     store::DeviceRecord record;
     record.device_id = entry.device_id;
-    record.kpm_id = entry.kpm_id;
     SecretBytes kpm(entry.kpm, SecretAccess::ForCrypto());
     SecureWipe(entry.kpm.data(), entry.kpm.size());
     auto sealed = kek->Seal(kpm, "kpm|" + entry.device_id, rng);
     if (!sealed) return Die(sealed.error());
-    record.kpm_sealed = std::move(*sealed);
+    record.credentials.push_back(
+        {store::CredentialKind::kKpm, entry.kpm_id, std::move(*sealed)});
     SecretString claim(std::move(entry.claim));
     auto hash = crypto::HashPassword(claim, rng);
     if (!hash) return Die(hash.error());

@@ -95,7 +95,9 @@ std::optional<SecretBytes> Mef::LookupKpm(std::string_view kpm_id) {
     spdlog::info("mef: handshake with unknown KpmID '{}'", kpm_id);
     return std::nullopt;
   }
-  auto kpm = kek_.Open((*device)->kpm_sealed, "kpm|" + (*device)->device_id);
+  const store::DeviceCredential* credential = (*device)->Find(store::CredentialKind::kKpm);
+  if (credential == nullptr) return std::nullopt;
+  auto kpm = kek_.Open(credential->secret_sealed, "kpm|" + (*device)->device_id);
   if (!kpm) {
     spdlog::error("mef: cannot open Kpm of device '{}': {}", (*device)->device_id,
                   Describe(kpm.error()));
