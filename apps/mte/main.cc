@@ -14,12 +14,17 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
 #include "base/log.h"
 #include "client/https_client.h"
 #include "crypto/aead.h"
+#include "crypto/crl.h"
+#include "crypto/device_cert.h"
+#include "crypto/device_pki.h"
 #include "crypto/keys.h"
 #include "crypto/password.h"
 #include "crypto/pki.h"
@@ -431,6 +436,36 @@ Result<AdminContext> OpenAdmin(const std::string& data) {
   return AdminContext{std::move(config), std::move(store)};
 }
 
+// A manifest digest member (certSha256, spkiSha256): 64 hex characters of either case, kept
+// lowercase, the form the store holds.
+std::optional<std::string> ParseSha256Hex(const std::string& text) {
+  if (text.size() != 64) return std::nullopt;
+  std::string out = text;
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return std::nullopt;
+  }
+  return out;
+}
+
+// Reads a whole file of at most `limit` octets.
+Result<std::string> ReadBoundedFile(const std::string& file, size_t limit) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "cannot read " + file);
+  std::string text(limit + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > limit) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kTooLarge,
+                file + " is larger than " + std::to_string(limit) + " bytes");
+  }
+  return text;
+}
+
+// The manufacturer manifest (docs/protocol.md §16): a JSON array of entries, each a device with
+// its claim code and one or more bootstrap credentials: a Kpm (TS-0003 §8.3.2.1, kpmId + kpmHex),
+// a device certificate digest (certSha256) and a device key digest (spkiSha256, RFC 6920 style),
+// both for the certificate RSPF (TS-0003 §8.3.2.2).
 int ImportDevices(const std::string& data, const std::string& file) {
   auto ctx = OpenAdmin(data);
   if (!ctx) return Die(ctx.error());
@@ -444,12 +479,16 @@ int ImportDevices(const std::string& data, const std::string& file) {
   if (manifest.is_discarded()) return Die(file + ": not valid JSON; nothing imported");
   if (!manifest.is_array()) return Die(file + ": expected a JSON array; nothing imported");
   std::vector<std::string> problems;
-  std::set<std::string> device_ids, kpm_ids;
+  std::set<std::string> device_ids;
+  std::map<std::string, std::set<std::string>> seen;  // member -> values within the file
   struct Entry {
     std::string device_id, kpm_id;
-    Bytes kpm;
+    Bytes kpm;  // empty: no PPSK credential
     std::string claim;
+    std::string cert_sha256, spki_sha256;  // lowercase; "" = none
   };
+  static const std::set<std::string> kKnown = {"deviceId",  "claimCode",  "kpmId",
+                                               "kpmHex",    "certSha256", "spkiSha256"};
   std::vector<Entry> entries;
   for (size_t i = 0; i < manifest.size(); ++i) {
     const auto& item = manifest[i];
@@ -458,64 +497,110 @@ int ImportDevices(const std::string& data, const std::string& file) {
       problems.push_back(where + ": not an object");
       continue;
     }
-    Entry entry;
     bool ok = true;
     for (auto it = item.begin(); it != item.end(); ++it) {
-      static const std::set<std::string> known = {"deviceId", "kpmId", "kpmHex", "claimCode"};
-      if (!known.count(it.key())) {
+      if (!kKnown.count(it.key())) {
         problems.push_back(where + ": unknown member '" + it.key().substr(0, 64) + "'");
         ok = false;
-      }
-    }
-    for (const char* name : {"deviceId", "kpmId", "kpmHex", "claimCode"}) {
-      if (!item.contains(name) || !item[name].is_string()) {
-        problems.push_back(where + ": member '" + name + "' missing or not a string");
+      } else if (!it.value().is_string()) {
+        problems.push_back(where + ": member '" + it.key() + "' is not a string");
         ok = false;
       }
     }
+    for (const char* name : {"deviceId", "claimCode"}) {
+      if (!item.contains(name)) {
+        problems.push_back(where + ": member '" + name + "' missing");
+        ok = false;
+      }
+    }
+    // A PPSK credential is the pair (kpmId, kpmHex).
+    const bool has_kpm_id = item.contains("kpmId"), has_kpm_hex = item.contains("kpmHex");
+    if (has_kpm_id != has_kpm_hex) {
+      problems.push_back(where + ": member '" + std::string(has_kpm_id ? "kpmHex" : "kpmId") +
+                         "' missing (a Kpm credential needs both kpmId and kpmHex)");
+      ok = false;
+    }
+    if (!has_kpm_id && !has_kpm_hex && !item.contains("certSha256") &&
+        !item.contains("spkiSha256")) {
+      problems.push_back(where + ": no credential (give kpmId and kpmHex, certSha256 or "
+                                 "spkiSha256)");
+      ok = false;
+    }
     if (!ok) continue;
+    Entry entry;
     entry.device_id = item["deviceId"].get<std::string>();
-    entry.kpm_id = item["kpmId"].get<std::string>();
     entry.claim = item["claimCode"].get<std::string>();
     if (auto v = crypto::CheckIdentifier(entry.device_id, "deviceId"); !v) {
-      problems.push_back(where + ": " + v.error().detail);
-    }
-    if (auto v = crypto::CheckIdentifier(entry.kpm_id, "kpmId"); !v) {
-      problems.push_back(where + ": " + v.error().detail);
-    }
-    auto kpm = HexDecode(item["kpmHex"].get<std::string>());
-    if (!kpm || kpm->size() < 16 || kpm->size() > 64) {
-      problems.push_back(where + ": kpmHex must be 16..64 octets in hex");
-    } else {
-      entry.kpm = std::move(*kpm);
+      problems.push_back(where + ": member 'deviceId': " + v.error().detail);
     }
     if (entry.claim.empty() || entry.claim.size() > kMaxClaimCodeLength) {
-      problems.push_back(where + ": claimCode must be 1..128 characters");
+      problems.push_back(where + ": member 'claimCode' must be 1..128 characters");
     }
     if (!device_ids.insert(entry.device_id).second) {
       problems.push_back(where + ": duplicate deviceId '" + entry.device_id + "'");
     }
-    if (!kpm_ids.insert(entry.kpm_id).second) {
-      problems.push_back(where + ": duplicate kpmId '" + entry.kpm_id + "'");
+    // Duplicates within the file, per member; the store also refuses them against its rows.
+    auto unique = [&](const char* member, const std::string& value) {
+      if (!seen[member].insert(value).second) {
+        problems.push_back(where + ": duplicate " + member + " '" + value + "'");
+      }
+    };
+    if (has_kpm_id) {
+      entry.kpm_id = item["kpmId"].get<std::string>();
+      if (auto v = crypto::CheckIdentifier(entry.kpm_id, "kpmId"); !v) {
+        problems.push_back(where + ": member 'kpmId': " + v.error().detail);
+      }
+      auto kpm = HexDecode(item["kpmHex"].get<std::string>());
+      if (!kpm || kpm->size() < 16 || kpm->size() > 64) {
+        problems.push_back(where + ": member 'kpmHex' must be 16..64 octets in hex");
+      } else {
+        entry.kpm = std::move(*kpm);
+      }
+      unique("kpmId", entry.kpm_id);
+    }
+    for (const auto& [member, out] : {std::pair{"certSha256", &entry.cert_sha256},
+                                      std::pair{"spkiSha256", &entry.spki_sha256}}) {
+      if (!item.contains(member)) continue;
+      auto digest = ParseSha256Hex(item[member].get<std::string>());
+      if (!digest) {
+        problems.push_back(where + ": member '" + member +
+                           "' must be 64 hex characters (a SHA-256 digest)");
+        continue;
+      }
+      *out = *digest;
+      unique(member, *out);
     }
     entries.push_back(std::move(entry));
   }
   if (!problems.empty()) {
+    for (auto& entry : entries) SecureWipe(entry.kpm.data(), entry.kpm.size());
     for (const auto& p : problems) std::fprintf(stderr, "mte: %s: %s\n", file.c_str(), p.c_str());
     return Die(std::to_string(problems.size()) + " problem(s); nothing imported");
   }
   crypto::SystemRng rng;
   int64_t now = UnixSeconds(std::chrono::system_clock::now());
   std::vector<store::DeviceRecord> records;
+  size_t kpm_count = 0, cert_count = 0, spki_count = 0;
   for (auto& entry : entries) {
     store::DeviceRecord record;
     record.device_id = entry.device_id;
-    record.kpm_id = entry.kpm_id;
-    SecretBytes kpm(entry.kpm, SecretAccess::ForCrypto());
-    SecureWipe(entry.kpm.data(), entry.kpm.size());
-    auto sealed = kek->Seal(kpm, "kpm|" + entry.device_id, rng);
-    if (!sealed) return Die(sealed.error());
-    record.kpm_sealed = std::move(*sealed);
+    if (!entry.kpm_id.empty()) {
+      SecretBytes kpm(entry.kpm, SecretAccess::ForCrypto());
+      SecureWipe(entry.kpm.data(), entry.kpm.size());
+      auto sealed = kek->Seal(kpm, "kpm|" + entry.device_id, rng);
+      if (!sealed) return Die(sealed.error());
+      record.credentials.push_back(
+          {store::CredentialKind::kKpm, entry.kpm_id, std::move(*sealed)});
+      ++kpm_count;
+    }
+    if (!entry.cert_sha256.empty()) {
+      record.credentials.push_back({store::CredentialKind::kCertSha256, entry.cert_sha256, {}});
+      ++cert_count;
+    }
+    if (!entry.spki_sha256.empty()) {
+      record.credentials.push_back({store::CredentialKind::kSpkiSha256, entry.spki_sha256, {}});
+      ++spki_count;
+    }
     SecretString claim(std::move(entry.claim));
     auto hash = crypto::HashPassword(claim, rng);
     if (!hash) return Die(hash.error());
@@ -523,13 +608,212 @@ int ImportDevices(const std::string& data, const std::string& file) {
     record.created_at = now;
     records.push_back(std::move(record));
   }
+  const std::string counts = std::to_string(kpm_count) + " kpm, " + std::to_string(cert_count) +
+                             " cert-sha256, " + std::to_string(spki_count) + " spki-sha256";
   if (auto ok = ctx->store->ImportDevices(
           records, {0, now, "admin", "device.import",
-                    std::to_string(records.size()) + " devices from " + file, ""});
+                    std::to_string(records.size()) + " devices from " + file, counts});
       !ok) {
     return Die(Describe(ok.error()) + "; nothing imported");
   }
-  std::printf("imported %zu device(s)\n", records.size());
+  std::printf("imported %zu device(s) (credentials: %s)\n", records.size(), counts.c_str());
+  return 0;
+}
+
+// ---------------------------------------------------------------- device CAs
+
+constexpr size_t kMaxPemFileSize = 64 * 1024;
+
+// The default name of a device CA: its commonName with every character outside [A-Za-z0-9._-]
+// replaced by '-', else "ca-" and the first 8 hex digits of its SHA-256.
+std::string DefaultDeviceCaName(const std::string& common_name, const std::string& sha256) {
+  std::string name;
+  for (const char c : common_name) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (ok) {
+      name += c;
+    } else if (name.empty() || name.back() != '-') {
+      name += '-';  // one '-' per run of other characters (and per multi-byte UTF-8 character)
+    }
+  }
+  while (!name.empty() && name.front() == '-') name.erase(name.begin());
+  if (name.size() > store::kMaxDeviceCaNameLength) name.resize(store::kMaxDeviceCaNameLength);
+  while (!name.empty() && name.back() == '-') name.pop_back();
+  return name.empty() ? "ca-" + sha256.substr(0, 8) : name;
+}
+
+// An operator-configured OCSP responder: http:// (RFC 6960 Appendix A.1), printable ASCII
+// without spaces, a host, at most 2048 characters.
+bool IsOcspUrl(const std::string& url) {
+  constexpr std::string_view kScheme = "http://";
+  if (url.size() > 2048 || url.size() <= kScheme.size() || url.rfind(kScheme, 0) != 0) {
+    return false;
+  }
+  for (const char c : url) {
+    if (c <= ' ' || c > '~') return false;
+  }
+  return url[kScheme.size()] != '/';
+}
+
+struct DeviceCaArgs {
+  std::string file;
+  std::string name;
+  std::string ocsp_url;
+  std::string crl;
+  int max_chain_depth = 2;
+  bool ocsp_fail_open = false;
+};
+
+int AddDeviceCa(const std::string& data, const DeviceCaArgs& args) {
+  auto pem = ReadBoundedFile(args.file, kMaxPemFileSize);
+  if (!pem) return Die(pem.error());
+  auto ca_cert = crypto::ReadDeviceCaCertificate(*pem);
+  if (!ca_cert) return Die(args.file + ": " + ca_cert.error().detail);
+  store::DeviceCaRecord ca;
+  ca.cert_sha256 = ca_cert->facts.cert_sha256;
+  ca.name = args.name.empty() ? DefaultDeviceCaName(ca_cert->common_name, ca.cert_sha256)
+                              : args.name;
+  // The PEM block alone, without whatever text surrounded it in the file.
+  constexpr std::string_view kEnd = "-----END CERTIFICATE-----";
+  const size_t begin = pem->find("-----BEGIN CERTIFICATE-----");
+  const size_t end = pem->find(kEnd, begin);
+  if (begin == std::string::npos || end == std::string::npos) {
+    return Die(args.file + ": no PEM certificate block");
+  }
+  ca.cert_pem = pem->substr(begin, end + kEnd.size() - begin) + "\n";
+  if (!args.ocsp_url.empty()) {
+    if (!IsOcspUrl(args.ocsp_url)) {
+      return Die("--ocsp-url must be an http:// URL with a host, printable ASCII without spaces");
+    }
+    ca.ocsp_url = args.ocsp_url;
+  }
+  int64_t now = UnixSeconds(std::chrono::system_clock::now());
+  if (!args.crl.empty()) {
+    std::error_code ec;
+    const fs::path crl = fs::absolute(args.crl, ec).lexically_normal();
+    if (ec) return Die("--crl " + args.crl + ": " + ec.message());
+    auto bytes = ReadBoundedFile(crl.string(), crypto::kMaxCrlSize);
+    if (!bytes) return Die(bytes.error());
+    // RFC 5280 §6.3.3: the CRL must be this CA's, correctly signed and current.
+    auto parsed = crypto::Crl::Parse(AsBytes(*bytes), ca_cert->der, now);
+    if (!parsed) return Die("--crl " + crl.string() + ": " + parsed.error().detail);
+    ca.crl_file = crl.string();
+  }
+  ca.max_chain_depth = args.max_chain_depth;
+  ca.ocsp_fail_open = args.ocsp_fail_open;
+  ca.created_at = now;
+  auto ctx = OpenAdmin(data);
+  if (!ctx) return Die(ctx.error());
+  std::string detail = "sha256 " + ca.cert_sha256 + ", max chain depth " +
+                       std::to_string(ca.max_chain_depth);
+  if (!ca.ocsp_url.empty()) detail += ", OCSP " + ca.ocsp_url;
+  if (!ca.crl_file.empty()) detail += ", CRL " + ca.crl_file;
+  if (ca.ocsp_fail_open) {
+    detail += ", OCSP FAIL-OPEN: devices are accepted when no revocation status can be had";
+  }
+  if (auto ok = ctx->store->AddDeviceCa(ca, {0, now, "admin", "device-ca.add", ca.name, detail});
+      !ok) {
+    return Die(ok.error());
+  }
+  if (ca.ocsp_fail_open) {
+    std::fprintf(stderr, "mte: warning: device CA %s is OCSP fail-open: its devices are accepted "
+                         "when no revocation status can be had\n",
+                 ca.name.c_str());
+  }
+  std::printf("added device CA %s (sha256 %s)\n", ca.name.c_str(), ca.cert_sha256.c_str());
+  return 0;
+}
+
+int ListDeviceCas(const std::string& data, bool json) {
+  auto ctx = OpenAdmin(data);
+  if (!ctx) return Die(ctx.error());
+  auto list = ctx->store->ListDeviceCas();
+  if (!list) return Die(list.error());
+  if (json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& ca : *list) {
+      out.push_back({{"name", ca.name},
+                     {"certSha256", ca.cert_sha256},
+                     {"ocspUrl", ca.ocsp_url},
+                     {"crlFile", ca.crl_file},
+                     {"maxChainDepth", ca.max_chain_depth},
+                     {"ocspFailOpen", ca.ocsp_fail_open},
+                     {"createdAt", ca.created_at},
+                     {"certPem", ca.cert_pem}});
+    }
+    std::printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
+  std::printf("%-24s %-16s %-32s %-32s %-5s %s\n", "NAME", "SHA256", "OCSP URL", "CRL", "DEPTH",
+              "FAIL-OPEN");
+  for (const auto& ca : *list) {
+    std::printf("%-24s %-16s %-32s %-32s %-5d %s\n", ca.name.c_str(),
+                ca.cert_sha256.substr(0, 16).c_str(),
+                ca.ocsp_url.empty() ? "-" : ca.ocsp_url.c_str(),
+                ca.crl_file.empty() ? "-" : ca.crl_file.c_str(), ca.max_chain_depth,
+                ca.ocsp_fail_open ? "yes" : "no");
+  }
+  return 0;
+}
+
+int RemoveDeviceCa(const std::string& data, const std::string& name) {
+  auto ctx = OpenAdmin(data);
+  if (!ctx) return Die(ctx.error());
+  int64_t now = UnixSeconds(std::chrono::system_clock::now());
+  if (auto ok = ctx->store->RemoveDeviceCa(name, {0, now, "admin", "device-ca.remove", name, ""});
+      !ok) {
+    return Die(ok.error());
+  }
+  std::printf("removed device CA %s\n", name.c_str());
+  return 0;
+}
+
+// ---------------------------------------------------------------- development device PKI
+
+int InitDeviceCa(const std::string& out, const std::string& name) {
+  if (auto ok = crypto::CreateDeviceCa(out, name, std::chrono::system_clock::now()); !ok) {
+    return Die(ok.error());
+  }
+  const std::string cert = (fs::path(out) / "ca.crt").string();
+  auto pem = ReadBoundedFile(cert, kMaxPemFileSize);
+  if (!pem) return Die(pem.error());
+  auto facts = crypto::DescribePemCertificate(*pem);
+  if (!facts) return Die(cert + ": " + facts.error().detail);
+  std::printf("created device CA '%s': %s, %s (sha256 %s)\n", name.c_str(), cert.c_str(),
+              (fs::path(out) / "ca.key").c_str(), facts->cert_sha256.c_str());
+  return 0;
+}
+
+struct IssueDeviceArgs {
+  std::string ca;
+  std::string device_id;
+  std::string out;
+  std::string ocsp_url;
+  int64_t valid_days = 730;
+};
+
+int IssueDevice(const IssueDeviceArgs& args) {
+  if (!args.ocsp_url.empty() && !IsOcspUrl(args.ocsp_url)) {
+    return Die("--ocsp-url must be an http:// URL with a host, printable ASCII without spaces");
+  }
+  crypto::DeviceCertSpec spec;
+  spec.device_id = args.device_id;
+  spec.ocsp_url = args.ocsp_url;
+  spec.valid_seconds = args.valid_days * 86400;
+  if (auto ok = crypto::IssueDeviceCert(args.ca, spec, args.out, std::chrono::system_clock::now());
+      !ok) {
+    return Die(ok.error());
+  }
+  const std::string cert = (fs::path(args.out) / "device.crt").string();
+  auto pem = ReadBoundedFile(cert, kMaxPemFileSize);
+  if (!pem) return Die(pem.error());
+  auto facts = crypto::DescribePemCertificate(*pem);
+  if (!facts) return Die(cert + ": " + facts.error().detail);
+  std::printf("issued device certificate for %s: %s, %s\n", args.device_id.c_str(), cert.c_str(),
+              (fs::path(args.out) / "device.key").c_str());
+  std::printf("certSha256 %s\n", facts->cert_sha256.c_str());
+  std::printf("spkiSha256 %s\n", facts->spki_sha256.c_str());
   return 0;
 }
 
@@ -671,15 +955,76 @@ int main(int argc, char** argv) {
   std::string admin_data;
   auto* admin = app.add_subcommand("admin", "Operator commands on a data directory (they work "
                                             "while 'mte serve' runs).");
-  admin->add_option("--data", admin_data, "data directory")->required();
+  admin->add_option("--data", admin_data,
+                    "data directory (required by every command except 'pki')");
   admin->require_subcommand(1);
 
   auto* device = admin->add_subcommand("device", "Manufacturer manifests");
   device->require_subcommand(1);
   std::string manifest;
   auto* device_import = device->add_subcommand(
-      "import", "Import a JSON array of {deviceId, kpmId, kpmHex, claimCode}; all or nothing.");
+      "import",
+      "Import a manufacturer manifest, all or nothing: a JSON array of {deviceId, claimCode}\n"
+      "objects, each with one or more credentials: kpmId + kpmHex (PPSK), certSha256 (SHA-256\n"
+      "of the DER device certificate) and/or spkiSha256 (SHA-256 of its DER\n"
+      "SubjectPublicKeyInfo), in hex.");
   device_import->add_option("FILE", manifest, "manifest file")->required();
+
+  auto* device_ca = admin->add_subcommand(
+      "device-ca", "The device makers' CAs trusted for the certificate RSPF (device certificates)");
+  device_ca->require_subcommand(1);
+  DeviceCaArgs ca_args;
+  auto* device_ca_add = device_ca->add_subcommand(
+      "add", "Trust a device CA: FILE holds exactly one PEM CA certificate (basicConstraints\n"
+             "CA:TRUE, EC P-256, ecdsa-with-SHA256). Prints 'added device CA NAME (sha256 ...)'.");
+  device_ca_add->add_option("FILE", ca_args.file, "PEM file with the CA certificate")->required();
+  device_ca_add->add_option("--name", ca_args.name,
+                            "1-64 of [A-Za-z0-9._-] (default: the certificate's CN with other "
+                            "characters replaced by '-', else ca-<first 8 hex of its SHA-256>)");
+  device_ca_add->add_option("--ocsp-url", ca_args.ocsp_url,
+                            "http:// OCSP responder for device certificates without an AIA OCSP "
+                            "URL");
+  device_ca_add->add_option("--crl", ca_args.crl,
+                            "CRL file (PEM or DER) issued by this CA; must verify and be current "
+                            "now; stored as an absolute path");
+  device_ca_add->add_option("--max-chain-depth", ca_args.max_chain_depth,
+                            "intermediate CAs allowed between a device certificate and this CA")
+      ->default_val(2)
+      ->check(CLI::Range(0, store::kMaxDeviceCaChainDepth));
+  device_ca_add->add_flag("--ocsp-fail-open", ca_args.ocsp_fail_open,
+                          "accept this CA's devices when no revocation status can be had "
+                          "(recorded in the audit log)");
+  bool ca_list_json = false;
+  auto* device_ca_list = device_ca->add_subcommand(
+      "list", "List the device CAs: name, SHA-256 prefix, OCSP URL, CRL, depth, fail-open");
+  device_ca_list->add_flag("--json", ca_list_json, "JSON output (with the full SHA-256 and PEM)");
+  std::string ca_remove_name;
+  auto* device_ca_remove = device_ca->add_subcommand("remove", "Stop trusting a device CA");
+  device_ca_remove->add_option("NAME", ca_remove_name, "device CA name")->required();
+
+  auto* pki = admin->add_subcommand(
+      "pki", "Development device PKI (no --data needed): a device CA and device certificates");
+  pki->require_subcommand(1);
+  std::string pki_ca_out, pki_ca_name = "OpenMTE development device CA";
+  auto* pki_init = pki->add_subcommand(
+      "init-device-ca", "Create DIR/ca.crt and DIR/ca.key (0600): a self-signed P-256 device CA");
+  pki_init->add_option("--out", pki_ca_out, "output directory (created if needed)")->required();
+  pki_init->add_option("--name", pki_ca_name, "CA common name (1-64 printable ASCII)")
+      ->default_val("OpenMTE development device CA");
+  IssueDeviceArgs issue;
+  auto* pki_issue = pki->add_subcommand(
+      "issue-device",
+      "Issue DIR/device.crt and DIR/device.key (0600) for a device, signed by the CA in --ca.\n"
+      "Prints the certSha256 and spkiSha256 values of its manifest entry.");
+  pki_issue->add_option("--ca", issue.ca, "directory with ca.crt and ca.key")->required();
+  pki_issue->add_option("--device-id", issue.device_id,
+                        "device ID (the certificate's CN, 1-64 printable ASCII)")
+      ->required();
+  pki_issue->add_option("--out", issue.out, "output directory (created if needed)")->required();
+  pki_issue->add_option("--ocsp-url", issue.ocsp_url, "http:// OCSP URL for the AIA extension");
+  pki_issue->add_option("--valid-days", issue.valid_days, "validity in days")
+      ->default_val(730)
+      ->check(CLI::Range(int64_t{1}, int64_t{3650}));
 
   auto* stakeholder = admin->add_subcommand("stakeholder", "Enrolling stakeholder accounts");
   stakeholder->require_subcommand(1);
@@ -736,7 +1081,15 @@ int main(int argc, char** argv) {
   }
   if (init_cmd->parsed()) return Init(init);
   if (serve_cmd->parsed()) return Serve(serve);
+  if (pki_init->parsed()) return InitDeviceCa(pki_ca_out, pki_ca_name);
+  if (pki_issue->parsed()) return IssueDevice(issue);
+  if (admin->parsed() && admin_data.empty()) {
+    return Die("admin: --data DIR is required (give it right after 'admin')");
+  }
   if (device_import->parsed()) return ImportDevices(admin_data, manifest);
+  if (device_ca_add->parsed()) return AddDeviceCa(admin_data, ca_args);
+  if (device_ca_list->parsed()) return ListDeviceCas(admin_data, ca_list_json);
+  if (device_ca_remove->parsed()) return RemoveDeviceCa(admin_data, ca_remove_name);
   if (stakeholder_add->parsed()) return AddStakeholder(admin_data, stakeholder_name, password_stdin);
   if (enrolee_add->parsed()) {
     return AddEnrolee(admin_data, en_stakeholder, en_device, en_code, en_code_stdin, en_label);

@@ -5,6 +5,7 @@
 #include <openssl/x509_vfy.h>
 #include <strings.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string_view>
 
@@ -256,7 +257,96 @@ Error ChainError(X509_STORE_CTX* ctx) {
   return Error{ErrorKind::kPeerAuth, Errc::kAuthFailed, std::move(detail)};
 }
 
+tl::unexpected<Error> CaConfigFail(std::string detail) {
+  return Fail(ErrorKind::kLocalUsage, Errc::kConfig, std::move(detail));
+}
+
+// The subject's first commonName, bounded; "" when there is none. The octets are as encoded
+// (UTF-8 for the UTF8String and PrintableString that CAs use); callers treat them as text to
+// sanitise, never as an identifier.
+std::string CommonName(X509* cert) {
+  constexpr int kMaxText = 256;
+  char buf[kMaxText + 1] = {};
+  const int len =
+      X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, sizeof buf);
+  ERR_clear_error();
+  if (len <= 0) return "";
+  return std::string(buf, static_cast<size_t>(std::min(len, kMaxText)));
+}
+
+// The one PEM certificate of `pem`; `what` names the file in errors.
+Result<X509Ptr> ReadOnePemCertificate(const std::string& pem, const std::string& what) {
+  ERR_clear_error();
+  if (pem.size() > 4 * kMaxDeviceCertSize) {
+    return CaConfigFail(what + " is larger than " + std::to_string(4 * kMaxDeviceCertSize) +
+                        " bytes");
+  }
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (!bio) return Fail(OsslError("BIO_new_mem_buf"));
+  X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  if (!cert) {
+    ERR_clear_error();
+    return CaConfigFail(what + " holds no PEM certificate");
+  }
+  X509Ptr extra(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  ERR_clear_error();  // the second read normally ends on "no start line"
+  if (extra) {
+    return CaConfigFail(what + " must hold exactly one certificate, it holds more");
+  }
+  const int len = i2d_X509(cert.get(), nullptr);
+  ERR_clear_error();
+  if (len <= 0 || static_cast<size_t>(len) > kMaxDeviceCertSize) {
+    return CaConfigFail("the certificate in " + what + " is larger than " +
+                        std::to_string(kMaxDeviceCertSize) + " bytes");
+  }
+  return cert;
+}
+
 }  // namespace
+
+Result<CertFacts> DescribePemCertificate(const std::string& pem) {
+  MTE_TRY_ASSIGN(X509Ptr cert, ReadOnePemCertificate(pem, "certificate file"));
+  return Facts(cert.get());
+}
+
+Result<DeviceCaCertificate> ReadDeviceCaCertificate(const std::string& pem) {
+  MTE_TRY_ASSIGN(X509Ptr cert, ReadOnePemCertificate(pem, "device CA file"));
+  MTE_TRY_ASSIGN(Bytes der, internal::CertDer(cert.get()));
+  const uint32_t flags = X509_get_extension_flags(cert.get());  // also caches the extensions
+  ERR_clear_error();
+  if ((flags & EXFLAG_INVALID) != 0) {
+    return CaConfigFail("device CA certificate has an undecodable or duplicated extension");
+  }
+  // RFC 5280 §4.2.1.9: only basicConstraints cA TRUE makes a CA (no v1 or keyUsage-only CAs).
+  if ((flags & EXFLAG_BCONS) == 0 || (flags & EXFLAG_CA) == 0) {
+    return CaConfigFail("certificate is not a CA certificate (basicConstraints CA:TRUE missing)");
+  }
+  // RFC 5280 §4.2.1.3: a CA that signs certificates has keyCertSign when keyUsage is present.
+  if ((flags & EXFLAG_KUSAGE) != 0 && (X509_get_key_usage(cert.get()) & KU_KEY_CERT_SIGN) == 0) {
+    return CaConfigFail("device CA certificate keyUsage lacks keyCertSign");
+  }
+  // TS-0003 §10.1.1: P-256 keys and ECDSA with SHA-256 on the whole path.
+  if (!IsP256(cert.get())) {
+    return CaConfigFail("device CA certificate key is not EC P-256");
+  }
+  if (!SignedWithEcdsaSha256(cert.get())) {
+    return CaConfigFail("device CA certificate is not signed with ecdsa-with-SHA256");
+  }
+  auto facts = Facts(cert.get());
+  if (!facts) {
+    return CaConfigFail("device CA certificate cannot be described: " + facts.error().detail);
+  }
+  DeviceCaCertificate out;
+  out.der = std::move(der);
+  out.facts = std::move(*facts);
+  out.common_name = CommonName(cert.get());
+  return out;
+}
+
+Result<void> CheckDeviceCaCertificate(const std::string& pem) {
+  MTE_TRY(ReadDeviceCaCertificate(pem));
+  return {};
+}
 
 Result<CertFacts> DescribeCertificate(ByteSpan der) {
   MTE_TRY_ASSIGN(X509Ptr cert, ParsePeerCert(der, "certificate"));

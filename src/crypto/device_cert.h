@@ -45,6 +45,29 @@ Result<CertFacts> DescribeCertificate(ByteSpan der);
 // block does not decode; at most kMaxDeviceChainCerts.
 Result<std::vector<Bytes>> CertificatesFromPem(std::string_view pem);
 
+// DescribeCertificate for a PEM text holding exactly one certificate (a device certificate file).
+// Errors: kLocalUsage/kConfig (no certificate, more than one, larger than kMaxDeviceCertSize).
+Result<CertFacts> DescribePemCertificate(const std::string& pem);
+
+// A device CA certificate as an operator supplies it (TS-0003 §8.3.2.2: the MEF trusts the
+// device maker's CA), after the checks of CheckDeviceCaCertificate.
+struct DeviceCaCertificate {
+  Bytes der;                // the DER encoding of the one certificate
+  CertFacts facts;          // facts.cert_sha256 is the digest the store lists
+  std::string common_name;  // the subject's first commonName as encoded, "" if none (max 256)
+};
+
+// Reads exactly one PEM certificate from `pem` (at most kMaxDeviceCertSize octets of DER, no
+// second certificate) and checks that it can anchor device chains: basicConstraints cA TRUE
+// (RFC 5280 §4.2.1.9), keyUsage, if present, with keyCertSign (RFC 5280 §4.2.1.3), an EC P-256
+// key and an ecdsa-with-SHA256 signature (TS-0003 §10.1.1). Validity dates are not checked (a CA
+// may be configured before it is valid).
+// Errors: kLocalUsage/kConfig with a detail for the operator.
+Result<DeviceCaCertificate> ReadDeviceCaCertificate(const std::string& pem);
+
+// ReadDeviceCaCertificate without the result.
+Result<void> CheckDeviceCaCertificate(const std::string& pem);
+
 // The result of a successful verification.
 struct VerifiedChain {
   CertFacts leaf;

@@ -114,20 +114,96 @@ Result<DeliveryStatus> ParseDeliveryStatus(std::string_view text) {
 // --- row readers ------------------------------------------------------------------------------
 
 constexpr const char* kSelectDeviceById =
-    "SELECT device_id, kpm_id, kpm_sealed, claim_hash, created_at FROM devices"
-    " WHERE device_id = ?1";
-constexpr const char* kSelectDeviceByKpmId =
-    "SELECT device_id, kpm_id, kpm_sealed, claim_hash, created_at FROM devices"
-    " WHERE kpm_id = ?1";
+    "SELECT device_id, claim_hash, created_at FROM devices WHERE device_id = ?1";
+// Ordered as DeviceRecord::credentials promises: by kind in enum order, then by id.
+constexpr const char* kSelectDeviceCredentials =
+    "SELECT kind, credential_id, secret_sealed FROM device_credentials WHERE device_id = ?1"
+    " ORDER BY CASE kind WHEN 'kpm' THEN 0 WHEN 'cert-sha256' THEN 1 ELSE 2 END, credential_id";
 
 DeviceRecord ReadDevice(const Statement& row) {
   DeviceRecord device;
   device.device_id = row.Text(0);
-  device.kpm_id = row.Text(1);
-  device.kpm_sealed = row.Blob(2);
-  device.claim_hash = row.Text(3);
-  device.created_at = row.Int64(4);
+  device.claim_hash = row.Text(1);
+  device.created_at = row.Int64(2);
   return device;
+}
+
+bool IsLowerHexSha256(std::string_view text) {
+  constexpr size_t kSha256HexLength = 64;
+  if (text.size() != kSha256HexLength) return false;
+  for (const char c : text) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+std::string AsciiLower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+bool IsCertificateKind(CredentialKind kind) { return kind != CredentialKind::kKpm; }
+
+// A device CA name: 1..64 of [A-Za-z0-9._-], so that it can appear in logs and file names as is.
+bool IsDeviceCaName(std::string_view name) {
+  if (name.empty() || name.size() > kMaxDeviceCaNameLength) return false;
+  for (const char c : name) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+Error MalformedError(std::string detail) {
+  return Error{ErrorKind::kLocalUsage, Errc::kMalformed, std::move(detail)};
+}
+
+// Checks one manifest device before anything is written.
+Result<void> CheckDevice(std::string_view op, const DeviceRecord& device) {
+  const std::string who = std::string(op) + ": device_id " + Quoted(device.device_id);
+  if (device.credentials.empty()) {
+    return Fail(MalformedError(who + " has no credentials"));
+  }
+  for (const DeviceCredential& credential : device.credentials) {
+    const std::string what = who + ": " + std::string(ToString(credential.kind)) + " credential";
+    if (credential.kind == CredentialKind::kKpm) {
+      if (credential.id.empty()) return Fail(MalformedError(what + " has an empty KpmID"));
+      if (credential.secret_sealed.empty()) {
+        return Fail(MalformedError(what + " " + Quoted(credential.id) + " has no sealed Kpm"));
+      }
+    } else {
+      if (!IsLowerHexSha256(credential.id)) {
+        return Fail(MalformedError(what + " " + Quoted(credential.id.substr(0, 80)) +
+                                   " is not 64 lowercase hex characters"));
+      }
+      if (!credential.secret_sealed.empty()) {
+        return Fail(MalformedError(what + " " + Quoted(credential.id) + " carries a secret"));
+      }
+    }
+  }
+  return {};
+}
+
+constexpr const char* kSelectDeviceCas =
+    "SELECT name, cert_pem, cert_sha256, ocsp_url, crl_file, max_chain_depth, ocsp_fail_open,"
+    " created_at FROM device_cas ORDER BY name";
+
+DeviceCaRecord ReadDeviceCa(const Statement& row) {
+  DeviceCaRecord ca;
+  ca.name = row.Text(0);
+  ca.cert_pem = row.Text(1);
+  ca.cert_sha256 = row.Text(2);
+  ca.ocsp_url = row.Text(3);
+  ca.crl_file = row.Text(4);
+  // The column is CHECKed to 0..8.
+  ca.max_chain_depth = static_cast<int>(row.Int64(5));
+  ca.ocsp_fail_open = row.Int64(6) != 0;
+  ca.created_at = row.Int64(7);
+  return ca;
 }
 
 // Columns: id, name, password_hash, created_at.
@@ -236,7 +312,12 @@ class SqliteStore final : public Store {
   Result<void> ImportDevices(const std::vector<DeviceRecord>& devices,
                              const AuditEntry& audit) override;
   Result<std::optional<DeviceRecord>> FindDevice(std::string_view device_id) override;
-  Result<std::optional<DeviceRecord>> FindDeviceByKpmId(std::string_view kpm_id) override;
+  Result<std::optional<DeviceRecord>> FindDeviceByCredential(CredentialKind kind,
+                                                             std::string_view id) override;
+
+  Result<void> AddDeviceCa(const DeviceCaRecord& ca, const AuditEntry& audit) override;
+  Result<std::vector<DeviceCaRecord>> ListDeviceCas() override;
+  Result<void> RemoveDeviceCa(std::string_view name, const AuditEntry& audit) override;
 
   Result<int64_t> AddStakeholder(std::string_view name, std::string_view password_hash, int64_t now,
                                  const AuditEntry& audit) override;
@@ -354,11 +435,38 @@ class SqliteStore final : public Store {
   Result<std::optional<EnroleeRecord>> LoadEnrolee(std::string_view op, const char* sql,
                                                    const Key& key);
   Result<std::vector<std::string>> LoadCredentialIds(std::string_view op, int64_t enrolee_id);
+  Result<std::optional<DeviceRecord>> LoadDevice(std::string_view op, std::string_view device_id);
 
   std::mutex mu_;
   DbPtr db_;
   internal::StatementCache statements_;  // after db_: destroyed (finalized) before the close
 };
+
+Result<std::optional<DeviceRecord>> SqliteStore::LoadDevice(std::string_view op,
+                                                           std::string_view device_id) {
+  MTE_TRY_ASSIGN(auto select, Prepare(kSelectDeviceById, op));
+  MTE_TRY(select.BindAll(device_id));
+  MTE_TRY_ASSIGN(const bool row, select.Step());
+  if (!row) return std::optional<DeviceRecord>();
+  DeviceRecord device = ReadDevice(select);
+  MTE_TRY_ASSIGN(auto credentials, Prepare(kSelectDeviceCredentials, op));
+  MTE_TRY(credentials.BindAll(device_id));
+  while (true) {
+    MTE_TRY_ASSIGN(const bool more, credentials.Step());
+    if (!more) break;
+    const std::string kind_text = credentials.Text(0);
+    const std::optional<CredentialKind> kind = ParseCredentialKind(kind_text);
+    if (!kind.has_value()) {
+      return Fail(StorageError(std::string(op) + ": unknown credential kind " + Quoted(kind_text)));
+    }
+    DeviceCredential credential;
+    credential.kind = *kind;
+    credential.id = credentials.Text(1);
+    if (!credentials.IsNull(2)) credential.secret_sealed = credentials.Blob(2);
+    device.credentials.push_back(std::move(credential));
+  }
+  return std::optional<DeviceRecord>(std::move(device));
+}
 
 template <class Key>
 Result<bool> SqliteStore::Exists(std::string_view op, const char* sql, const Key& key) {
@@ -403,41 +511,151 @@ Result<std::optional<EnroleeRecord>> SqliteStore::LoadEnrolee(std::string_view o
 Result<void> SqliteStore::ImportDevices(const std::vector<DeviceRecord>& devices,
                                         const AuditEntry& audit) {
   constexpr std::string_view kOp = "import devices";
+  for (const DeviceRecord& device : devices) {
+    MTE_TRY(CheckDevice(kOp, device));
+  }
   return Write(kOp, [&]() -> Result<void> {
-    // Rows inserted earlier in this transaction are visible to the lookup, so one check covers
+    // Rows inserted earlier in this transaction are visible to the lookups, so one check covers
     // duplicates within the batch and against the store.
-    MTE_TRY_ASSIGN(auto find, Prepare("SELECT device_id = ?1 FROM devices"
-                                      " WHERE device_id = ?1 OR kpm_id = ?2 LIMIT 1",
-                                      kOp));
-    MTE_TRY_ASSIGN(auto insert, Prepare("INSERT INTO devices (device_id, kpm_id,"
-                                        " kpm_sealed, claim_hash, created_at)"
-                                        " VALUES (?1, ?2, ?3, ?4, ?5)",
+    MTE_TRY_ASSIGN(auto find_device, Prepare("SELECT 1 FROM devices WHERE device_id = ?1", kOp));
+    MTE_TRY_ASSIGN(auto find_credential, Prepare("SELECT 1 FROM device_credentials"
+                                                 " WHERE kind = ?1 AND credential_id = ?2",
+                                                 kOp));
+    MTE_TRY_ASSIGN(auto insert, Prepare("INSERT INTO devices (device_id, claim_hash, created_at)"
+                                        " VALUES (?1, ?2, ?3)",
                                         kOp));
+    MTE_TRY_ASSIGN(auto insert_credential,
+                   Prepare("INSERT INTO device_credentials (device_id, kind, credential_id,"
+                           " secret_sealed) VALUES (?1, ?2, ?3, ?4)",
+                           kOp));
     for (const DeviceRecord& device : devices) {
-      find.Reset();
-      MTE_TRY(find.BindAll(device.device_id, device.kpm_id));
-      MTE_TRY_ASSIGN(const bool duplicate, find.Step());
+      find_device.Reset();
+      MTE_TRY(find_device.BindAll(device.device_id));
+      MTE_TRY_ASSIGN(const bool duplicate, find_device.Step());
       if (duplicate) {
-        return Fail(find.Int64(0) != 0 ? ConflictError(std::string(kOp) + ": duplicate device_id " +
-                                                       Quoted(device.device_id))
-                                       : ConflictError(std::string(kOp) + ": duplicate kpm_id " +
-                                                       Quoted(device.kpm_id)));
+        return Fail(ConflictError(std::string(kOp) + ": duplicate device_id " +
+                                  Quoted(device.device_id)));
       }
       insert.Reset();
-      MTE_TRY(insert.BindAll(device.device_id, device.kpm_id, ByteSpan(device.kpm_sealed),
-                             device.claim_hash, device.created_at));
+      MTE_TRY(insert.BindAll(device.device_id, device.claim_hash, device.created_at));
       MTE_TRY(insert.Run());
+      for (const DeviceCredential& credential : device.credentials) {
+        const std::string_view kind = ToString(credential.kind);
+        find_credential.Reset();
+        MTE_TRY(find_credential.BindAll(kind, credential.id));
+        MTE_TRY_ASSIGN(const bool taken, find_credential.Step());
+        if (taken) {
+          return Fail(ConflictError(std::string(kOp) + ": duplicate " + std::string(kind) +
+                                    " credential " + Quoted(credential.id)));
+        }
+        insert_credential.Reset();
+        MTE_TRY(insert_credential.BindAll(device.device_id, kind, credential.id));
+        if (credential.kind == CredentialKind::kKpm) {
+          MTE_TRY(insert_credential.Bind(4, ByteSpan(credential.secret_sealed)));
+        } else {
+          MTE_TRY(insert_credential.Bind(4, std::optional<int64_t>()));
+        }
+        MTE_TRY(insert_credential.Run());
+      }
     }
     return AppendAudit(kOp, audit);
   });
 }
 
 Result<std::optional<DeviceRecord>> SqliteStore::FindDevice(std::string_view device_id) {
-  return FindOne<DeviceRecord>("find device", kSelectDeviceById, ReadDevice, device_id);
+  constexpr std::string_view kOp = "find device";
+  return Read(kOp, [&] { return LoadDevice(kOp, device_id); });
 }
 
-Result<std::optional<DeviceRecord>> SqliteStore::FindDeviceByKpmId(std::string_view kpm_id) {
-  return FindOne<DeviceRecord>("find device by kpm_id", kSelectDeviceByKpmId, ReadDevice, kpm_id);
+Result<std::optional<DeviceRecord>> SqliteStore::FindDeviceByCredential(CredentialKind kind,
+                                                                        std::string_view id) {
+  constexpr std::string_view kOp = "find device by credential";
+  // Certificate digests are stored lowercase; a KpmID is a TLS psk_identity and compares exactly.
+  const std::string key = IsCertificateKind(kind) ? AsciiLower(id) : std::string(id);
+  return Read(kOp, [&]() -> Result<std::optional<DeviceRecord>> {
+    MTE_TRY_ASSIGN(auto owner, Prepare("SELECT device_id FROM device_credentials"
+                                       " WHERE kind = ?1 AND credential_id = ?2",
+                                       kOp));
+    MTE_TRY(owner.BindAll(ToString(kind), key));
+    MTE_TRY_ASSIGN(const bool row, owner.Step());
+    if (!row) return std::optional<DeviceRecord>();
+    const std::string device_id = owner.Text(0);
+    owner.Reset();
+    return LoadDevice(kOp, device_id);
+  });
+}
+
+// --- device CAs -------------------------------------------------------------------------------
+
+Result<void> SqliteStore::AddDeviceCa(const DeviceCaRecord& ca, const AuditEntry& audit) {
+  constexpr std::string_view kOp = "add device CA";
+  if (!IsDeviceCaName(ca.name)) {
+    return Fail(MalformedError(std::string(kOp) + ": name " + Quoted(ca.name.substr(0, 80)) +
+                               " is not 1.." + std::to_string(kMaxDeviceCaNameLength) +
+                               " of [A-Za-z0-9._-]"));
+  }
+  const std::string who = std::string(kOp) + " " + Quoted(ca.name);
+  if (ca.cert_pem.empty()) return Fail(MalformedError(who + ": no certificate"));
+  if (!IsLowerHexSha256(ca.cert_sha256)) {
+    return Fail(MalformedError(who + ": cert_sha256 is not 64 lowercase hex characters"));
+  }
+  if (ca.max_chain_depth < 0 || ca.max_chain_depth > kMaxDeviceCaChainDepth) {
+    return Fail(MalformedError(who + ": max_chain_depth must be 0.." +
+                               std::to_string(kMaxDeviceCaChainDepth)));
+  }
+  if (!ca.crl_file.empty() && ca.crl_file.front() != '/') {
+    return Fail(MalformedError(who + ": crl_file must be an absolute path"));
+  }
+  return Write(kOp, [&]() -> Result<void> {
+    MTE_TRY_ASSIGN(auto find, Prepare("SELECT name FROM device_cas"
+                                      " WHERE name = ?1 OR cert_sha256 = ?2"
+                                      " ORDER BY name = ?1 DESC LIMIT 1",
+                                      kOp));
+    MTE_TRY(find.BindAll(ca.name, ca.cert_sha256));
+    MTE_TRY_ASSIGN(const bool exists, find.Step());
+    if (exists) {
+      const std::string other = find.Text(0);
+      return Fail(ConflictError(other == ca.name ? who + ": the name exists"
+                                                 : who + ": the same certificate is device CA " +
+                                                       Quoted(other)));
+    }
+    MTE_TRY_ASSIGN(auto insert, Prepare("INSERT INTO device_cas (name, cert_pem, cert_sha256,"
+                                        " ocsp_url, crl_file, max_chain_depth, ocsp_fail_open,"
+                                        " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                                        kOp));
+    MTE_TRY(insert.BindAll(ca.name, ca.cert_pem, ca.cert_sha256, ca.ocsp_url, ca.crl_file,
+                           static_cast<int64_t>(ca.max_chain_depth),
+                           static_cast<int64_t>(ca.ocsp_fail_open ? 1 : 0), ca.created_at));
+    MTE_TRY(insert.Run());
+    return AppendAudit(kOp, audit);
+  });
+}
+
+Result<std::vector<DeviceCaRecord>> SqliteStore::ListDeviceCas() {
+  constexpr std::string_view kOp = "list device CAs";
+  std::lock_guard lock(mu_);
+  MTE_TRY_ASSIGN(auto stmt, Prepare(kSelectDeviceCas, kOp));
+  std::vector<DeviceCaRecord> cas;
+  while (true) {
+    MTE_TRY_ASSIGN(const bool row, stmt.Step());
+    if (!row) break;
+    cas.push_back(ReadDeviceCa(stmt));
+  }
+  return cas;
+}
+
+Result<void> SqliteStore::RemoveDeviceCa(std::string_view name, const AuditEntry& audit) {
+  constexpr std::string_view kOp = "remove device CA";
+  return Write(kOp, [&]() -> Result<void> {
+    MTE_TRY_ASSIGN(auto remove, Prepare("DELETE FROM device_cas WHERE name = ?1", kOp));
+    MTE_TRY(remove.BindAll(name));
+    MTE_TRY(remove.Run());
+    if (sqlite3_changes(db()) != 1) {
+      return Fail(NotFoundError(std::string(kOp) + ": no device CA named " +
+                                Quoted(name.substr(0, 80))));
+    }
+    return AppendAudit(kOp, audit);
+  });
 }
 
 // --- stakeholders and sessions ----------------------------------------------------------------

@@ -36,4 +36,31 @@ std::string_view ToString(TokenState state) {
   return "unknown";
 }
 
+std::string_view ToString(CredentialKind kind) {
+  switch (kind) {
+    case CredentialKind::kKpm:
+      return "kpm";
+    case CredentialKind::kCertSha256:
+      return "cert-sha256";
+    case CredentialKind::kSpkiSha256:
+      return "spki-sha256";
+  }
+  return "unknown";
+}
+
+std::optional<CredentialKind> ParseCredentialKind(std::string_view text) {
+  for (const CredentialKind kind :
+       {CredentialKind::kKpm, CredentialKind::kCertSha256, CredentialKind::kSpkiSha256}) {
+    if (text == ToString(kind)) return kind;
+  }
+  return std::nullopt;
+}
+
+const DeviceCredential* DeviceRecord::Find(CredentialKind kind) const {
+  for (const DeviceCredential& credential : credentials) {
+    if (credential.kind == kind) return &credential;
+  }
+  return nullptr;
+}
+
 }  // namespace mte::store

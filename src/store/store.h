@@ -23,14 +23,51 @@
 
 namespace mte::store {
 
-// One manifest entry of a device maker (docs/protocol.md §3).
+// A device's bootstrap credential for one RSPF (TS-0003 §8.3.2.1 PPSK, §8.3.2.2 certificate).
+// kKpm: a pre-provisioned PSK, identified by its KpmID. kCertSha256: a device certificate,
+// identified by the SHA-256 of its DER encoding. kSpkiSha256: a device key, identified by the
+// SHA-256 of its DER SubjectPublicKeyInfo (an RFC 6920 style digest), whatever certificate
+// carries it.
+enum class CredentialKind { kKpm, kCertSha256, kSpkiSha256 };
+std::string_view ToString(CredentialKind kind);  // "kpm", "cert-sha256", "spki-sha256"
+// The inverse of ToString; nullopt for any other text (case-sensitive).
+std::optional<CredentialKind> ParseCredentialKind(std::string_view text);
+
+struct DeviceCredential {
+  CredentialKind kind = CredentialKind::kKpm;
+  std::string id;        // KpmID; for certificates the lowercase hex SHA-256 (64 characters)
+  Bytes secret_sealed;   // Kpm sealed with aad "kpm|<device_id>"; empty for the certificate kinds
+};
+
+// One manifest entry of a device maker (docs/protocol.md §16).
 struct DeviceRecord {
   std::string device_id;
-  std::string kpm_id;
-  Bytes kpm_sealed;         // Kpm sealed with aad "kpm|<device_id>"
   std::string claim_hash;   // Argon2id PHC string of the claim code
   int64_t created_at = 0;
+  std::vector<DeviceCredential> credentials;  // at least one; ordered by kind then id
+
+  // The first credential of that kind, or nullptr.
+  const DeviceCredential* Find(CredentialKind kind) const;
 };
+
+// A device maker's CA that the MEF trusts for the certificate RSPF (TS-0003 §8.3.2.2).
+struct DeviceCaRecord {
+  std::string name;            // unique, 1..64 of [A-Za-z0-9._-]
+  std::string cert_pem;        // one CA certificate
+  std::string cert_sha256;     // lowercase hex of the DER (for listing)
+  std::string ocsp_url;        // operator-configured responder, used when a device certificate
+                               // has no AIA OCSP URL; "" = none
+  std::string crl_file;        // absolute path of a CRL file, "" = none
+  int max_chain_depth = 2;     // intermediates allowed between device certificate and this CA
+                               // (0..8)
+  bool ocsp_fail_open = false; // accept when no revocation status can be had (an audited
+                               // operator choice)
+  int64_t created_at = 0;
+};
+
+// The limits the store enforces on a DeviceCaRecord.
+inline constexpr size_t kMaxDeviceCaNameLength = 64;
+inline constexpr int kMaxDeviceCaChainDepth = 8;
 
 struct StakeholderRecord {
   int64_t id = 0;
@@ -142,12 +179,33 @@ class Store {
   virtual ~Store() = default;
 
   // --- devices (manufacturer manifest) ---
-  // All or nothing: a duplicate device_id or kpm_id (within the batch or against the store)
-  // fails with kLocalUsage/kConflict naming the identifier, and nothing is imported.
+  // All or nothing: a duplicate device_id or a duplicate (kind, id) credential (within the batch
+  // or against the store) fails with kLocalUsage/kConflict naming the identifier; a device
+  // without credentials, a kKpm credential without a sealed secret or a certificate credential
+  // with one, or a certificate id that is not 64 lowercase hex characters fails with
+  // kLocalUsage/kMalformed. Nothing is imported then.
   virtual Result<void> ImportDevices(const std::vector<DeviceRecord>& devices,
                                      const AuditEntry& audit = {}) = 0;
   virtual Result<std::optional<DeviceRecord>> FindDevice(std::string_view device_id) = 0;
-  virtual Result<std::optional<DeviceRecord>> FindDeviceByKpmId(std::string_view kpm_id) = 0;
+  // The device holding the credential (kind, id). A KpmID matches case-sensitively; a
+  // certificate id is lowercased before the lookup (the store holds it lowercase).
+  virtual Result<std::optional<DeviceRecord>> FindDeviceByCredential(CredentialKind kind,
+                                                                     std::string_view id) = 0;
+  // The device whose PPSK credential has this KpmID (TS-0003 §8.3.2.1).
+  Result<std::optional<DeviceRecord>> FindDeviceByKpmId(std::string_view kpm_id) {
+    return FindDeviceByCredential(CredentialKind::kKpm, kpm_id);
+  }
+
+  // --- device CAs (TS-0003 §8.3.2.2) ---
+  // kLocalUsage/kMalformed for a name outside 1..64 of [A-Za-z0-9._-], an empty certificate, a
+  // cert_sha256 that is not 64 lowercase hex characters, a max_chain_depth outside 0..8 or a
+  // crl_file that is not absolute; kLocalUsage/kConflict for an existing name or the same
+  // certificate (cert_sha256) under another name. The store does not parse the certificate.
+  virtual Result<void> AddDeviceCa(const DeviceCaRecord& ca, const AuditEntry& audit = {}) = 0;
+  // Ordered by name.
+  virtual Result<std::vector<DeviceCaRecord>> ListDeviceCas() = 0;
+  // kLocalUsage/kNotFound for an unknown name.
+  virtual Result<void> RemoveDeviceCa(std::string_view name, const AuditEntry& audit = {}) = 0;
 
   // --- stakeholders and portal sessions ---
   // kConflict if the name exists.

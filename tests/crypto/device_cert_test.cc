@@ -269,6 +269,44 @@ TEST_F(DeviceCertTest, BadDeviceCaConfigurationIsALocalError) {
       IsError(Verify({"dev"}, {DeviceCa{"empty", "", 2}}), ErrorKind::kLocalUsage, Errc::kConfig));
 }
 
+// ---- ReadDeviceCaCertificate, DescribePemCertificate -------------------------------------------
+
+TEST_F(DeviceCertTest, DeviceCaCertificateFactsEqualOpenssl) {
+  auto ca = ReadDeviceCaCertificate(pki_->Pem("ca"));
+  ASSERT_TRUE(Ok(ca));
+  EXPECT_EQ(ca->der, Der("ca"));
+  EXPECT_EQ(ca->facts.cert_sha256 + "\n",
+            pki_->Output("openssl x509 -in ca.crt -outform DER | sha256sum | cut -d' ' -f1"));
+  EXPECT_EQ(ca->common_name, "Test Device CA");
+  // An intermediate can be configured too.
+  auto intermediate = ReadDeviceCaCertificate(pki_->Pem("int1"));
+  ASSERT_TRUE(Ok(intermediate));
+  EXPECT_EQ(intermediate->common_name, "Test Intermediate 1");
+  auto pem_facts = DescribePemCertificate(pki_->Pem("dev"));
+  ASSERT_TRUE(Ok(pem_facts));
+  auto der_facts = DescribeCertificate(Der("dev"));
+  ASSERT_TRUE(Ok(der_facts));
+  EXPECT_EQ(pem_facts->cert_sha256, der_facts->cert_sha256);
+  EXPECT_EQ(pem_facts->spki_sha256, der_facts->spki_sha256);
+}
+
+TEST_F(DeviceCertTest, DeviceCaCertificateRefusals) {
+  EXPECT_TRUE(IsError(ReadDeviceCaCertificate(pki_->Pem("dev")), ErrorKind::kLocalUsage,
+                      Errc::kConfig, "not a CA certificate"));
+  EXPECT_TRUE(IsError(ReadDeviceCaCertificate(pki_->Pem("pinned")), ErrorKind::kLocalUsage,
+                      Errc::kConfig, "not a CA certificate"));
+  EXPECT_TRUE(IsError(ReadDeviceCaCertificate(pki_->Pem("ca") + pki_->Pem("other")),
+                      ErrorKind::kLocalUsage, Errc::kConfig, "exactly one certificate"));
+  EXPECT_TRUE(IsError(ReadDeviceCaCertificate(""), ErrorKind::kLocalUsage, Errc::kConfig,
+                      "no PEM certificate"));
+  EXPECT_TRUE(IsError(CheckDeviceCaCertificate("-----BEGIN CERTIFICATE-----\nAAAA\n"
+                                               "-----END CERTIFICATE-----\n"),
+                      ErrorKind::kLocalUsage, Errc::kConfig));
+  EXPECT_TRUE(Ok(CheckDeviceCaCertificate(pki_->Pem("other"))));
+  EXPECT_TRUE(IsError(DescribePemCertificate(pki_->Pem("dev") + pki_->Pem("ca")),
+                      ErrorKind::kLocalUsage, Errc::kConfig, "exactly one certificate"));
+}
+
 // ---- CheckPinnedLeaf ---------------------------------------------------------------------------
 
 TEST_F(DeviceCertTest, PinnedLeafIsAcceptedByKey) {

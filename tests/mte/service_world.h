@@ -81,10 +81,11 @@ class ServiceWorld {
     TestDevice device{device_id, kpm_id, crypto::RandomSecret(rng, 32), claim_code};
     store::DeviceRecord record;
     record.device_id = device_id;
-    record.kpm_id = kpm_id;
+    store::DeviceCredential credential{store::CredentialKind::kKpm, kpm_id, {}};
     auto sealed = kek.Seal(device.kpm, "kpm|" + device_id, rng);
     EXPECT_TRUE(Ok(sealed));
-    if (sealed) record.kpm_sealed = *sealed;
+    if (sealed) credential.secret_sealed = *sealed;
+    record.credentials.push_back(std::move(credential));
     auto hash = crypto::HashPassword(SecretString(claim_code), rng);
     EXPECT_TRUE(Ok(hash));
     if (hash) record.claim_hash = *hash;

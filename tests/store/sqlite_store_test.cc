@@ -215,12 +215,14 @@ TEST_P(StoreTest, ImportsAndFindsDevices) {
     ASSERT_TRUE(Ok(by_id));
     ASSERT_TRUE(by_id->has_value());
     EXPECT_EQ((*by_id)->device_id, want.device_id);
-    EXPECT_EQ((*by_id)->kpm_id, want.kpm_id);
-    EXPECT_EQ((*by_id)->kpm_sealed, want.kpm_sealed);
+    ASSERT_EQ((*by_id)->credentials.size(), 1U);
+    EXPECT_EQ((*by_id)->credentials[0].kind, CredentialKind::kKpm);
+    EXPECT_EQ((*by_id)->credentials[0].id, want.credentials[0].id);
+    EXPECT_EQ((*by_id)->credentials[0].secret_sealed, want.credentials[0].secret_sealed);
     EXPECT_EQ((*by_id)->claim_hash, want.claim_hash);
     EXPECT_EQ((*by_id)->created_at, want.created_at);
 
-    auto by_kpm = store().FindDeviceByKpmId(want.kpm_id);
+    auto by_kpm = store().FindDeviceByKpmId(want.credentials[0].id);
     ASSERT_TRUE(Ok(by_kpm));
     ASSERT_TRUE(by_kpm->has_value());
     EXPECT_EQ((*by_kpm)->device_id, want.device_id);
@@ -239,7 +241,7 @@ TEST_P(StoreTest, ImportOfEmptyBatchSucceeds) {
 
 TEST_P(StoreTest, ImportWithDuplicateDeviceIdInBatchImportsNothing) {
   DeviceRecord duplicate = MakeDevice(2);
-  duplicate.kpm_id = "kpm-other";
+  duplicate.credentials[0].id = "kpm-other";
   EXPECT_TRUE(
       IsError(store().ImportDevices({MakeDevice(1), MakeDevice(2), duplicate, MakeDevice(3)}),
               ErrorKind::kLocalUsage, Errc::kConflict, "'dev-2'"));
@@ -252,7 +254,7 @@ TEST_P(StoreTest, ImportWithDuplicateDeviceIdInBatchImportsNothing) {
 
 TEST_P(StoreTest, ImportWithDuplicateKpmIdInBatchImportsNothing) {
   DeviceRecord duplicate = MakeDevice(9);
-  duplicate.kpm_id = MakeDevice(1).kpm_id;
+  duplicate.credentials[0].id = MakeDevice(1).credentials[0].id;
   EXPECT_TRUE(IsError(store().ImportDevices({MakeDevice(1), duplicate}), ErrorKind::kLocalUsage,
                       Errc::kConflict, "'kpm-1'"));
   auto found = store().FindDeviceByKpmId("kpm-1");

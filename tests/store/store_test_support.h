@@ -36,10 +36,28 @@ inline Bytes SomeBytes(std::string_view seed) {
 inline DeviceRecord MakeDevice(int n) {
   DeviceRecord device;
   device.device_id = "dev-" + std::to_string(n);
-  device.kpm_id = "kpm-" + std::to_string(n);
-  device.kpm_sealed = SomeBytes("kpm-sealed-" + std::to_string(n));
+  device.credentials.push_back({CredentialKind::kKpm, "kpm-" + std::to_string(n),
+                                SomeBytes("kpm-sealed-" + std::to_string(n))});
   device.claim_hash = "$argon2id$v=19$m=65536,t=3,p=1$claim" + std::to_string(n);
   device.created_at = 1000 + n;
+  return device;
+}
+
+// A lowercase hex SHA-256 look-alike, distinct per seed (the store does not hash anything).
+inline std::string HexId(int n, char fill = 'a') {
+  std::string hex(64, fill);
+  const std::string tail = std::to_string(n);
+  hex.replace(hex.size() - tail.size(), tail.size(), tail);
+  return hex;
+}
+
+// A device known only by its certificate (TS-0003 §8.3.2.2).
+inline DeviceRecord MakeCertDevice(int n) {
+  DeviceRecord device;
+  device.device_id = "cert-dev-" + std::to_string(n);
+  device.credentials.push_back({CredentialKind::kCertSha256, HexId(n, 'c'), {}});
+  device.claim_hash = "$argon2id$v=19$m=65536,t=3,p=1$cclaim" + std::to_string(n);
+  device.created_at = 2000 + n;
   return device;
 }
 

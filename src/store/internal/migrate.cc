@@ -27,7 +27,40 @@ Result<int64_t> ReadVersion(sqlite3* db, std::string_view op) {
   return stmt.Int64(0);
 }
 
+Result<bool> ForeignKeysOn(sqlite3* db, std::string_view op) {
+  MTE_TRY_ASSIGN(auto stmt, Statement::Prepare(db, "PRAGMA foreign_keys", op));
+  MTE_TRY_ASSIGN(const bool row, stmt.Step());
+  return row && stmt.Int64(0) != 0;
+}
+
+// Fails when PRAGMA foreign_key_check reports any row: a rebuild lost or broke a reference.
+Result<void> CheckForeignKeys(sqlite3* db, std::string_view op) {
+  MTE_TRY_ASSIGN(auto stmt, Statement::Prepare(db, "PRAGMA foreign_key_check", op));
+  MTE_TRY_ASSIGN(const bool row, stmt.Step());
+  if (row) {
+    return Fail(ErrorKind::kStorage, Errc::kDatabase,
+                std::string(op) + ": foreign key check failed: a row of " + stmt.Text(0) +
+                    " refers to a missing row of " + stmt.Text(2));
+  }
+  return {};
+}
+
+// Restores foreign key enforcement, outside any transaction, when it was turned off.
+struct ForeignKeysRestore {
+  sqlite3* db = nullptr;
+  ~ForeignKeysRestore() {
+    if (db != nullptr) static_cast<void>(Exec(db, "PRAGMA foreign_keys = ON", kOp));
+  }
+};
+
 }  // namespace
+
+bool RebuildsTables(const Migration& migration) {
+  const std::string_view sql = migration.sql;
+  return sql.substr(0, kRebuildsTablesMarker.size()) == kRebuildsTablesMarker &&
+         (sql.size() == kRebuildsTablesMarker.size() ||
+          sql[kRebuildsTablesMarker.size()] == '\n');
+}
 
 std::span<const Migration> BuiltInMigrations() {
   return kMigrations;
@@ -55,6 +88,23 @@ Result<void> ApplyMigrations(sqlite3* db, std::span<const Migration> migrations)
   }
   const auto latest = static_cast<int64_t>(migrations.size());
 
+  // PRAGMA foreign_keys is a no-op inside a transaction, so whether a rebuild is pending is
+  // decided before BEGIN, on a version read outside it. Another process can only have applied
+  // more since, so the pending migrations inside the transaction are a subset of these.
+  MTE_TRY_ASSIGN(const int64_t seen, SchemaVersion(db));
+  bool rebuild = false;
+  for (const Migration& migration : migrations) {
+    if (migration.version > seen && RebuildsTables(migration)) rebuild = true;
+  }
+  ForeignKeysRestore restore;
+  if (rebuild) {
+    MTE_TRY_ASSIGN(const bool on, ForeignKeysOn(db, kOp));
+    if (on) {
+      MTE_TRY(Exec(db, "PRAGMA foreign_keys = OFF", kOp));
+      restore.db = db;
+    }
+  }
+
   MTE_TRY_ASSIGN(auto txn, Transaction::Begin(db, Transaction::Mode::kImmediate, kOp));
   MTE_TRY(Exec(db, kCreateVersionTable, kOp));
   MTE_TRY_ASSIGN(const int64_t current, ReadVersion(db, kOp));
@@ -74,7 +124,20 @@ Result<void> ApplyMigrations(sqlite3* db, std::span<const Migration> migrations)
     MTE_TRY(insert.BindAll(migration.version, migration.name));
     MTE_TRY(insert.Run());
   }
+  if (rebuild) {
+    // The last step of SQLite's table rebuild procedure: the copy kept every reference intact.
+    MTE_TRY(CheckForeignKeys(db, kOp));
+  }
   return txn.Commit();
+}
+
+Result<void> ApplyMigrationsUpToForTest(sqlite3* db, int64_t version) {
+  const std::span<const Migration> all = BuiltInMigrations();
+  if (version < 1 || version > static_cast<int64_t>(all.size())) {
+    return Fail(ErrorKind::kInternal, Errc::kInvariant,
+                std::string(kOp) + ": no migration " + std::to_string(version));
+  }
+  return ApplyMigrations(db, all.first(static_cast<size_t>(version)));
 }
 
 }  // namespace mte::store::internal

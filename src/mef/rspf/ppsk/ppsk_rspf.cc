@@ -35,7 +35,9 @@ std::optional<SecretBytes> PpskRspf::LookupPsk(std::string_view kpm_id) {
     spdlog::info("mef: handshake with unknown KpmID '{}'", kpm_id);
     return std::nullopt;
   }
-  auto kpm = kek_.Open((*device)->kpm_sealed, "kpm|" + (*device)->device_id);
+  const store::DeviceCredential* credential = (*device)->Find(store::CredentialKind::kKpm);
+  if (credential == nullptr) return std::nullopt;
+  auto kpm = kek_.Open(credential->secret_sealed, "kpm|" + (*device)->device_id);
   if (!kpm) {
     spdlog::error("mef: cannot open Kpm of device '{}': {}", (*device)->device_id,
                   Describe(kpm.error()));
@@ -46,7 +48,9 @@ std::optional<SecretBytes> PpskRspf::LookupPsk(std::string_view kpm_id) {
 
 bool PpskRspf::Claims(const crypto::TlsEngine& tls) const { return !tls.psk_identity().empty(); }
 
-bool PpskRspf::Serves(const store::DeviceRecord& device) const { return !device.kpm_id.empty(); }
+bool PpskRspf::Serves(const store::DeviceRecord& device) const {
+  return device.Find(store::CredentialKind::kKpm) != nullptr;
+}
 
 Result<std::unique_ptr<crypto::TlsEngine>> PpskRspf::NewInnerEngine() {
   return crypto::TlsEngine::Server(inner_,
