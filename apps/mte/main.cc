@@ -34,7 +34,11 @@
 #include "mte/enrolees.h"
 #include "maf/maf.h"
 #include "mef/mef.h"
+#include "mef/ocsp_stapler.h"
+#include "mef/rspf/cert/cert_rspf.h"
 #include "mef/rspf/ppsk/ppsk_rspf.h"
+#include "net/http_fetch.h"
+#include "crypto/device_cert.h"
 #include "mef/outbox.h"
 #include "portal/portal.h"
 #include "net/server.h"
@@ -243,6 +247,11 @@ int Serve(const ServeArgs& args) {
   auto handshake = std::chrono::milliseconds(config->handshake_timeout_ms);
   auto idle = std::chrono::milliseconds(config->idle_timeout_ms);
   nlohmann::json ready = {{"pid", ::getpid()}};
+  // Destroyed in reverse order: the stapler, then the fetcher (whose pending callbacks still reach
+  // the revocation checker), then the checker.
+  std::unique_ptr<mef::RevocationChecker> revocation;
+  std::unique_ptr<net::HttpFetcher> fetcher;
+  std::unique_ptr<mef::OcspStapler> stapler;
 
   std::unique_ptr<Maf> maf;
   uint16_t maf_delivery_port = config->maf_delivery_port;
@@ -296,18 +305,82 @@ int Serve(const ServeArgs& args) {
   std::unique_ptr<OutboxWorker> outbox;
   uint16_t mef_port = config->mef_port;
   if (roles->mef) {
-    mef = std::make_unique<Mef>(**store, *kek, rng, clock,
-                                MefSettings{config->mef_fqdn, config->maf_id, config->maf_fqdn,
-                                            config->enrolment_expiry_seconds});
-    auto ppsk = mef::PpskRspf::Create(**store, *kek, config->mef_fqdn);
-    if (!ppsk) return Die(ppsk.error());
-    mef->AddRspf(std::move(*ppsk));
+    MefSettings settings{config->mef_fqdn, config->maf_id, config->maf_fqdn,
+                         config->enrolment_expiry_seconds};
+    settings.rspf_preference = config->rspfs;
+    mef = std::make_unique<Mef>(**store, *kek, rng, clock, settings);
+    // Certificate status requests run on the fetcher's own thread, never on an I/O thread, each
+    // within ocspTimeoutMs (RFC 6960 Appendix A over HTTP).
+    auto made = net::HttpFetcher::Create();
+    if (!made) return Die(made.error());
+    fetcher = std::move(*made);
+    mef::OcspTransport transport = [f = fetcher.get(),
+                                    timeout = std::chrono::milliseconds(config->ocsp_timeout_ms)](
+                                       const std::string& url, Bytes body,
+                                       std::function<void(Result<Bytes>)> done) {
+      net::FetchRequest request;
+      request.url = url;
+      request.body = std::move(body);
+      request.timeout = timeout;
+      f->Post(std::move(request), [done = std::move(done)](Result<net::FetchResponse> response) {
+        if (!response) return done(Fail(response.error()));
+        if (response->status != 200) {
+          return done(Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
+                           "answered HTTP " + std::to_string(response->status)));
+        }
+        done(std::move(response->body));
+      });
+    };
+    revocation = std::make_unique<mef::RevocationChecker>(transport, rng, clock);
+    // Stapling the MEF certificate's own status (RFC 6066 §8), when it has a responder.
+    auto staple_url = config->mef_ocsp_url;
+    if (staple_url.empty()) {
+      std::ifstream in(config->cert("mef"), std::ios::binary);
+      std::stringstream pem;
+      pem << in.rdbuf();
+      if (auto certs = crypto::CertificatesFromPem(pem.str())) {
+        if (auto facts = crypto::DescribeCertificate(certs->front())) staple_url = facts->ocsp_url;
+      }
+    }
+    crypto::OcspStapleSource staple;
+    if (!staple_url.empty()) {
+      auto made_stapler = mef::OcspStapler::Create(config->cert("mef").string(),
+                                                   config->ca_cert().string(), staple_url,
+                                                   transport, rng, clock);
+      if (!made_stapler) return Die(made_stapler.error());
+      stapler = std::move(*made_stapler);
+      if (auto first = stapler->RefreshNow(); !first) {
+        spdlog::warn("mef: no OCSP staple yet from {}: {}", staple_url, Describe(first.error()));
+      } else {
+        spdlog::info("mef: stapling the MEF certificate's OCSP status from {}", staple_url);
+      }
+      stapler->Start();
+      staple = [s = stapler.get()] { return s->Current(); };
+    }
+    for (const auto& name : config->rspfs) {
+      if (name == "PPSK") {
+        auto ppsk = mef::PpskRspf::Create(**store, *kek, config->mef_fqdn);
+        if (!ppsk) return Die(ppsk.error());
+        mef->AddRspf(std::move(*ppsk));
+      } else if (name == "CERT") {
+        mef::CertRspfOptions cert;
+        cert.mef_fqdn = config->mef_fqdn;
+        cert.cert_chain_pem_file = config->cert("mef").string();
+        cert.key_pem_file = config->key("mef").string();
+        cert.ocsp_staple = staple;
+        auto rspf = mef::CertRspf::Create(**store, *revocation, cert);
+        if (!rspf) return Die(rspf.error());
+        mef->AddRspf(std::move(*rspf));
+      }
+    }
     // One MEF port: server-authenticated TLS with the MEF's FQDN certificate (the outer session
-    // of Flow B), plus what each RSPF adds for Flow A (PPSK: TLS-PSK, psk_identity = KpmID).
+    // of Flow B), plus what each RSPF adds for Flow A (PPSK: TLS-PSK, psk_identity = KpmID;
+    // CERT: a CertificateRequest).
     crypto::TlsServerOptions outer;
     outer.server_name = config->mef_fqdn;
     outer.cert_chain_pem_file = config->cert("mef").string();
     outer.key_pem_file = config->key("mef").string();
+    outer.ocsp_staple = staple;
     mef->ConfigureDirect(outer);
     auto ctx = crypto::TlsContext::Server(outer);
     if (!ctx) return Die(ctx.error());

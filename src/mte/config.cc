@@ -56,6 +56,9 @@ Result<Config> LoadConfig(const std::filesystem::path& data_dir) {
     config.idle_timeout_ms = j.value("idleTimeoutMs", config.idle_timeout_ms);
     config.io_threads = j.value("ioThreads", config.io_threads);
     config.worker_threads = j.value("workerThreads", config.worker_threads);
+    config.rspfs = j.value("rspfs", config.rspfs);
+    config.ocsp_timeout_ms = j.value("ocspTimeoutMs", config.ocsp_timeout_ms);
+    config.mef_ocsp_url = j.value("mefOcspUrl", config.mef_ocsp_url);
   } catch (const nlohmann::json::exception& e) {
     return Fail(ConfigError(file, e.what()));
   }
@@ -69,8 +72,19 @@ Result<Config> LoadConfig(const std::filesystem::path& data_dir) {
   }
   if (config.enrolment_expiry_seconds <= 0 || config.handshake_timeout_ms <= 0 ||
       config.portal_session_seconds <= 0 || config.token_lifetime_seconds <= 0 ||
-      config.idle_timeout_ms <= 0 || config.io_threads < 1 || config.worker_threads < 1) {
+      config.idle_timeout_ms <= 0 || config.io_threads < 1 || config.worker_threads < 1 ||
+      config.ocsp_timeout_ms <= 0) {
     return Fail(ConfigError(file, "timeouts, lifetimes and thread counts must be positive"));
+  }
+  if (config.rspfs.empty()) return Fail(ConfigError(file, "rspfs must name at least one RSPF"));
+  for (const auto& rspf : config.rspfs) {
+    if (rspf != "CERT" && rspf != "PPSK") {
+      return Fail(ConfigError(file, "rspfs: unknown RSPF '" + rspf.substr(0, 32) +
+                                        "' (this MEF offers CERT and PPSK)"));
+    }
+  }
+  if (!config.mef_ocsp_url.empty() && config.mef_ocsp_url.rfind("http://", 0) != 0) {
+    return Fail(ConfigError(file, "mefOcspUrl must be an http:// URL (RFC 6960 Appendix A)"));
   }
   return config;
 }
@@ -95,6 +109,9 @@ Result<void> SaveConfig(const Config& config) {
       {"idleTimeoutMs", config.idle_timeout_ms},
       {"ioThreads", config.io_threads},
       {"workerThreads", config.worker_threads},
+      {"rspfs", config.rspfs},
+      {"ocspTimeoutMs", config.ocsp_timeout_ms},
+      {"mefOcspUrl", config.mef_ocsp_url},
   };
   std::string text = j.dump(2) + "\n";
   return ReplaceFile(config.config_file(), AsBytes(text), 0644);

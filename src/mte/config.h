@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 
@@ -34,6 +35,13 @@ struct Config {
   int64_t idle_timeout_ms = 30000;
   int io_threads = 2;
   int worker_threads = 2;
+  // The MEF's RSPF preference for Flow B (seed 8.y.4 step 15); the MEF offers exactly these.
+  std::vector<std::string> rspfs{"CERT", "PPSK"};
+  // Certificate status requests (RFC 6960): the whole exchange with a responder.
+  int64_t ocsp_timeout_ms = 3000;
+  // OCSP responder for stapling the MEF certificate's status (RFC 6066 §8): "" = the certificate's
+  // AIA OCSP URL; no stapling when neither exists.
+  std::string mef_ocsp_url;
 
   std::filesystem::path config_file() const { return data_dir / "mte.json"; }
   std::filesystem::path kek_file() const { return data_dir / "kek"; }
