@@ -209,6 +209,15 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::Server(const TlsServerOpti
     // CertificateVerify signature (proof of possession of the certificate's key).
     SSL_CTX_set_cert_verify_callback(ctx.get(), [](X509_STORE_CTX*, void*) { return 1; }, nullptr);
   }
+  if (SSL_CTX_get_verify_mode(ctx.get()) & SSL_VERIFY_PEER) {
+    // With client certificates OpenSSL insists on a session ID context before it takes a TLS 1.3
+    // external PSK (treated as a resumption); there is no resumption otherwise (no tickets).
+    static constexpr unsigned char kSessionContext[] = "openmte";
+    if (SSL_CTX_set_session_id_context(ctx.get(), kSessionContext, sizeof kSessionContext - 1) !=
+        1) {
+      return Fail(OsslError("set session id context"));
+    }
+  }
   if (options.ocsp_staple) {
     if (!has_cert) {
       return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "OCSP stapling needs a certificate");
