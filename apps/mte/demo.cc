@@ -17,6 +17,7 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -29,6 +30,7 @@
 #include "base/result.h"
 #include "base/secret.h"
 #include "client/https_client.h"
+#include "crypto/device_cert.h"
 #include "crypto/random.h"
 #include "crypto/tls_engine.h"
 
@@ -46,6 +48,9 @@ constexpr char kMafFqdn[] = "maf.demo.test";
 constexpr char kStakeholder[] = "alice";
 constexpr char kDevice1[] = "sensor-0001";
 constexpr char kDevice2[] = "sensor-0002";
+constexpr char kDevice3[] = "sensor-0003";
+constexpr char kDevice4[] = "sensor-0004";
+constexpr char kDevice5[] = "sensor-0005";
 constexpr char kKpmId1[] = "kpm-0001@maker.demo.test";
 constexpr char kKpmId2[] = "kpm-0002@maker.demo.test";
 constexpr auto kPollInterval = std::chrono::milliseconds(50);
@@ -278,11 +283,13 @@ class Demo {
     MTE_TRY(StartServer());
     MTE_TRY(FlowA());
     MTE_TRY(FlowB());
+    MTE_TRY(Certificates());
     MTE_TRY(OperatorView());
     MTE_TRY(StopServer());
-    say_.Title("Demo complete: " + std::string(kDevice1) + " (8.y.3, without an OBF) and " +
-               kDevice2 + " (8.y.4, via the OBF) are enrolled, and their master credentials "
-               "work at the MAF.");
+    say_.Title("Demo complete: " + std::string(kDevice1) + " and " + kDevice3 +
+               " (8.y.3, without an OBF; PPSK and certificate RSPF), " + kDevice2 + " and " +
+               kDevice4 + " (8.y.4, via the OBF) are enrolled and their master credentials work "
+               "at the MAF; the revoked " + kDevice5 + " was refused.");
     if (options_.keep) say_.Unmasked("kept " + work_.string() + " (server log: serve.log)");
     return {};
   }
@@ -657,63 +664,108 @@ class Demo {
     if (bearer_.empty()) return Problem("POST /api/v1/login returned no token");
     say_.Line("logged in as " + std::string(kStakeholder) + " (bearer token received, expires " +
               Str(*reply, "expiresAt") + ")");
+    FlowADevice device{kDevice1, claim1_, "Greenhouse", "device-1",
+                       {"--kpm-id", kKpmId1, "--kpm-hex", kpm1_},
+                       "the PPSK-RSPF with the MEF",
+                       "(TLS-PSK with psk_identity = KpmID, SNI = MEF FQDN; Enrolment Exchange POST "
+                       "/enrolment;"};
+    return EnrolFlowA(device);
+  }
 
+  // A device enrolled without an OBF, and how it authenticates to the MEF.
+  struct FlowADevice {
+    std::string device_id;
+    std::string claim_code;
+    std::string label;
+    std::string state_dir;                 // below $DEMO
+    std::vector<std::string> credential;  // mte-enrolee's credential options
+    std::string rspf_text;                // "the PPSK-RSPF with the MEF"
+    std::string handshake_text;           // one narration line about the handshake
+  };
+
+  // Seed 8.y.3 steps 3-7 for one device, then its MAF handshake.
+  Result<void> EnrolFlowA(const FlowADevice& device) {
     say_.Title("8.y.3 steps 3-4: proof of control (device ID + claim code from the label) and "
                "adding the enrolee with a label");
     nlohmann::json claim = {
-        {"deviceId", kDevice1}, {"claimCode", claim1_}, {"label", "Greenhouse"}};
+        {"deviceId", device.device_id}, {"claimCode", device.claim_code}, {"label", device.label}};
     MTE_TRY_ASSIGN(auto entry, Api("POST", "/enrolees", &claim, 201));
     int64_t id = entry.value("id", int64_t{0});
     say_.Line("enrolee " + std::to_string(id) + " added: device " + Str(entry, "deviceId") +
               ", \"" + Str(entry, "label") + "\", stakeholder " + Str(entry, "stakeholder") +
               ", state " + Str(entry, "state"));
 
-    say_.Title("8.y.3 steps 5-6: the device decides to enrol and runs the PPSK-RSPF with the MEF");
-    say_.Line("(TLS-PSK with psk_identity = KpmID, SNI = MEF FQDN; Enrolment Exchange POST "
-              "/enrolment;");
+    say_.Title("8.y.3 steps 5-6: the device decides to enrol and runs " + device.rspf_text);
+    say_.Line(device.handshake_text);
     say_.Line(" Ke and KeID from the exporter EXPORTER-oneM2M-Bootstrap)");
-    MTE_TRY_ASSIGN(auto enrolled,
-                   Exec({Bin("mte-enrolee"), "enrol", "--mef", Mef(), "--mef-fqdn", kMefFqdn,
-                         "--ca", CaFile(), "--kpm-id", kKpmId1, "--kpm-hex", kpm1_, "--state",
-                         (work_ / "device-1").string()}));
+    fs::path state = work_ / device.state_dir;
+    std::vector<std::string> argv = {Bin("mte-enrolee"), "enrol",  "--mef", Mef(), "--mef-fqdn",
+                                     kMefFqdn,           "--ca",   CaFile()};
+    argv.insert(argv.end(), device.credential.begin(), device.credential.end());
+    argv.insert(argv.end(), {"--state", state.string()});
+    MTE_TRY(Exec(argv));
 
     say_.Title("8.y.3 step 7: the MEF recorded the credential IDs and forwards Km to the MAF "
                "(durable outbox, mutual TLS)");
     MTE_TRY_ASSIGN(auto view, AwaitDelivered(id));
     ShowView(view);
-    MTE_TRY(SameKeId(WordAfter(enrolled, "enrolled: KeID "), view, kDevice1));
+    MTE_TRY(SameKeId(StateKeId(state), view, device.device_id.c_str()));
 
     say_.Title("Using the result: the MAF handshake with KmID/Km (TLS-PSK)");
     MTE_TRY(Exec({Bin("mte-enrolee"), "maf-check", "--maf", Maf(), "--maf-fqdn", kMafFqdn,
-                  "--state", (work_ / "device-1").string()}));
+                  "--state", state.string()}));
     return {};
+  }
+
+  // The KeID the device recorded in its state (enrolment.json).
+  static std::string StateKeId(const fs::path& state) {
+    auto j = nlohmann::json::parse(ReadFile(state / "enrolment.json"), nullptr, false);
+    return Str(j, "keId");
   }
 
   Result<void> FlowB() {
     say_.Title("=== Flow B: enrolment via an On-Boarding Function (seed 8.y.4), device " +
                std::string(kDevice2) + " ===");
+    FlowBDevice device{kDevice2, setup_code_, "device-2", {"--kpm-id", kKpmId2, "--kpm-hex", kpm2_},
+                       "Barn door", "white box, north barn door, bought 2024"};
+    return EnrolFlowB(device);
+  }
 
-    say_.Title("The device " + std::string(kDevice2) +
+  // A device enrolled via the OBF.
+  struct FlowBDevice {
+    std::string device_id;
+    std::string setup_code;
+    std::string state_dir;                 // below $DEMO
+    std::vector<std::string> credential;  // mte-enrolee's credential options
+    std::string label;
+    std::string info;                      // identifying information the stakeholder gives
+  };
+
+  // Seed 8.y.4 steps 1-18 for one device, then its MAF handshake.
+  Result<void> EnrolFlowB(const FlowBDevice& device) {
+    const std::string& device_id = device.device_id;
+
+    say_.Title("The device " + device_id +
                " is powered on and waits for its OBF (local link authenticated by the setup code)");
-    fs::path port_file = work_ / "device-2.port";
-    fs::path device_log = work_ / "device-2.log";
+    fs::path port_file = work_ / (device.state_dir + ".port");
+    fs::path device_log = work_ / (device.state_dir + ".log");
     // The device gives up on its own if no OBF comes; the demo's deadline bounds it anyway.
     int64_t wait_s = options_.timeout.count();
-    MTE_TRY_ASSIGN(device_, Background({Bin("mte-enrolee"), "await-obf", "--listen",
-                                        "127.0.0.1:0", "--port-file", port_file.string(),
-                                        "--device-id", kDevice2, "--setup-code", setup_code_,
-                                        "--kpm-id", kKpmId2, "--kpm-hex", kpm2_, "--state",
-                                        (work_ / "device-2").string(), "--timeout-s",
-                                        std::to_string(wait_s)},
-                                       device_log, "mte-enrolee await-obf"));
+    std::vector<std::string> argv = {Bin("mte-enrolee"), "await-obf", "--listen", "127.0.0.1:0",
+                                     "--port-file", port_file.string(), "--device-id", device_id,
+                                     "--setup-code", device.setup_code};
+    argv.insert(argv.end(), device.credential.begin(), device.credential.end());
+    argv.insert(argv.end(), {"--state", (work_ / device.state_dir).string(), "--timeout-s",
+                             std::to_string(wait_s)});
+    MTE_TRY_ASSIGN(device_, Background(argv, device_log, "mte-enrolee await-obf"));
     MTE_TRY(WaitForFile(port_file, *device_));
     std::string device_port = LastLine(ReadFile(port_file));
     if (device_port.empty()) return Problem("mte-enrolee await-obf wrote an empty port file");
     say_.Line("listening on 127.0.0.1:" + device_port);
 
-    say_.Title("8.y.4 step 1: the stakeholder proves control of " + std::string(kDevice2) +
+    say_.Title("8.y.4 step 1: the stakeholder proves control of " + device_id +
                " to the OBF with the setup code from its label");
-    say_.Line("setup code: " + setup_code_);
+    say_.Line("setup code: " + device.setup_code);
 
     say_.Title("8.y.4 steps 2-4: the stakeholder's app directs the browser to the MTE's "
                "Enrolment Portal (server-authenticated TLS) and is authenticated");
@@ -722,8 +774,7 @@ class Demo {
 
     say_.Title("8.y.4 steps 5-6: the stakeholder asks the portal to add the enrolee with "
                "identifying information; the MTE stores it with the stakeholder's identity");
-    nlohmann::json add = {{"label", "Barn door"},
-                          {"deviceInfo", "white box, north barn door, bought 2024"}};
+    nlohmann::json add = {{"label", device.label}, {"deviceInfo", device.info}};
     MTE_TRY_ASSIGN(auto entry, Api("POST", "/enrolees", &add, 201));
     int64_t id = entry.value("id", int64_t{0});
     say_.Line("enrolee " + std::to_string(id) + " added: \"" + Str(entry, "label") +
@@ -757,7 +808,7 @@ class Demo {
                "setup-code-authenticated link to the device and delivers it");
     MTE_TRY_ASSIGN(auto obf, Exec({Bin("mte-obf"), "deliver", "--bundle", bundle_file.string(),
                                    "--device", "127.0.0.1:" + device_port, "--setup-code",
-                                   setup_code_}));
+                                   device.setup_code}));
     std::error_code ec;
     fs::remove(bundle_file, ec);  // the token is spent; the bundle is no longer needed
 
@@ -776,17 +827,97 @@ class Demo {
                "forwarded the credential to the MAF");
     MTE_TRY_ASSIGN(auto view, AwaitDelivered(id));
     ShowView(view);
-    MTE_TRY(SameKeId(WordAfter(device_out, "enrolled: KeID "), view, kDevice2));
+    MTE_TRY(SameKeId(StateKeId(work_ / device.state_dir), view, device_id.c_str()));
     MTE_TRY(SameKeId(WordAfter(obf, "enrolled with KeID "), view, "mte-obf"));
-    if (Str(view, "deviceId") != kDevice2) {
+    if (Str(view, "deviceId") != device_id) {
       return Problem("the portal records device '" + Str(view, "deviceId") + "' for enrolee " +
-                     std::to_string(id) + ", expected " + kDevice2);
+                     std::to_string(id) + ", expected " + device_id);
     }
 
-    say_.Title("Using the result: " + std::string(kDevice2) +
+    say_.Title("Using the result: " + device_id +
                "'s MAF handshake with KmID/Km (TLS-PSK)");
     MTE_TRY(Exec({Bin("mte-enrolee"), "maf-check", "--maf", Maf(), "--maf-fqdn", kMafFqdn,
-                  "--state", (work_ / "device-2").string()}));
+                  "--state", (work_ / device.state_dir).string()}));
+    return {};
+  }
+
+  // The certificate RSPF (TS-0003 §8.3.2.2): devices whose maker issued them a factory
+  // certificate from its device CA, no pre-shared key; the MTE trusts that CA and checks each
+  // certificate's revocation status (here from the CA's CRL) before it accepts it.
+  Result<void> Certificates() {
+    say_.Title("=== The certificate RSPF (TS-0003 §8.3.2.2): devices with a factory certificate "
+               "and no pre-shared key ===");
+    say_.Title("The device maker's CA issues a certificate to each device at the factory (here "
+               "the development device PKI)");
+    fs::path ca = work_ / "maker-ca";
+    MTE_TRY(Exec({Bin("mte"), "admin", "pki", "init-device-ca", "--out", ca.string(), "--name",
+                  "Demo Maker Device CA"}));
+    crypto::SystemRng rng;
+    nlohmann::json manifest = nlohmann::json::array();
+    for (const char* device : {kDevice3, kDevice4, kDevice5}) {
+      fs::path dir = work_ / (std::string(device) + "-cert");
+      MTE_TRY(Exec({Bin("mte"), "admin", "pki", "issue-device", "--ca", ca.string(),
+                    "--device-id", device, "--out", dir.string()}));
+      auto pem = crypto::CertificatesFromPem(ReadFile(dir / "device.crt"));
+      if (!pem) return Problem(std::string(device) + ": " + pem.error().detail);
+      MTE_TRY_ASSIGN(auto facts, crypto::DescribeCertificate(pem->front()));
+      std::string claim = "CLAIM-" + Upper(Hex(rng, 4));
+      cert_claims_[device] = claim;
+      manifest.push_back(
+          {{"deviceId", device}, {"certSha256", facts.cert_sha256}, {"claimCode", claim}});
+    }
+    say_.Title("The maker revokes " + std::string(kDevice5) +
+               "'s certificate (it was stolen) and publishes its CRL");
+    MTE_TRY(Exec({Bin("mte"), "admin", "pki", "revoke-device", "--ca", ca.string(), "--cert",
+                  (work_ / (std::string(kDevice5) + "-cert") / "device.crt").string()}));
+
+    say_.Title("The operator trusts the maker's device CA (revocation from its CRL) and imports "
+               "the manifest: certificate fingerprints and claim codes, no secrets");
+    MTE_TRY(Exec({Bin("mte"), "admin", "--data", Data(), "device-ca", "add",
+                  (ca / "ca.crt").string(), "--name", "demo-maker", "--crl",
+                  (ca / "crl.pem").string()}));
+    fs::path manifest_file = work_ / "cert-manifest.json";
+    MTE_TRY(WriteSecretFile(manifest_file, manifest.dump(2)));
+    MTE_TRY(Exec({Bin("mte"), "admin", "--data", Data(), "device", "import",
+                  manifest_file.string()}));
+
+    auto credential = [this](const char* device) -> std::vector<std::string> {
+      fs::path dir = work_ / (std::string(device) + "-cert");
+      return {"--cert", (dir / "device.crt").string(), "--key", (dir / "device.key").string()};
+    };
+    say_.Title("--- Flow A with the certificate RSPF, device " + std::string(kDevice3) + " ---");
+    FlowADevice direct{kDevice3, cert_claims_[kDevice3], "Cold store", "device-3",
+                       credential(kDevice3), "the certificate RSPF with the MEF",
+                       "(mutual TLS: the device certificate and the MEF's FQDN certificate; the MEF "
+                       "checks the chain and the CRL;"};
+    MTE_TRY(EnrolFlowA(direct));
+
+    say_.Title("--- Flow B with the certificate RSPF inside the outer session, device " +
+               std::string(kDevice4) + " ---");
+    MTE_TRY_ASSIGN(auto code, Exec({Bin("mte-enrolee"), "new-setup-code"}));
+    FlowBDevice via_obf{kDevice4, LastLine(code), "device-4", credential(kDevice4), "Loading bay",
+                        "grey box above the loading bay door"};
+    MTE_TRY(EnrolFlowB(via_obf));
+
+    say_.Title("--- A revoked device certificate is refused, device " + std::string(kDevice5) +
+               " ---");
+    nlohmann::json claim = {{"deviceId", kDevice5},
+                            {"claimCode", cert_claims_[kDevice5]},
+                            {"label", "Stolen unit"}};
+    MTE_TRY_ASSIGN(auto entry, Api("POST", "/enrolees", &claim, 201));
+    int64_t id = entry.value("id", int64_t{0});
+    std::vector<std::string> argv = {Bin("mte-enrolee"), "enrol", "--mef", Mef(), "--mef-fqdn",
+                                     kMefFqdn, "--ca", CaFile()};
+    auto creds = credential(kDevice5);
+    argv.insert(argv.end(), creds.begin(), creds.end());
+    argv.insert(argv.end(), {"--state", (work_ / "device-5").string()});
+    if (Exec(argv)) return Problem(std::string(kDevice5) + " enrolled with a revoked certificate");
+    MTE_TRY_ASSIGN(auto view, Api("GET", "/enrolees/" + std::to_string(id), nullptr, 200));
+    if (Str(view, "state") != "pending" || !Str(view, "keId").empty()) {
+      return Problem("the refused enrolment of " + std::string(kDevice5) + " changed its entry");
+    }
+    say_.Line("refused as above (RSC 4103); the portal still shows enrolee " +
+              std::to_string(id) + " " + Str(view, "state") + ", with no KeID");
     return {};
   }
 
@@ -828,6 +959,7 @@ class Demo {
   uint16_t portal_port_ = 0, mef_port_ = 0, maf_port_ = 0;
   std::shared_ptr<const crypto::TlsContext> portal_tls_;
   std::string kpm1_, kpm2_, password_, bearer_, claim1_, setup_code_;
+  std::map<std::string, std::string> cert_claims_;  // device -> claim code (label data)
 };
 
 }  // namespace

@@ -858,6 +858,17 @@ int InitDeviceCa(const std::string& out, const std::string& name) {
   return 0;
 }
 
+int RevokeDevice(const std::string& ca, const std::string& cert, int valid_days) {
+  if (auto ok = crypto::RevokeDeviceCert(ca, cert, std::chrono::system_clock::now(), valid_days);
+      !ok) {
+    return Die(ok.error());
+  }
+  std::printf("%s%s (valid %d days)\n",
+              cert.empty() ? "reissued " : ("revoked " + cert + "; wrote ").c_str(),
+              (fs::path(ca) / "crl.pem").c_str(), valid_days);
+  return 0;
+}
+
 struct IssueDeviceArgs {
   std::string ca;
   std::string device_id;
@@ -1099,6 +1110,20 @@ int main(int argc, char** argv) {
       ->default_val(730)
       ->check(CLI::Range(int64_t{1}, int64_t{3650}));
 
+  std::string revoke_ca, revoke_cert;
+  int revoke_days = 30;
+  auto* pki_revoke = pki->add_subcommand(
+      "revoke-device",
+      "Revoke a device certificate of the CA in --ca and rewrite DIR/crl.pem (RFC 5280 CRL,\n"
+      "signed by that CA, listing every certificate revoked so far); without --cert only\n"
+      "reissue the CRL. Give the file to 'device-ca add --crl'; the MEF rereads it on change.");
+  pki_revoke->add_option("--ca", revoke_ca, "directory with ca.crt and ca.key")->required();
+  pki_revoke->add_option("--cert", revoke_cert, "the device certificate to revoke (PEM)")
+      ->check(CLI::ExistingFile);
+  pki_revoke->add_option("--valid-days", revoke_days, "days until the CRL's nextUpdate")
+      ->default_val(30)
+      ->check(CLI::Range(1, 3650));
+
   auto* stakeholder = admin->add_subcommand("stakeholder", "Enrolling stakeholder accounts");
   stakeholder->require_subcommand(1);
   std::string stakeholder_name;
@@ -1135,11 +1160,14 @@ int main(int argc, char** argv) {
               "loopback, narrated with the seed's step numbers.");
   demo_cmd->footer(
       "Sets up an MTE in a temporary directory, starts 'mte serve' on 127.0.0.1 (ephemeral\n"
-      "ports) and enrols two simulated devices with the real binaries (mte-enrolee and mte-obf,\n"
-      "next to this one): sensor-0001 without an OBF (8.y.3, PPSK-RSPF) and sensor-0002 via\n"
-      "the On-Boarding Function (8.y.4). Exits 0 when both are enrolled and their credentials\n"
-      "work at the MAF; otherwise non-zero with one line on stderr. Kpm values, the password\n"
-      "and tokens are never printed.");
+      "ports) and enrols simulated devices with the real binaries (mte-enrolee and mte-obf,\n"
+      "next to this one): with the PPSK-RSPF sensor-0001 without an OBF (8.y.3) and sensor-0002\n"
+      "via the On-Boarding Function (8.y.4); with the certificate RSPF (factory certificates\n"
+      "from a development device CA, revocation from its CRL) sensor-0003 (8.y.3) and\n"
+      "sensor-0004 (8.y.4); and shows the revoked sensor-0005 refused. Exits 0 when all four\n"
+      "are enrolled, their credentials work at the MAF and the revoked one was refused;\n"
+      "otherwise non-zero with one line on stderr. Kpm values, the password and tokens are\n"
+      "never printed.");
   demo_cmd->add_flag("--keep", demo.keep,
                      "keep the temporary directory (data directory, server log, device state)");
   demo_cmd->add_option("--timeout-s", demo_timeout_s, "bound on the whole demo in seconds")
@@ -1156,6 +1184,7 @@ int main(int argc, char** argv) {
   if (serve_cmd->parsed()) return Serve(serve);
   if (pki_init->parsed()) return InitDeviceCa(pki_ca_out, pki_ca_name);
   if (pki_issue->parsed()) return IssueDevice(issue);
+  if (pki_revoke->parsed()) return RevokeDevice(revoke_ca, revoke_cert, revoke_days);
   if (admin->parsed() && admin_data.empty()) {
     return Die("admin: --data DIR is required (give it right after 'admin')");
   }

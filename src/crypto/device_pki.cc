@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <string_view>
 #include <system_error>
 #include <vector>
@@ -325,6 +326,81 @@ Result<void> IssueDeviceCert(const fs::path& ca_dir, const DeviceCertSpec& spec,
 
   MTE_TRY(MakeDirectory(out));
   return WritePair(cert_path, cert.get(), key_path, key.get());
+}
+
+Result<void> RevokeDeviceCert(const fs::path& ca_dir, const std::string& cert_file,
+                              SystemTime now, int valid_days) {
+  if (valid_days <= 0) return ConfigFail("CRL validity must be positive");
+  MTE_TRY_ASSIGN(X509Ptr ca, ReadCaCert(ca_dir / "ca.crt"));
+  MTE_TRY_ASSIGN(EvpPkeyPtr ca_key, ReadCaKey(ca_dir / "ca.key"));
+  const fs::path list_path = ca_dir / "revoked.txt";
+  std::vector<std::pair<std::string, int64_t>> revoked;
+  {
+    std::ifstream in(list_path);
+    std::string serial;
+    int64_t at = 0;
+    while (in >> serial >> at) revoked.emplace_back(serial, at);
+  }
+  if (!cert_file.empty()) {
+    MTE_TRY_ASSIGN(X509Ptr cert, ReadCaCert(cert_file));
+    if (X509_NAME_cmp(X509_get_issuer_name(cert.get()), X509_get_subject_name(ca.get())) != 0 ||
+        X509_verify(cert.get(), ca_key.get()) != 1) {
+      ERR_clear_error();
+      return ConfigFail(QuotedPath(cert_file) + " was not issued by the CA in " +
+                        QuotedPath(ca_dir));
+    }
+    BignumPtr bn(ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert.get()), nullptr));
+    if (!bn) return Fail(OsslError("serial number"));
+    OpensslCharPtr hex(BN_bn2hex(bn.get()));
+    if (!hex) return Fail(OsslError("serial number"));
+    std::string serial(hex.get());
+    bool known = false;
+    for (const auto& [s, at] : revoked) known = known || s == serial;
+    if (!known) revoked.emplace_back(serial, UnixSeconds(now));
+  }
+  ERR_clear_error();
+  X509CrlPtr crl(X509_CRL_new());
+  if (!crl || X509_CRL_set_version(crl.get(), X509_CRL_VERSION_2) != 1 ||
+      X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(ca.get())) != 1) {
+    return Fail(OsslError("new CRL"));
+  }
+  Asn1TimePtr this_update(ASN1_TIME_set(nullptr, static_cast<time_t>(UnixSeconds(now))));
+  Asn1TimePtr next_update(ASN1_TIME_set(
+      nullptr, static_cast<time_t>(UnixSeconds(now) + int64_t{valid_days} * 86400)));
+  if (!this_update || !next_update || X509_CRL_set1_lastUpdate(crl.get(), this_update.get()) != 1 ||
+      X509_CRL_set1_nextUpdate(crl.get(), next_update.get()) != 1) {
+    return Fail(OsslError("CRL dates"));
+  }
+  for (const auto& [serial, at] : revoked) {
+    BIGNUM* raw = nullptr;
+    if (BN_hex2bn(&raw, serial.c_str()) == 0) return ConfigFail("bad serial in revoked.txt");
+    BignumPtr bn(raw);
+    Asn1IntegerPtr number(BN_to_ASN1_INTEGER(bn.get(), nullptr));
+    Asn1TimePtr when(ASN1_TIME_set(nullptr, static_cast<time_t>(at)));
+    X509RevokedPtr entry(X509_REVOKED_new());
+    if (!number || !when || !entry || X509_REVOKED_set_serialNumber(entry.get(), number.get()) != 1 ||
+        X509_REVOKED_set_revocationDate(entry.get(), when.get()) != 1 ||
+        X509_CRL_add0_revoked(crl.get(), entry.get()) != 1) {
+      return Fail(OsslError("CRL entry"));
+    }
+    entry.release();  // now owned by the CRL
+  }
+  X509_CRL_sort(crl.get());
+  if (X509_CRL_sign(crl.get(), ca_key.get(), EVP_sha256()) <= 0) {
+    return Fail(OsslError("sign CRL"));
+  }
+  BioPtr out(BIO_new(BIO_s_mem()));
+  if (!out || PEM_write_bio_X509_CRL(out.get(), crl.get()) != 1) {
+    return Fail(OsslError("write CRL"));
+  }
+  char* data = nullptr;
+  long n = BIO_get_mem_data(out.get(), &data);
+  std::string list;
+  for (const auto& [serial, at] : revoked) list += serial + " " + std::to_string(at) + "\n";
+  MTE_TRY(ReplaceFile(list_path, AsBytes(list), 0644));
+  return ReplaceFile(ca_dir / "crl.pem",
+                     ByteSpan(reinterpret_cast<const uint8_t*>(data), static_cast<size_t>(n)),
+                     0644);
 }
 
 }  // namespace mte::crypto

@@ -36,4 +36,12 @@ struct DeviceCertSpec {
 Result<void> IssueDeviceCert(const std::filesystem::path& ca_dir, const DeviceCertSpec& spec,
                              const std::filesystem::path& out, SystemTime now);
 
+// Revokes the device certificate `cert_file` (issued by the CA in `ca_dir`) and rewrites
+// <ca_dir>/crl.pem: a CRL (RFC 5280 §5) signed by the CA, listing every certificate revoked so far
+// (remembered in <ca_dir>/revoked.txt, one "SERIALHEX UNIXTIME" line each), thisUpdate = now,
+// nextUpdate = now + `valid_days`. With no `cert_file` the CRL is only reissued (a fresh
+// nextUpdate). kLocalUsage/kConfig for a certificate of another CA.
+Result<void> RevokeDeviceCert(const std::filesystem::path& ca_dir, const std::string& cert_file,
+                              SystemTime now, int valid_days = 30);
+
 }  // namespace mte::crypto

@@ -40,6 +40,8 @@ using X509NamePtr = std::unique_ptr<X509_NAME, Free<&X509_NAME_free>>;
 using X509ExtensionPtr = std::unique_ptr<X509_EXTENSION, Free<&X509_EXTENSION_free>>;
 using X509StorePtr = std::unique_ptr<X509_STORE, Free<&X509_STORE_free>>;
 using Asn1IntegerPtr = std::unique_ptr<ASN1_INTEGER, Free<&ASN1_INTEGER_free>>;
+using Asn1TimePtr = std::unique_ptr<ASN1_TIME, Free<&ASN1_TIME_free>>;
+using X509RevokedPtr = std::unique_ptr<X509_REVOKED, Free<&X509_REVOKED_free>>;
 using BignumPtr = std::unique_ptr<BIGNUM, Free<&BN_free>>;
 using GeneralNamePtr = std::unique_ptr<GENERAL_NAME, Free<&GENERAL_NAME_free>>;
 // Any ASN1_STRING flavour (ASN1_IA5STRING, ASN1_OCTET_STRING, ...): they share one struct.
@@ -66,6 +68,7 @@ struct OpensslDeleter {
   void operator()(void* p) const { OPENSSL_free(p); }
 };
 using OpensslBytesPtr = std::unique_ptr<unsigned char, OpensslDeleter>;
+using OpensslCharPtr = std::unique_ptr<char, OpensslDeleter>;
 
 // Drains the OpenSSL error queue into a kCrypto error: "<what>: <openssl reasons>".
 inline Error OsslError(std::string_view what, ErrorKind kind = ErrorKind::kCrypto,
