@@ -19,7 +19,16 @@ grep -qE "portal view: enrolee [0-9]+ \(device sensor-0001,.* $keid" "$out" ||
 grep -qE "portal view: enrolee [0-9]+ \(device sensor-0002,.* $keid" "$out" ||
   fail "no portal KeID line for sensor-0002 (Flow B)"
 grep -qE "enrolled with $keid" "$out" || fail "mte-obf did not report the device's KeID"
-[[ $(grep -cE "MAF accepted KmID" "$out") == 2 ]] || fail "expected two MAF handshakes"
+for device in sensor-0003 sensor-0004; do
+  grep -qE "portal view: enrolee [0-9]+ \(device $device,.* $keid" "$out" ||
+    fail "no portal KeID line for $device (certificate RSPF)"
+done
+[[ $(grep -cE "credential IDs .*, RSPF CERT, MAF delivery delivered" "$out") == 2 ]] ||
+  fail "expected two certificate-RSPF enrolments in the portal view"
+[[ $(grep -cE "MAF accepted KmID" "$out") == 4 ]] || fail "expected four MAF handshakes"
+grep -qE "sensor-0005 .* pending" "$out" || fail "the revoked sensor-0005 is not shown pending"
+grep -q "RSC 4103: device certificate revoked (CRL" "$out" ||
+  fail "the revoked device's refusal is not shown"
 grep -q "step 12" "$out" || fail "the device's progress (steps 12-17) is not shown"
 ! grep -q "FAIL" "$out" || fail "the demo output contains FAIL"
 # Secrets are shown only as placeholders.
@@ -30,4 +39,4 @@ grep -q "<Kpm1>" "$out" || fail "the Flow A command line is not shown with <Kpm1
 dir=$(sed -n 's/^ *DEMO=\([^ ]*\).*/\1/p' "$out" | head -n 1)
 [[ -n "$dir" ]] || fail "no DEMO= line"
 [[ ! -e "$dir" ]] || fail "$dir was not removed"
-echo "ok: mte demo ran both flows"
+echo "ok: mte demo ran both flows with both RSPFs and refused the revoked device"
