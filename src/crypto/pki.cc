@@ -16,16 +16,30 @@
 #include "base/bytes.h"
 #include "base/secret.h"
 #include "base/file.h"
+#include "crypto/internal/cert_build.h"
 #include "crypto/ossl.h"
 
 namespace mte::crypto {
 namespace {
 
+using internal::AddExtension;
+using internal::AddYears;
+using internal::CertificatePem;
+using internal::CheckCommonName;
+using internal::GenerateP256Key;
+using internal::PrivateKeyPem;
+using internal::Sign;
+
+// A certificate valid [not_before, not_after] (internal::NewCertificate in Unix seconds).
+Result<X509Ptr> NewCertificate(const std::string& cn, EVP_PKEY* key, const X509_NAME* issuer_name,
+                               SystemTime not_before, SystemTime not_after) {
+  return internal::NewCertificate(cn, key, issuer_name, UnixSeconds(not_before),
+                                  UnixSeconds(not_after));
+}
+
 constexpr int kCaValidityYears = 10;
 constexpr int kLeafValidityYears = 2;
 constexpr auto kBackdate = std::chrono::hours(1);  // tolerate peers whose clocks run behind
-constexpr int kSerialBits = 128;
-constexpr size_t kMaxCommonName = 64;  // RFC 5280 Appendix A: ub-common-name
 constexpr size_t kMaxDnsName = 253;
 constexpr size_t kMaxDnsLabel = 63;
 constexpr size_t kMaxStem = 64;
@@ -40,18 +54,6 @@ Error ConfigError(std::string detail) {
 
 bool IsAsciiAlnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-Result<void> CheckCommonName(std::string_view cn, std::string_view what) {
-  if (cn.empty() || cn.size() > kMaxCommonName) {
-    return Fail(ConfigError(std::string(what) + " must be 1 to 64 characters"));
-  }
-  for (char c : cn) {
-    if (c < 0x20 || c > 0x7e) {
-      return Fail(ConfigError(std::string(what) + " must be printable ASCII"));
-    }
-  }
-  return {};
 }
 
 // A host name (RFC 1123 §2.1 labels). TS-0003 §10.1.1 forbids wildcards.
@@ -170,57 +172,6 @@ Result<void> CheckLeaf(const LeafSpec& leaf) {
 
 // ---- certificate building ---------------------------------------------------------------------
 
-SystemTime AddYears(SystemTime t, int n) {
-  using namespace std::chrono;
-  const auto day = floor<days>(t);
-  year_month_day ymd{day};
-  ymd += years{n};
-  if (!ymd.ok()) {
-    ymd = ymd.year() / ymd.month() / last;  // 29 February in a non-leap year
-  }
-  return sys_days{ymd} + (t - day);
-}
-
-Result<EvpPkeyPtr> GenerateP256Key() {
-  ERR_clear_error();
-  // TS-0003 §10.1.1: id-ecPublicKey on secp256r1 (named curve, uncompressed points by default).
-  EvpPkeyPtr key(EVP_EC_gen("P-256"));
-  if (!key) {
-    return Fail(OsslError("P-256 key generation failed"));
-  }
-  return key;
-}
-
-Result<void> SetRandomSerial(X509* cert) {
-  BignumPtr bn(BN_new());
-  if (!bn) {
-    return Fail(OsslError("BN_new"));
-  }
-  // RFC 5280 §4.1.2.2: positive, at most 20 octets; 128 random bits make serials unpredictable.
-  do {
-    if (BN_rand(bn.get(), kSerialBits, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) != 1) {
-      return Fail(OsslError("random serial number"));
-    }
-  } while (BN_is_zero(bn.get()));
-  // BN_to_ASN1_INTEGER writes into the certificate's own serial (owned by `cert`).
-  if (BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(cert)) == nullptr) {
-    return Fail(OsslError("set serial number"));
-  }
-  return {};
-}
-
-Result<void> AddExtension(X509* cert, X509V3_CTX* ctx, int nid, const char* value) {
-  X509ExtensionPtr ext(X509V3_EXT_conf_nid(nullptr, ctx, nid, value));
-  if (!ext) {
-    return Fail(OsslError(std::string("build extension ") + OBJ_nid2sn(nid)));
-  }
-  // X509_add_ext copies the extension.
-  if (X509_add_ext(cert, ext.get(), -1) != 1) {
-    return Fail(OsslError(std::string("add extension ") + OBJ_nid2sn(nid)));
-  }
-  return {};
-}
-
 Result<void> AddSubjectAltName(X509* cert, const LeafSpec& leaf) {
   GeneralNamesPtr names(GENERAL_NAMES_new());
   if (!names) {
@@ -252,49 +203,6 @@ Result<void> AddSubjectAltName(X509* cert, const LeafSpec& leaf) {
   // Not critical: the subject name is not empty (RFC 5280 §4.2.1.6).
   if (X509_add1_ext_i2d(cert, NID_subject_alt_name, names.get(), 0, X509V3_ADD_DEFAULT) != 1) {
     return Fail(OsslError("add subjectAltName"));
-  }
-  return {};
-}
-
-// A v3 certificate for `key` named CN=`cn`, without extensions, valid [not_before, not_after].
-// `issuer_name` is null for a self-signed certificate.
-Result<X509Ptr> NewCertificate(const std::string& cn, EVP_PKEY* key, X509_NAME* issuer_name,
-                               SystemTime not_before, SystemTime not_after) {
-  ERR_clear_error();
-  X509Ptr cert(X509_new());
-  if (!cert) {
-    return Fail(OsslError("X509_new"));
-  }
-  if (X509_set_version(cert.get(), X509_VERSION_3) != 1) {
-    return Fail(OsslError("set version"));
-  }
-  MTE_TRY(SetRandomSerial(cert.get()));
-  // The subject name is owned by `cert`.
-  X509_NAME* subject = X509_get_subject_name(cert.get());
-  if (X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8,
-                                 reinterpret_cast<const unsigned char*>(cn.data()),
-                                 static_cast<int>(cn.size()), -1, 0) != 1) {
-    return Fail(OsslError("set subject name"));
-  }
-  if (X509_set_issuer_name(cert.get(), issuer_name != nullptr ? issuer_name : subject) != 1) {
-    return Fail(OsslError("set issuer name"));
-  }
-  if (X509_set_pubkey(cert.get(), key) != 1) {
-    return Fail(OsslError("set public key"));
-  }
-  if (ASN1_TIME_set(X509_getm_notBefore(cert.get()),
-                    std::chrono::system_clock::to_time_t(not_before)) == nullptr ||
-      ASN1_TIME_set(X509_getm_notAfter(cert.get()),
-                    std::chrono::system_clock::to_time_t(not_after)) == nullptr) {
-    return Fail(OsslError("set validity"));
-  }
-  return cert;
-}
-
-Result<void> Sign(X509* cert, EVP_PKEY* issuer_key) {
-  // TS-0003 §10.1.1: ECDSA with SHA-256.
-  if (X509_sign(cert, issuer_key, EVP_sha256()) <= 0) {
-    return Fail(OsslError("sign certificate"));
   }
   return {};
 }
@@ -337,37 +245,6 @@ Result<X509Ptr> MakeLeaf(const LeafSpec& leaf, EVP_PKEY* key, X509* ca, EVP_PKEY
 }
 
 // ---- PEM and files ----------------------------------------------------------------------------
-
-Result<Bytes> CertificatePem(X509* cert) {
-  ERR_clear_error();
-  BioPtr bio(BIO_new(BIO_s_mem()));
-  if (!bio || PEM_write_bio_X509(bio.get(), cert) != 1) {
-    return Fail(OsslError("encode certificate"));
-  }
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  if (len <= 0 || data == nullptr) {
-    return Fail(OsslError("encode certificate"));
-  }
-  return Bytes(data, data + len);
-}
-
-// PKCS#8, unencrypted. The buffer BIO wipes its memory when freed.
-Result<SecretBytes> PrivateKeyPem(EVP_PKEY* key) {
-  ERR_clear_error();
-  BioPtr bio(BIO_new(BIO_s_secmem()));
-  if (!bio ||
-      PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
-    return Fail(OsslError("encode private key"));
-  }
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  if (len <= 0 || data == nullptr) {
-    return Fail(OsslError("encode private key"));
-  }
-  return SecretBytes(ByteSpan(reinterpret_cast<const uint8_t*>(data), static_cast<size_t>(len)),
-                     SecretAccess::ForCrypto());
-}
 
 struct PendingFile {
   std::filesystem::path path;

@@ -18,6 +18,7 @@ namespace mte::store {
 namespace {
 
 using test_support::Backend;
+using test_support::BackendTest;
 using test_support::BackendName;
 using test_support::HexId;
 using test_support::IsError;
@@ -57,21 +58,8 @@ DeviceCaRecord MakeCa(const std::string& name, int n) {
   return ca;
 }
 
-class DeviceCredentialStoreTest : public ::testing::TestWithParam<Backend> {
+class DeviceCredentialStoreTest : public BackendTest {
  protected:
-  void SetUp() override {
-    if (GetParam() == Backend::kFile) {
-      ASSERT_TRUE(dir_.ok());
-      path_ = dir_.File("mte.db");
-    } else {
-      path_ = ":memory:";
-    }
-    auto opened = OpenSqliteStore(path_);
-    ASSERT_TRUE(Ok(opened));
-    store_ = std::move(*opened);
-  }
-
-  Store& store() { return *store_; }
 
   bool HasDevice(const std::string& device_id) {
     auto found = store().FindDevice(device_id);
@@ -91,9 +79,6 @@ class DeviceCredentialStoreTest : public ::testing::TestWithParam<Backend> {
     return out;
   }
 
-  TempDir dir_;
-  std::string path_;
-  std::unique_ptr<Store> store_;
 };
 
 INSTANTIATE_TEST_SUITE_P(Backends, DeviceCredentialStoreTest,

@@ -25,6 +25,7 @@ namespace mte::store {
 namespace {
 
 using test_support::Backend;
+using test_support::BackendTest;
 using test_support::BackendName;
 using test_support::IsError;
 using test_support::MakeCredential;
@@ -65,28 +66,18 @@ EnrolmentCommit FlowBCommit(int64_t enrolee_id, int64_t token_id, std::string de
   return commit;
 }
 
-class FlowBStoreTest : public ::testing::TestWithParam<Backend> {
+class FlowBStoreTest : public BackendTest {
  protected:
   static constexpr int64_t kNow = 10'000;
   static constexpr int64_t kLifetime = 600;
 
   void SetUp() override {
-    if (GetParam() == Backend::kFile) {
-      ASSERT_TRUE(dir_.ok());
-      path_ = dir_.File("mte.db");
-    } else {
-      path_ = ":memory:";
-    }
-    auto opened = OpenSqliteStore(path_);
-    ASSERT_TRUE(Ok(opened));
-    store_ = std::move(*opened);
+    BackendTest::SetUp();
     auto id = store().AddStakeholder("alice", "$argon2id$alice", 10);
     ASSERT_TRUE(Ok(id));
     alice_ = *id;
     ASSERT_TRUE(Ok(store().ImportDevices({MakeDevice(1), MakeDevice(2), MakeDevice(3)})));
   }
-
-  Store& store() { return *store_; }
 
   EnroleeRecord AddEntry(std::optional<std::string_view> device = std::nullopt,
                          std::string label = "entry") {
@@ -137,9 +128,6 @@ class FlowBStoreTest : public ::testing::TestWithParam<Backend> {
     EXPECT_EQ(AllUndelivered().size(), outbox);
   }
 
-  TempDir dir_;
-  std::string path_;
-  std::unique_ptr<Store> store_;
   int64_t alice_ = 0;
 };
 

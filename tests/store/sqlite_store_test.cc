@@ -42,6 +42,7 @@ using ::testing::IsEmpty;
 // --- helpers ----------------------------------------------------------------------------------
 
 using test_support::Backend;
+using test_support::BackendTest;
 using test_support::BackendName;
 using test_support::IsError;
 using test_support::MakeCredential;
@@ -152,21 +153,8 @@ void ExpectSameEnrolee(const EnroleeRecord& a, const EnroleeRecord& b) {
 
 // --- the conformance suite --------------------------------------------------------------------
 
-class StoreTest : public ::testing::TestWithParam<Backend> {
+class StoreTest : public BackendTest {
  protected:
-  void SetUp() override {
-    if (GetParam() == Backend::kFile) {
-      ASSERT_TRUE(dir_.ok());
-      path_ = dir_.File("mte.db");
-    } else {
-      path_ = ":memory:";
-    }
-    auto opened = OpenSqliteStore(path_);
-    ASSERT_TRUE(Ok(opened));
-    store_ = std::move(*opened);
-  }
-
-  Store& store() { return *store_; }
 
   int64_t AddStakeholder(const std::string& name) {
     auto id = store().AddStakeholder(name, "$argon2id$" + name, 10);
@@ -188,10 +176,6 @@ class StoreTest : public ::testing::TestWithParam<Backend> {
     EXPECT_TRUE(Ok(items));
     return items.has_value() ? *items : std::vector<OutboxItem>{};
   }
-
-  TempDir dir_;
-  std::string path_;
-  std::unique_ptr<Store> store_;
 };
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values(Backend::kMemory, Backend::kFile),

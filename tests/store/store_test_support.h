@@ -1,10 +1,12 @@
-// Shared by the store conformance suites (sqlite_store_test.cc, flow_b_store_test.cc): the
-// backends they run on and the records they build.
+// Shared by the store conformance suites (sqlite_store_test.cc, flow_b_store_test.cc,
+// device_credentials_store_test.cc): the backends they run on, a fixture with a fresh store on
+// each, and the records they build.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -25,6 +27,28 @@ enum class Backend { kMemory, kFile };
 inline std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
   return info.param == Backend::kMemory ? "Memory" : "File";
 }
+
+// A fresh store on the test's backend; suites derive from it (and call its SetUp first).
+class BackendTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Backend::kFile) {
+      ASSERT_TRUE(dir_.ok());
+      path_ = dir_.File("mte.db");
+    } else {
+      path_ = ":memory:";
+    }
+    auto opened = OpenSqliteStore(path_);
+    ASSERT_TRUE(Ok(opened));
+    store_ = std::move(*opened);
+  }
+
+  Store& store() { return *store_; }
+
+  TempDir dir_;
+  std::string path_;
+  std::unique_ptr<Store> store_;
+};
 
 inline Bytes SomeBytes(std::string_view seed) {
   Bytes out(AsBytes(seed).begin(), AsBytes(seed).end());
