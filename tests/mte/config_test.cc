@@ -32,6 +32,9 @@ Config SampleConfig(const std::filesystem::path& dir) {
   c.idle_timeout_ms = 7000;
   c.io_threads = 3;
   c.worker_threads = 5;
+  c.rspfs = {"PPSK"};
+  c.ocsp_timeout_ms = 1500;
+  c.mef_ocsp_url = "http://ocsp.test.example/";
   return c;
 }
 
@@ -95,6 +98,9 @@ TEST_F(ConfigTest, SaveThenLoadRoundTrips) {
   EXPECT_EQ(loaded->idle_timeout_ms, saved.idle_timeout_ms);
   EXPECT_EQ(loaded->io_threads, saved.io_threads);
   EXPECT_EQ(loaded->worker_threads, saved.worker_threads);
+  EXPECT_EQ(loaded->rspfs, saved.rspfs);
+  EXPECT_EQ(loaded->ocsp_timeout_ms, saved.ocsp_timeout_ms);
+  EXPECT_EQ(loaded->mef_ocsp_url, saved.mef_ocsp_url);
 
   // Saving again replaces the file.
   saved.mef_fqdn = "mef2.test.example";
@@ -116,6 +122,19 @@ TEST_F(ConfigTest, OptionalMembersTakeTheirDefaults) {
   EXPECT_EQ(loaded->enrolment_expiry_seconds, Config{}.enrolment_expiry_seconds);
   EXPECT_EQ(loaded->idle_timeout_ms, Config{}.idle_timeout_ms);
   EXPECT_EQ(loaded->bind_address, "127.0.0.1");
+  EXPECT_EQ(loaded->rspfs, (std::vector<std::string>{"CERT", "PPSK"}));  // certificate first
+  EXPECT_EQ(loaded->ocsp_timeout_ms, 3000);
+  EXPECT_EQ(loaded->mef_ocsp_url, "");
+}
+
+TEST_F(ConfigTest, BadRspfAndOcspSettingsAreRefused) {
+  ExpectRefusedWith("rspfs", nlohmann::json::array());
+  ExpectRefusedWith("rspfs", {"PPSK", "GBA"});  // not offered by this MEF (yet)
+  ExpectRefusedWith("rspfs", "PPSK");
+  ExpectRefusedWith("ocspTimeoutMs", 0);
+  ExpectRefusedWith("ocspTimeoutMs", -5);
+  ExpectRefusedWith("mefOcspUrl", "https://ocsp.test.example/");
+  ExpectRefusedWith("mefOcspUrl", 7);
 }
 
 TEST_F(ConfigTest, MissingFileIsAConfigErrorNamingThePath) {
