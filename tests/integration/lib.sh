@@ -453,3 +453,75 @@ obf_deliver() {
     --timeout-s 40 >"$1" 2>&1 || rc=$?
   echo "$rc"
 }
+
+# ---------------------------------------------------------------- certificate RSPF: device PKI, OCSP
+
+OCSP_RESPONDER="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/ocsp_responder.py"
+
+# device_ca NAME [mte admin pki init-device-ca args]: a device CA in $T/NAME (ca.crt, ca.key).
+device_ca() {
+  local name=$1
+  shift
+  "$MTE" admin pki init-device-ca --out "$T/$name" --name "$name" "$@" >/dev/null
+}
+
+# start_ocsp NAME INDEX CA_DIR [ocsp_responder.py args]: a responder for the CA in CA_DIR (signing
+# with the CA's own key unless --rsigner/--rkey follow) over INDEX; port file $T/NAME.port, mode
+# file $T/NAME.port.mode. Sets OCSP_PORT, OCSP_PID and OCSP_URL.
+start_ocsp() {
+  local name=$1 index=$2 ca=$3
+  shift 3
+  [[ -f "$index" ]] || : >"$index"
+  rm -f "$T/$name.port" "$T/$name.port.mode"
+  "$MTE_PYTHON" -S "$OCSP_RESPONDER" --index "$index" --ca "$ca/ca.crt" --rsigner "$ca/ca.crt" \
+    --rkey "$ca/ca.key" --port-file "$T/$name.port" --max-seconds 120 "$@" 2>>"$T/$name.log" &
+  OCSP_PID=$!
+  SERVER_PIDS+=("$OCSP_PID")
+  wait_for "[[ -s '$T/$name.port' ]] || ! kill -0 $OCSP_PID 2>/dev/null" 100 ||
+    fail "OCSP responder $name did not start"
+  [[ -s "$T/$name.port" ]] || { cat "$T/$name.log" >&2; fail "OCSP responder $name exited"; }
+  OCSP_PORT=$(cat "$T/$name.port")
+  OCSP_URL="http://127.0.0.1:$OCSP_PORT/"
+}
+
+# ocsp_mode NAME MODE: switches a running responder (good|silent|garbage|huge|http500|slow|...).
+ocsp_mode() { echo "$2" >"$T/$1.port.mode"; }
+
+# issue_cert ID CA_DIR [issue-device args]: a device certificate in $T/ID (device.crt, device.key);
+# sets CERT_SHA, SPKI_SHA and SERIAL (upper-case hex, as openssl prints it).
+issue_cert() {
+  local id=$1 ca=$2
+  shift 2
+  "$MTE" admin pki issue-device --ca "$ca" --device-id "$id" --out "$T/$id" "$@" >"$T/$id.issue"
+  CERT_SHA=$(sed -n 's/^certSha256 //p' "$T/$id.issue")
+  SPKI_SHA=$(sed -n 's/^spkiSha256 //p' "$T/$id.issue")
+  SERIAL=$(cert_serial "$T/$id/device.crt")
+}
+
+cert_serial() { openssl x509 -in "$1" -noout -serial | cut -d= -f2; }
+
+# index_good INDEX SERIAL / index_revoked INDEX SERIAL: one line of an `openssl ocsp` index (the
+# subject is unique per line: openssl refuses an index with duplicate subjects).
+index_good() { printf 'V\t301231235959Z\t\t%s\tunknown\t/CN=%s\n' "$2" "$2" >>"$1"; }
+index_revoked() { printf 'R\t301231235959Z\t261201000000Z\t%s\tunknown\t/CN=%s\n' "$2" "$2" >>"$1"; }
+
+# add_cert_device ID KIND DIGEST CLAIM: imports one device whose credential is a certificate
+# (KIND certSha256) or a key (KIND spkiSha256).
+add_cert_device() {
+  printf '[{"deviceId":"%s","%s":"%s","claimCode":"%s"}]' "$1" "$2" "$3" "$4" >"$T/manifest-$1.json"
+  "$MTE" admin --data "$DATA" device import "$T/manifest-$1.json" >/dev/null
+}
+
+# enrol_cert OUT CERT KEY [mte-enrolee enrol args]: Flow A with a device certificate; output in
+# OUT (stdout+stderr), state in OUT.state; prints the exit status.
+enrol_cert() {
+  local out=$1 cert=$2 key=$3 rc=0
+  shift 3
+  rm -rf "$out.state"
+  timeout 30 "$ENROLEE" enrol --mef "127.0.0.1:$MEF_PORT" --mef-fqdn "$MEF_FQDN" \
+    --ca "$DATA/pki/ca.crt" --cert "$cert" --key "$key" --state "$out.state" "$@" >"$out" 2>&1 || rc=$?
+  echo "$rc"
+}
+
+# now_ms: wall-clock milliseconds.
+now_ms() { date +%s%3N; }

@@ -13,6 +13,10 @@ one word into "<port-file>.mode" (read on each request):
   huge     200 with a 64 MiB body (Content-Length set), streamed
   http500  500 Internal Server Error
   slow     a real OCSP response after 5 s
+  othercert  a real, signed response about another serial number of the same issuer
+  nononce    a real, signed response about the requested certificate without the nonce
+  stale      a real response with producedAt, thisUpdate and nextUpdate moved two hours into the
+             past, signed again with the responder key (`openssl dgst -sign`)
 
 Threaded: a silent or slow request does not hold up others. Exits on SIGTERM or SIGINT, and in
 any case after --max-seconds, so it never outlives a test run. Python 3 standard library only.
@@ -21,8 +25,10 @@ any case after --max-seconds, so it never outlives a test run. Python 3 standard
 import argparse
 import base64
 import binascii
+import calendar
 import http.server
 import os
+import re
 import signal
 import socketserver
 import subprocess
@@ -32,10 +38,11 @@ import threading
 import time
 import urllib.parse
 
-MODES = ("good", "silent", "garbage", "huge", "http500", "slow")
+MODES = ("good", "silent", "garbage", "huge", "http500", "slow", "othercert", "nononce", "stale")
 MAX_REQUEST_BYTES = 64 * 1024
 HUGE_BYTES = 64 * 1024 * 1024
 SLOW_SECONDS = 5
+STALE_SHIFT_SECONDS = 2 * 3600
 OPENSSL_TIMEOUT_SECONDS = 20
 
 
@@ -57,7 +64,46 @@ class Responder(socketserver.ThreadingMixIn, http.server.HTTPServer):
             return self.args.mode
         return word if word in MODES else self.args.mode
 
-    def ocsp(self, request_der):
+    def run_openssl(self, cmd):
+        """Runs one openssl command; returns its stdout, or None (logged) when it fails."""
+        try:
+            done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  timeout=OPENSSL_TIMEOUT_SECONDS, check=False)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            log(f"openssl failed: {e}")
+            return None
+        if done.returncode != 0:
+            log("openssl failed: " + done.stderr.decode(errors="replace").strip())
+            return None
+        return done.stdout
+
+    def substitute_request(self, tmp, req, mode):
+        """For othercert/nononce: writes and returns a new request built by `openssl ocsp`
+        about (serial + 1 | the same serial) of the issuer --ca, without a nonce for nononce."""
+        a = self.args
+        text = self.run_openssl([a.openssl, "ocsp", "-reqin", req, "-req_text"])
+        if text is None:
+            return None
+        serial = None
+        for line in text.decode(errors="replace").splitlines():
+            line = line.strip()
+            if line.startswith("Serial Number:"):
+                serial = int(line.split(":", 1)[1].strip(), 16)
+                break
+        if serial is None:
+            log("no serial number in the request")
+            return None
+        if mode == "othercert":
+            serial += 1
+        new_req = os.path.join(tmp, "substitute.der")
+        cmd = [a.openssl, "ocsp", "-issuer", a.ca, "-serial", hex(serial), "-reqout", new_req]
+        if mode == "nononce":
+            cmd.append("-no_nonce")
+        if self.run_openssl(cmd) is None:
+            return None
+        return new_req
+
+    def ocsp(self, request_der, mode="good"):
         """Runs `openssl ocsp` as the responder; returns the DER response or None."""
         a = self.args
         with tempfile.TemporaryDirectory(prefix="ocsp-responder-") as tmp:
@@ -65,6 +111,10 @@ class Responder(socketserver.ThreadingMixIn, http.server.HTTPServer):
             resp = os.path.join(tmp, "resp.der")
             with open(req, "wb") as f:
                 f.write(request_der)
+            if mode in ("othercert", "nononce"):
+                req = self.substitute_request(tmp, req, mode)
+                if req is None:
+                    return None
             cmd = [a.openssl, "ocsp", "-index", a.index, "-CA", a.ca, "-rsigner", a.rsigner,
                    "-rkey", a.rkey, "-reqin", req, "-respout", resp, "-nmin", str(a.nmin)]
             try:
@@ -77,7 +127,72 @@ class Responder(socketserver.ThreadingMixIn, http.server.HTTPServer):
                 log("openssl ocsp failed: " + done.stderr.decode(errors="replace").strip())
                 return None
             with open(resp, "rb") as f:
-                return f.read()
+                response = f.read()
+            if mode == "stale":
+                return self.backdate(tmp, response)
+            return response
+
+    def backdate(self, tmp, response):
+        """The response with every GeneralizedTime of tbsResponseData moved STALE_SHIFT_SECONDS
+        back (same length), tbsResponseData signed again with --rkey (ECDSA/SHA-256 or
+        RSA/SHA-256, matching what openssl ocsp used), and the DER lengths rebuilt."""
+        try:
+            _, outer = der_children(response)[0]
+            status, bytes_tagged = der_children(outer)
+            _, bytes_seq = der_children(bytes_tagged[1])[0]
+            rtype, octets = der_children(bytes_seq)
+            _, basic = der_children(octets[1])[0]
+            parts = der_children(basic)
+        except (IndexError, ValueError) as e:
+            log(f"stale: cannot parse the response: {e}")
+            return None
+        tbs = der_encode(parts[0][0], parts[0][1])
+
+        def shift(m):
+            t = time.strptime(m.group(1).decode(), "%Y%m%d%H%M%SZ")
+            back = time.gmtime(calendar.timegm(t) - STALE_SHIFT_SECONDS)
+            return b"\x18\x0f" + time.strftime("%Y%m%d%H%M%SZ", back).encode()
+
+        tbs = re.sub(rb"\x18\x0f(\d{14}Z)", shift, tbs)
+        tbs_file = os.path.join(tmp, "tbs.der")
+        with open(tbs_file, "wb") as f:
+            f.write(tbs)
+        sig = self.run_openssl([self.args.openssl, "dgst", "-sha256", "-sign", self.args.rkey,
+                                tbs_file])
+        if sig is None:
+            return None
+        new_parts = [tbs, der_encode(*parts[1]), der_encode(0x03, b"\0" + sig)]
+        new_parts += [der_encode(*p) for p in parts[3:]]
+        basic = der_encode(0x30, b"".join(new_parts))
+        resp_bytes = der_encode(0x30, der_encode(*rtype) + der_encode(0x04, basic))
+        return der_encode(0x30, der_encode(*status) + der_encode(0xA0, resp_bytes))
+
+
+def der_children(data):
+    """The (tag, value) pairs of a concatenation of DER TLVs (single-byte tags)."""
+    out, i = [], 0
+    while i < len(data):
+        tag, n = data[i], data[i + 1]
+        i += 2
+        if n & 0x80:
+            k = n & 0x7F
+            n = int.from_bytes(data[i:i + k], "big")
+            i += k
+        if i + n > len(data):
+            raise ValueError("truncated DER")
+        out.append((tag, data[i:i + n]))
+        i += n
+    return out
+
+
+def der_encode(tag, value):
+    n = len(value)
+    if n < 0x80:
+        length = bytes([n])
+    else:
+        raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+        length = bytes([0x80 | len(raw)]) + raw
+    return bytes([tag]) + length + value
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -127,7 +242,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         if mode == "slow":
             time.sleep(SLOW_SECONDS)
-        response = self.server.ocsp(request_der)
+        response = self.server.ocsp(request_der, mode)
         if response is None:
             self.plain(500, b"responder failed\n")
             return
