@@ -102,10 +102,13 @@ void OcspStapler::Start(std::chrono::seconds max_interval, std::chrono::seconds 
 void OcspStapler::Run(std::chrono::seconds max_interval, std::chrono::seconds retry) {
   SetThreadName("mte-staple");
   std::unique_lock lock(mutex_);
+  bool failed = false;
   while (!stopping_) {
     int64_t now = UnixSeconds(clock_.Now());
     auto wait = std::chrono::seconds(retry);
-    if (current_ && next_update_ != 0) {
+    if (failed) {
+      // A failing responder is asked again after `retry`, never in a tight loop.
+    } else if (current_ && next_update_ != 0) {
       int64_t half = this_update_ + (next_update_ - this_update_) / 2;
       wait = std::chrono::seconds(std::clamp<int64_t>(half - now, 1, max_interval.count()));
     } else if (current_) {
@@ -113,10 +116,12 @@ void OcspStapler::Run(std::chrono::seconds max_interval, std::chrono::seconds re
     }
     if (wake_.wait_for(lock, wait, [this] { return stopping_; })) return;
     lock.unlock();
-    if (auto refreshed = RefreshNow(); !refreshed) {
+    auto refreshed = RefreshNow();
+    if (!refreshed) {
       spdlog::warn("mef: OCSP staple refresh from {} failed: {}", url_, Describe(refreshed.error()));
     }
     lock.lock();
+    failed = !refreshed;
   }
 }
 
