@@ -606,6 +606,86 @@ TEST_P(TlsCertTest, Tls11ClientIsRefused) {
   EXPECT_EQ(o.server_error->code, Errc::kUnsupported) << Show(*o.server_error);
 }
 
+// The MEF port's one context (TS-0003 §8.3.2.1 and §8.3.2.2 on one listener): PSK, the server
+// certificate, and a CertificateRequest whose chain the application judges after the handshake.
+TlsServerOptions MefPortOptions(TestPki& pki, UnverifiedClientCert mode) {
+  TlsServerOptions o;
+  o.server_name = kFqdn;
+  o.psk = true;
+  o.cert_chain_pem_file = pki.server_cert();
+  o.key_pem_file = pki.server_key();
+  o.unverified_client_cert = mode;
+  return o;
+}
+
+// The certificate as the file holds it, DER, decoded here with OpenSSL directly.
+Bytes FileCertDer(const std::string& path) {
+  BioPtr bio(BIO_new_file(path.c_str(), "r"));
+  X509Ptr cert(bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+  if (!cert) throw std::runtime_error("cannot read " + path);
+  unsigned char* der = nullptr;
+  int n = i2d_X509(cert.get(), &der);
+  OpensslBytesPtr owned(der);
+  if (n <= 0) throw std::runtime_error("cannot encode " + path);
+  return Bytes(der, der + n);
+}
+
+TEST_P(TlsCertTest, OneContextServesPskCertificateAndServerAuthOnlyClients) {
+  const TlsServerOptions port = MefPortOptions(*pki_, UnverifiedClientCert::kOptional);
+  // A PSK client: no CertificateRequest in a PSK handshake, and no peer certificate.
+  Pair psk = Handshake(ClientEngine(PskClientOptions(GetParam()), Secret(kKey)),
+                       ServerEngine(port, LookupFor(kIdentity, kKey)));
+  ASSERT_TRUE(psk.outcome.BothComplete()) << Show(psk.outcome);
+  EXPECT_EQ(psk.server->psk_identity(), kIdentity);
+  EXPECT_TRUE(psk.server->peer_chain_der().empty());
+  // A server-authentication-only client answers the CertificateRequest with no certificate.
+  Pair plain = Handshake(ClientEngine(ClientOptions(pki_->ca_cert())), ServerEngine(port));
+  ASSERT_TRUE(plain.outcome.BothComplete()) << Show(plain.outcome);
+  EXPECT_TRUE(plain.server->peer_chain_der().empty());
+  // A certificate client: its chain is taken as sent, even from a CA the server does not know
+  // (the application judges it), leaf first and byte for byte the file's certificate.
+  for (const auto& [cert, key] :
+       {std::pair{pki_->client_cert(), pki_->client_key()},
+        std::pair{pki_->other_client_cert(), pki_->other_client_key()}}) {
+    TlsClientOptions o = ClientOptions(pki_->ca_cert());
+    o.cert_chain_pem_file = cert;
+    o.key_pem_file = key;
+    Pair p = Handshake(ClientEngine(o), ServerEngine(port));
+    ASSERT_TRUE(p.outcome.BothComplete()) << cert << ": " << Show(p.outcome);
+    std::vector<Bytes> chain = p.server->peer_chain_der();
+    ASSERT_FALSE(chain.empty()) << cert;
+    EXPECT_EQ(chain.front(), FileCertDer(cert)) << cert;
+    EXPECT_EQ(p.server->psk_identity(), "");
+  }
+}
+
+TEST_P(TlsCertTest, RequiredUnverifiedClientCertificateFailsWithoutOne) {
+  TlsServerOptions o = MefPortOptions(*pki_, UnverifiedClientCert::kRequired);
+  o.psk = false;
+  Pair p = Handshake(ClientEngine(ClientOptions(pki_->ca_cert())), ServerEngine(o));
+  EXPECT_FALSE(p.outcome.server_complete) << Show(p.outcome);
+  EXPECT_TRUE(p.outcome.server_error.has_value()) << Show(p.outcome);
+}
+
+TEST_P(TlsCertTest, StaplesTheSourcesResponseOnlyWhenAsked) {
+  auto response = std::make_shared<const Bytes>(Pattern(300));
+  TlsServerOptions so = ServerOptions();
+  so.ocsp_staple = [response] { return response; };
+  TlsClientOptions asking = ClientOptions(pki_->ca_cert());
+  asking.request_ocsp_staple = true;
+  Pair p = Handshake(ClientEngine(asking), ServerEngine(so));
+  ASSERT_TRUE(p.outcome.BothComplete()) << Show(p.outcome);
+  EXPECT_EQ(p.client->stapled_ocsp_response(), *response);  // RFC 6066 §8
+  Pair quiet = Handshake(ClientEngine(ClientOptions(pki_->ca_cert())), ServerEngine(so));
+  ASSERT_TRUE(quiet.outcome.BothComplete()) << Show(quiet.outcome);
+  EXPECT_TRUE(quiet.client->stapled_ocsp_response().empty());
+  // A source with nothing to staple: the handshake goes on without one.
+  so.ocsp_staple = [] { return std::shared_ptr<const Bytes>(); };
+  Pair none = Handshake(ClientEngine(asking), ServerEngine(so));
+  ASSERT_TRUE(none.outcome.BothComplete()) << Show(none.outcome);
+  EXPECT_TRUE(none.client->stapled_ocsp_response().empty());
+}
+
 INSTANTIATE_TEST_SUITE_P(Versions, TlsCertTest, ::testing::Values(Version::kTls12, Version::kTls13),
                          ParamName);
 
