@@ -19,6 +19,7 @@
 #include <set>
 #include <sstream>
 
+#include "base/file.h"
 #include "base/log.h"
 #include "client/https_client.h"
 #include "crypto/aead.h"
@@ -30,18 +31,17 @@
 #include "crypto/pki.h"
 #include "crypto/random.h"
 #include "demo.h"
-#include "mte/config.h"
-#include "mte/enrolees.h"
 #include "maf/maf.h"
 #include "mef/mef.h"
 #include "mef/ocsp_stapler.h"
+#include "mef/outbox.h"
 #include "mef/rspf/cert/cert_rspf.h"
 #include "mef/rspf/ppsk/ppsk_rspf.h"
+#include "mte/config.h"
+#include "mte/enrolees.h"
 #include "net/http_fetch.h"
-#include "crypto/device_cert.h"
-#include "mef/outbox.h"
-#include "portal/portal.h"
 #include "net/server.h"
+#include "portal/portal.h"
 #include "store/store.h"
 
 namespace fs = std::filesystem;
@@ -335,10 +335,9 @@ int Serve(const ServeArgs& args) {
     // Stapling the MEF certificate's own status (RFC 6066 §8), when it has a responder.
     auto staple_url = config->mef_ocsp_url;
     if (staple_url.empty()) {
-      std::ifstream in(config->cert("mef"), std::ios::binary);
-      std::stringstream pem;
-      pem << in.rdbuf();
-      if (auto certs = crypto::CertificatesFromPem(pem.str())) {
+      auto pem = ReadBoundedFile(config->cert("mef"), crypto::kMaxPemFileSize);
+      if (auto certs = pem ? crypto::CertificatesFromPem(*pem)
+                           : Result<std::vector<Bytes>>(Fail(pem.error()))) {
         if (auto facts = crypto::DescribeCertificate(certs->front())) staple_url = facts->ocsp_url;
       }
     }
@@ -522,19 +521,6 @@ std::optional<std::string> ParseSha256Hex(const std::string& text) {
 }
 
 // Reads a whole file of at most `limit` octets.
-Result<std::string> ReadBoundedFile(const std::string& file, size_t limit) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "cannot read " + file);
-  std::string text(limit + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
-  if (text.size() > limit) {
-    return Fail(ErrorKind::kLocalUsage, Errc::kTooLarge,
-                file + " is larger than " + std::to_string(limit) + " bytes");
-  }
-  return text;
-}
-
 // The manufacturer manifest (docs/protocol.md §16): a JSON array of entries, each a device with
 // its claim code and one or more bootstrap credentials: a Kpm (TS-0003 §8.3.2.1, kpmId + kpmHex),
 // a device certificate digest (certSha256) and a device key digest (spkiSha256, RFC 6920 style),
@@ -695,7 +681,6 @@ int ImportDevices(const std::string& data, const std::string& file) {
 
 // ---------------------------------------------------------------- device CAs
 
-constexpr size_t kMaxPemFileSize = 64 * 1024;
 
 // The default name of a device CA: its commonName with every character outside [A-Za-z0-9._-]
 // replaced by '-', else "ca-" and the first 8 hex digits of its SHA-256.
@@ -739,7 +724,7 @@ struct DeviceCaArgs {
 };
 
 int AddDeviceCa(const std::string& data, const DeviceCaArgs& args) {
-  auto pem = ReadBoundedFile(args.file, kMaxPemFileSize);
+  auto pem = ReadBoundedFile(args.file, crypto::kMaxPemFileSize);
   if (!pem) return Die(pem.error());
   auto ca_cert = crypto::ReadDeviceCaCertificate(*pem);
   if (!ca_cert) return Die(args.file + ": " + ca_cert.error().detail);
@@ -849,7 +834,7 @@ int InitDeviceCa(const std::string& out, const std::string& name) {
     return Die(ok.error());
   }
   const std::string cert = (fs::path(out) / "ca.crt").string();
-  auto pem = ReadBoundedFile(cert, kMaxPemFileSize);
+  auto pem = ReadBoundedFile(cert, crypto::kMaxPemFileSize);
   if (!pem) return Die(pem.error());
   auto facts = crypto::DescribePemCertificate(*pem);
   if (!facts) return Die(cert + ": " + facts.error().detail);
@@ -890,7 +875,7 @@ int IssueDevice(const IssueDeviceArgs& args) {
     return Die(ok.error());
   }
   const std::string cert = (fs::path(args.out) / "device.crt").string();
-  auto pem = ReadBoundedFile(cert, kMaxPemFileSize);
+  auto pem = ReadBoundedFile(cert, crypto::kMaxPemFileSize);
   if (!pem) return Die(pem.error());
   auto facts = crypto::DescribePemCertificate(*pem);
   if (!facts) return Die(cert + ": " + facts.error().detail);

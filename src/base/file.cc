@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <fstream>
 #include <system_error>
 
 namespace mte {
@@ -83,6 +84,19 @@ Result<void> ReplaceFile(const std::filesystem::path& path, ByteSpan data, mode_
                 "cannot replace " + QuotedPath(path) + ": " + ErrnoText(err));
   }
   return {};
+}
+
+Result<std::string> ReadBoundedFile(const std::filesystem::path& path, size_t limit) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "cannot read " + path.string());
+  std::string text(limit + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > limit) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kTooLarge,
+                path.string() + " is larger than " + std::to_string(limit) + " bytes");
+  }
+  return text;
 }
 
 }  // namespace mte

@@ -33,6 +33,11 @@ std::string QuotedPath(const std::filesystem::path& path);
 // strerror-like text for an errno value.
 std::string ErrnoText(int err);
 
+// The whole file, at most `limit` bytes. kLocalUsage/kConfig "cannot read <path>" when it cannot
+// be opened; kLocalUsage/kTooLarge when it is larger than `limit`. Never reads more than
+// limit + 1 bytes.
+Result<std::string> ReadBoundedFile(const std::filesystem::path& path, size_t limit);
+
 // Creates `path` exclusively with exactly `mode` (not following symlinks), writes `data` and
 // fsyncs it. kLocalUsage/kConflict if it exists; on a later failure the file is removed, so no
 // half-written key file stays behind.

@@ -16,6 +16,8 @@ namespace mte::crypto {
 
 inline constexpr size_t kMaxDeviceChainCerts = 8;
 inline constexpr size_t kMaxDeviceCertSize = 16 * 1024;
+// A PEM file of certificates (a chain, trust anchors) as the tools read it.
+inline constexpr size_t kMaxPemFileSize = 64 * 1024;
 
 // One trusted device CA (root or intermediate) of a device maker.
 struct DeviceCa {

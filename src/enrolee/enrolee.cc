@@ -15,6 +15,7 @@
 #include "base/file.h"
 #include "base/secret.h"
 #include "client/https_client.h"
+#include "crypto/device_cert.h"
 #include "crypto/keys.h"
 #include "crypto/random.h"
 #include "crypto/tls_engine.h"
@@ -116,12 +117,11 @@ proto::MefCertificateChecks Checks(const Credentials& credentials) {
   return checks;
 }
 
+// The MEF trust anchors of --ca, "" when none can be read (they are then only recorded).
 std::string CaFileText(const std::string& ca_file) {
   if (ca_file.empty()) return {};
-  std::ifstream in(ca_file, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  auto text = ReadBoundedFile(ca_file, crypto::kMaxPemFileSize);
+  return text ? std::move(*text) : std::string();
 }
 
 Result<fs::path> PrepareStateDir(const std::string& state_dir) {

@@ -2,10 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include <fstream>
 #include <future>
-#include <sstream>
 
+#include "base/file.h"
 #include "base/thread_name.h"
 #include "crypto/device_cert.h"
 #include "crypto/ocsp.h"
@@ -14,11 +13,8 @@ namespace mte::mef {
 namespace {
 
 Result<Bytes> FirstCertificate(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "cannot read " + path);
-  std::stringstream text;
-  text << in.rdbuf();
-  auto certs = crypto::CertificatesFromPem(text.str());
+  MTE_TRY_ASSIGN(std::string text, ReadBoundedFile(path, crypto::kMaxPemFileSize));
+  auto certs = crypto::CertificatesFromPem(text);
   if (!certs) {
     return Fail(ErrorKind::kLocalUsage, Errc::kConfig, path + ": " + certs.error().detail);
   }

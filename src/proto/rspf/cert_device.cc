@@ -1,30 +1,15 @@
 #include "proto/rspf/cert_device.h"
 
-#include <fstream>
-#include <sstream>
-
+#include "base/file.h"
 #include "crypto/device_cert.h"
 #include "proto/enrolment.h"
 
 namespace mte::proto {
-namespace {
-
-Result<std::string> ReadText(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return Fail(ErrorKind::kLocalUsage, Errc::kConfig,
-                std::string("cannot read the ") + what + " " + path);
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-}  // namespace
 
 Result<std::unique_ptr<CertDevice>> CertDevice::Create(CertCredential credential,
                                                        RspfTlsOptions tls) {
-  MTE_TRY_ASSIGN(std::string pem, ReadText(credential.cert_pem_file, "device certificate"));
+  MTE_TRY_ASSIGN(std::string pem,
+                 ReadBoundedFile(credential.cert_pem_file, crypto::kMaxPemFileSize));
   auto chain = crypto::CertificatesFromPem(pem);
   if (!chain) {
     return Fail(ErrorKind::kLocalUsage, Errc::kConfig,

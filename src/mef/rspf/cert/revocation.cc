@@ -3,8 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
-#include <fstream>
-#include <sstream>
+#include "base/file.h"
 
 namespace mte::mef {
 namespace {
@@ -92,11 +91,9 @@ void RevocationChecker::CheckCrl(const crypto::VerifiedChain& chain,
   }
   if (!crl) {
     // Reloaded whenever the file changes (size or modification time).
-    std::ifstream in(policy.crl_file, std::ios::binary);
-    std::stringstream text;
-    text << in.rdbuf();
-    std::string bytes = text.str();
-    auto parsed = crypto::Crl::Parse(AsBytes(bytes), chain.issuer_der, now);
+    auto bytes = ReadBoundedFile(policy.crl_file, crypto::kMaxCrlSize);
+    if (!bytes) return done(Unavailable(policy, bytes.error().detail));
+    auto parsed = crypto::Crl::Parse(AsBytes(*bytes), chain.issuer_der, now);
     if (!parsed) return done(Unavailable(policy, parsed.error().detail));
     crl = std::make_shared<const crypto::Crl>(std::move(*parsed));
     std::lock_guard lock(mutex_);
