@@ -125,14 +125,11 @@ namespace {
 
 // Parses the request of the Enrolment Exchange and, in Flow B, checks that the inner session
 // runs inside THIS outer session (docs/conventions.md §2).
+// `session` and `state` are null on a connection-less Flow A path.
 Result<Mef::Request> ParseEnrolment(const proto::HttpRequest& request,
-                                    const proto::TlsHttpSession& session,
+                                    const proto::TlsHttpSession* session,
                                     const MefConnectionState* state, bool& binding_mismatch) {
-  if (!proto::IsJsonContentType(request)) {
-    return Fail(ErrorKind::kPeerProtocol, Errc::kUnsupported,
-                "Content-Type must be application/json");
-  }
-  const bool flow_b = state != nullptr && session.depth() > 1;
+  const bool flow_b = session != nullptr && state != nullptr && session->depth() > 1;
   std::optional<std::string> channel_binding;
   MTE_TRY_ASSIGN(Mef::Request parsed, ParseIndications(request.body, flow_b, channel_binding));
   parsed.request_id = proto::RequestIdOf(request);
@@ -141,9 +138,9 @@ Result<Mef::Request> ParseEnrolment(const proto::HttpRequest& request,
     return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
                 "member 'channelBinding' is required inside the RSPF session");
   }
-  MTE_TRY_ASSIGN(SecretBytes binding, session.tls(0).Export(proto::kChannelBindingLabel,
-                                                            proto::kChannelBindingLength,
-                                                            ByteSpan()));
+  MTE_TRY_ASSIGN(SecretBytes binding, session->tls(0).Export(proto::kChannelBindingLabel,
+                                                             proto::kChannelBindingLength,
+                                                             ByteSpan()));
   auto bytes = binding.Expose(SecretAccess::ForCrypto());
   auto presented = HexDecode(*channel_binding);
   if (!presented || !ConstantTimeEqual(*presented, bytes)) {
@@ -178,6 +175,14 @@ std::optional<proto::HttpResponse> CheckEnrolmentTarget(const proto::HttpRequest
   return std::nullopt;
 }
 
+// The Enrolment Exchange carries JSON (docs/protocol.md §6.1); nullopt when it does.
+std::optional<proto::HttpResponse> CheckContentType(const proto::HttpRequest& request) {
+  if (proto::IsJsonContentType(request)) return std::nullopt;
+  return proto::MakeErrorResponse(Rsc::kUnsupportedMediaType,
+                                  "Content-Type must be application/json",
+                                  proto::RequestIdOf(request));
+}
+
 }  // namespace
 
 proto::HttpResponse Mef::Handle(const proto::HttpRequest& request, const crypto::TlsEngine& tls) {
@@ -188,14 +193,10 @@ proto::HttpResponse Mef::Handle(const proto::HttpRequest& request, const crypto:
     return proto::MakeErrorResponse(Rsc::kSecurityAssociationRequired,
                                     "this session is not authenticated by an RSPF", request_id);
   }
-  if (!proto::IsJsonContentType(request)) {
-    return proto::MakeErrorResponse(Rsc::kUnsupportedMediaType,
-                                    "Content-Type must be application/json", request_id);
-  }
-  std::optional<std::string> unused;
-  auto parsed = ParseIndications(request.body, false, unused);
+  if (auto wrong = CheckContentType(request)) return std::move(*wrong);
+  bool unused = false;
+  auto parsed = ParseEnrolment(request, nullptr, nullptr, unused);
   if (!parsed) return RefusalResponse(parsed.error(), request_id, rspf->name());
-  parsed->request_id = request_id;
   std::optional<Result<mef::AuthenticatedDevice>> device;
   rspf->Authenticate(tls, UnixSeconds(clock_.Now()),
                      [&device](Result<mef::AuthenticatedDevice> r) { device = std::move(r); });
@@ -213,20 +214,18 @@ proto::HttpReply Mef::StartEnrolment(const proto::HttpRequest& request,
   if (auto wrong = CheckEnrolmentTarget(request)) return Reply(std::move(*wrong));
   std::string request_id = proto::RequestIdOf(request);
   const bool flow_b = session.depth() > 1;
+  if (auto wrong = CheckContentType(request)) {
+    if (flow_b) wrong->keep_alive = false;
+    return Reply(std::move(*wrong));
+  }
   bool binding_mismatch = false;
-  auto parsed = ParseEnrolment(request, session, &state, binding_mismatch);
+  auto parsed = ParseEnrolment(request, &session, &state, binding_mismatch);
   if (!parsed) {
     if (binding_mismatch) RecordRspfFailure(state, UnixSeconds(clock_.Now()));
-    proto::HttpResponse response;
-    if (parsed.error().code == Errc::kUnsupported) {
-      response = proto::MakeErrorResponse(Rsc::kUnsupportedMediaType, parsed.error().detail,
-                                          request_id);
-    } else {
-      response = RefusalResponse(
-          parsed.error(), request_id,
-          std::string(rspf.name()) + " session from " + state.peer_address +
-              (flow_b ? " (flow B, enrolee " + std::to_string(state.enrolee_id) + ")" : ""));
-    }
+    proto::HttpResponse response = RefusalResponse(
+        parsed.error(), request_id,
+        std::string(rspf.name()) + " session from " + state.peer_address +
+            (flow_b ? " (flow B, enrolee " + std::to_string(state.enrolee_id) + ")" : ""));
     if (flow_b) response.keep_alive = false;
     return Reply(std::move(response));
   }
