@@ -333,25 +333,20 @@ int Serve(const ServeArgs& args) {
     };
     revocation = std::make_unique<mef::RevocationChecker>(transport, rng, clock);
     // Stapling the MEF certificate's own status (RFC 6066 §8), when it has a responder.
-    auto staple_url = config->mef_ocsp_url;
-    if (staple_url.empty()) {
-      auto pem = ReadBoundedFile(config->cert("mef"), crypto::kMaxPemFileSize);
-      if (auto certs = pem ? crypto::CertificatesFromPem(*pem)
-                           : Result<std::vector<Bytes>>(Fail(pem.error()))) {
-        if (auto facts = crypto::DescribeCertificate(certs->front())) staple_url = facts->ocsp_url;
-      }
-    }
+    auto staple_url = mef::OcspStapler::ResponderUrl(config->cert("mef").string(),
+                                                     config->mef_ocsp_url);
+    if (!staple_url) return Die(staple_url.error());
     crypto::OcspStapleSource staple;
-    if (!staple_url.empty()) {
+    if (!staple_url->empty()) {
       auto made_stapler = mef::OcspStapler::Create(config->cert("mef").string(),
-                                                   config->ca_cert().string(), staple_url,
+                                                   config->ca_cert().string(), *staple_url,
                                                    transport, rng, clock);
       if (!made_stapler) return Die(made_stapler.error());
       stapler = std::move(*made_stapler);
       if (auto first = stapler->RefreshNow(); !first) {
-        spdlog::warn("mef: no OCSP staple yet from {}: {}", staple_url, Describe(first.error()));
+        spdlog::warn("mef: no OCSP staple yet from {}: {}", *staple_url, Describe(first.error()));
       } else {
-        spdlog::info("mef: stapling the MEF certificate's OCSP status from {}", staple_url);
+        spdlog::info("mef: stapling the MEF certificate's OCSP status from {}", *staple_url);
       }
       stapler->Start();
       staple = [s = stapler.get()] { return s->Current(); };

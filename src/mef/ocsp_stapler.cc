@@ -23,6 +23,14 @@ Result<Bytes> FirstCertificate(const std::string& path) {
 
 }  // namespace
 
+Result<std::string> OcspStapler::ResponderUrl(const std::string& cert_pem_file,
+                                              const std::string& configured) {
+  if (!configured.empty()) return configured;
+  MTE_TRY_ASSIGN(Bytes leaf, FirstCertificate(cert_pem_file));
+  MTE_TRY_ASSIGN(auto facts, crypto::DescribeCertificate(leaf));
+  return facts.ocsp_url;
+}
+
 Result<std::unique_ptr<OcspStapler>> OcspStapler::Create(const std::string& cert_pem_file,
                                                          const std::string& issuer_pem_file,
                                                          std::string url, OcspTransport transport,
@@ -30,10 +38,7 @@ Result<std::unique_ptr<OcspStapler>> OcspStapler::Create(const std::string& cert
   auto stapler = std::unique_ptr<OcspStapler>(new OcspStapler(rng, clock));
   MTE_TRY_ASSIGN(stapler->leaf_der_, FirstCertificate(cert_pem_file));
   MTE_TRY_ASSIGN(stapler->issuer_der_, FirstCertificate(issuer_pem_file));
-  if (url.empty()) {
-    MTE_TRY_ASSIGN(auto facts, crypto::DescribeCertificate(stapler->leaf_der_));
-    url = facts.ocsp_url;
-  }
+  MTE_TRY_ASSIGN(url, ResponderUrl(cert_pem_file, url));
   if (url.empty()) {
     return Fail(ErrorKind::kLocalUsage, Errc::kConfig,
                 cert_pem_file + " names no OCSP responder; set mefOcspUrl");

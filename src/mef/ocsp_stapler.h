@@ -26,6 +26,10 @@ class OcspStapler {
   // `cert_pem_file`: the MEF certificate (its first certificate is the one stapled);
   // `issuer_pem_file`: the certificate that issued it; `url`: the responder ("" = the
   // certificate's AIA OCSP URL; kLocalUsage/kConfig if it has none).
+  // The responder for `cert_pem_file`'s status: `configured` when set, else the certificate's AIA
+  // OCSP URL, else "" (nothing to staple). kLocalUsage/kConfig when the file cannot be read.
+  static Result<std::string> ResponderUrl(const std::string& cert_pem_file,
+                                          const std::string& configured);
   static Result<std::unique_ptr<OcspStapler>> Create(const std::string& cert_pem_file,
                                                      const std::string& issuer_pem_file,
                                                      std::string url, OcspTransport transport,
