@@ -53,18 +53,7 @@ cert_dev open-1 lenient "$URL_LENIENT" "$T/index-lenient.txt" good
 for i in 1 2 3; do cert_dev "silent-$i" maker "$URL_SILENT" "$T/index-silent.txt" good; done
 
 # CRL: an openssl ca database for the CRL device CA.
-mkdir -p "$T/crldb"
-: >"$T/crldb/index.txt"
-cat >"$T/crldb/ca.cnf" <<EOF
-[ca]
-default_ca = dev_ca
-[dev_ca]
-database = $T/crldb/index.txt
-certificate = $T/crlca/ca.crt
-private_key = $T/crlca/ca.key
-default_md = sha256
-default_crl_days = 7
-EOF
+crl_ca_db "$T/crldb" "$T/crlca"
 for id in crl-good crl-rev crl-late crl-fast; do
   issue_cert "$id" "$T/crlca"
   add_cert_device "$id" certSha256 "$CERT_SHA" "CLAIM-$id"

@@ -125,18 +125,7 @@ assert_eq "$(cat "$T/add1.out")" "added device CA Maker-Devices-CA-1 (sha256 $ca
 "$MTE" admin pki init-device-ca --out "$P/ca2" --name "Second Maker" >/dev/null
 ca2_sha=$(openssl x509 -in "$P/ca2/ca.crt" -outform DER | sha256sum | cut -d' ' -f1)
 # An operator CRL from the openssl CLI, signed by the second CA and revoking nothing.
-mkdir -p "$P/crl"
-: >"$P/crl/index.txt"
-cat >"$P/crl/ca.cnf" <<EOF
-[ca]
-default_ca = dev_ca
-[dev_ca]
-database = $P/crl/index.txt
-certificate = $P/ca2/ca.crt
-private_key = $P/ca2/ca.key
-default_md = sha256
-default_crl_days = 7
-EOF
+crl_ca_db "$P/crl" "$P/ca2"
 openssl ca -batch -config "$P/crl/ca.cnf" -gencrl -out "$P/crl/ca2.crl" 2>/dev/null
 (cd "$P" && "$MTE" admin --data "$DATA" device-ca add ca2/ca.crt --name maker-two \
   --ocsp-url http://127.0.0.1:9/ocsp --crl crl/ca2.crl --max-chain-depth 0 --ocsp-fail-open \

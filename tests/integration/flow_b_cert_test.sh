@@ -42,21 +42,12 @@ BEARER=$(portal_login fay "$PASSWORD")
 snapshot() { { state_snapshot; db_query "SELECT id, enrolee_id, state, spent_at FROM tokens ORDER BY id;"; } >"$T/$1.snap"; }
 same_snapshot() { cmp -s "$T/$1.snap" "$T/$2.snap" || { diff "$T/$1.snap" "$T/$2.snap" >&2; fail "$3: state changed"; }; }
 
-# start_cert_device NAME DEVICE_ID SETUP_CODE [await-obf args]: like lib.sh's start_device, with
-# the device's certificate ($T/DEVICE_ID/device.crt, .key) and whatever else is given.
+# start_cert_device NAME DEVICE_ID SETUP_CODE [await-obf args]: start_device_with the device's
+# certificate ($T/DEVICE_ID/device.crt, .key) and whatever else is given.
 start_cert_device() {
   local name=$1 id=$2 code=$3
   shift 3
-  rm -f "$T/$name.port"
-  "$ENROLEE" await-obf --listen 127.0.0.1:0 --device-id "$id" --setup-code "$code" \
-    --cert "$T/$id/device.crt" --key "$T/$id/device.key" "$@" --state "$T/$name.state" \
-    --port-file "$T/$name.port" --timeout-s 30 >"$T/$name.log" 2>&1 &
-  DEVICE_PID=$!
-  SERVER_PIDS+=("$DEVICE_PID")
-  wait_for "[[ -s '$T/$name.port' ]] || ! kill -0 $DEVICE_PID 2>/dev/null" 100 ||
-    fail "device $name did not start listening"
-  [[ -s "$T/$name.port" ]] || { cat "$T/$name.log" >&2; fail "device $name exited"; }
-  DEVICE_PORT=$(cat "$T/$name.port")
+  start_device_with "$name" "$id" "$code" --cert "$T/$id/device.crt" --key "$T/$id/device.key" "$@"
 }
 
 # flow_b_ok NAME ENTRY BUNDLE DEVICE_ID RSPF [await-obf args]: one complete Flow B; checks the

@@ -428,22 +428,32 @@ token_state() {
   db_query "SELECT state FROM tokens WHERE hex(token_hash) = '$hash';"
 }
 
-# start_device NAME DEVICE_ID SETUP_CODE KPM_ID KPM_HEX: `mte-enrolee await-obf` in the
-# background (state in $T/NAME.state, output in $T/NAME.log); waits for its port file; sets
-# DEVICE_PID and DEVICE_PORT. Reap it with reap_server.
-start_device() {
-  local name=$1
+# wait_port_file NAME PID WHAT: waits until PID has written its port to $T/NAME.port (its output
+# in $T/NAME.log); fails naming WHAT if it does not, or exits first. Prints the port.
+wait_port_file() {
+  local name=$1 pid=$2 what=$3
+  wait_for "[[ -s '$T/$name.port' ]] || ! kill -0 $pid 2>/dev/null" 100 ||
+    fail "$what did not start listening"
+  [[ -s "$T/$name.port" ]] || { cat "$T/$name.log" >&2; fail "$what exited"; }
+  cat "$T/$name.port"
+}
+
+# start_device_with NAME DEVICE_ID SETUP_CODE [await-obf credential args]: `mte-enrolee
+# await-obf` in the background (state in $T/NAME.state, output in $T/NAME.log); waits for its port
+# file; sets DEVICE_PID and DEVICE_PORT. Reap it with reap_server.
+start_device_with() {
+  local name=$1 id=$2 code=$3
+  shift 3
   rm -f "$T/$name.port"
-  "$ENROLEE" await-obf --listen 127.0.0.1:0 --device-id "$2" --setup-code "$3" \
-    --kpm-id "$4" --kpm-hex "$5" --state "$T/$name.state" --port-file "$T/$name.port" \
-    --timeout-s 45 >"$T/$name.log" 2>&1 &
+  "$ENROLEE" await-obf --listen 127.0.0.1:0 --device-id "$id" --setup-code "$code" "$@" \
+    --state "$T/$name.state" --port-file "$T/$name.port" --timeout-s 45 >"$T/$name.log" 2>&1 &
   DEVICE_PID=$!
   SERVER_PIDS+=("$DEVICE_PID")
-  wait_for "[[ -s '$T/$name.port' ]] || ! kill -0 $DEVICE_PID 2>/dev/null" 100 ||
-    fail "device $name did not start listening"
-  [[ -s "$T/$name.port" ]] || { cat "$T/$name.log" >&2; fail "device $name exited"; }
-  DEVICE_PORT=$(cat "$T/$name.port")
+  DEVICE_PORT=$(wait_port_file "$name" "$DEVICE_PID" "device $name")
 }
+
+# start_device NAME DEVICE_ID SETUP_CODE KPM_ID KPM_HEX: start_device_with a Kpm (PPSK-RSPF).
+start_device() { start_device_with "$1" "$2" "$3" --kpm-id "$4" --kpm-hex "$5"; }
 
 # obf_deliver OUT BUNDLE PORT SETUP_CODE: `mte-obf deliver`; stdout+stderr in OUT; prints the
 # exit status.
@@ -477,11 +487,26 @@ start_ocsp() {
     --rkey "$ca/ca.key" --port-file "$T/$name.port" --max-seconds 120 "$@" 2>>"$T/$name.log" &
   OCSP_PID=$!
   SERVER_PIDS+=("$OCSP_PID")
-  wait_for "[[ -s '$T/$name.port' ]] || ! kill -0 $OCSP_PID 2>/dev/null" 100 ||
-    fail "OCSP responder $name did not start"
-  [[ -s "$T/$name.port" ]] || { cat "$T/$name.log" >&2; fail "OCSP responder $name exited"; }
-  OCSP_PORT=$(cat "$T/$name.port")
+  OCSP_PORT=$(wait_port_file "$name" "$OCSP_PID" "OCSP responder $name")
   OCSP_URL="http://127.0.0.1:$OCSP_PORT/"
+}
+
+# crl_ca_db DIR CA_DIR: an `openssl ca` database in DIR (index.txt, ca.cnf) for the CA in CA_DIR,
+# for `openssl ca -config DIR/ca.cnf -revoke ... / -gencrl` (CRLs valid 7 days).
+crl_ca_db() {
+  local dir=$1 ca=$2
+  mkdir -p "$dir"
+  : >"$dir/index.txt"
+  cat >"$dir/ca.cnf" <<EOF
+[ca]
+default_ca = dev_ca
+[dev_ca]
+database = $dir/index.txt
+certificate = $ca/ca.crt
+private_key = $ca/ca.key
+default_md = sha256
+default_crl_days = 7
+EOF
 }
 
 # ocsp_mode NAME MODE: switches a running responder (good|silent|garbage|huge|http500|slow|...).
