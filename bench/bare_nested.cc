@@ -2,9 +2,13 @@
 // OpenSSL API (no OpenMTE TLS engine, no HTTP, no database, no sockets).
 //
 // One "nested handshake" = outer TLS 1.3 with the MEF's ECDSA P-256 certificate (X25519), then,
-// inside the outer session, an inner TLS 1.2 handshake with TLS_PSK_WITH_AES_128_CBC_SHA256
-// (TS-0003's mandatory PPSK suite). Both client and server run in this thread over memory BIOs;
-// the inner flights are carried as outer application data by a manual pump.
+// inside the outer session, an inner TLS 1.2 handshake of the RSPF chosen with --inner:
+//   ppsk (default): TLS_PSK_WITH_AES_128_CBC_SHA256, TS-0003's mandatory PPSK suite;
+//   cert: TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256 (TS-0003 §10.2.3), mutually authenticated: the
+//         MEF's certificate again, and a device certificate (P-256) that the server verifies
+//         against the device CA during the handshake.
+// Both client and server run in this thread over memory BIOs; the inner flights are carried as
+// outer application data by a manual pump.
 //
 // CPU is charged per side with CLOCK_THREAD_CPUTIME_ID around each side's turn (a run of that
 // side's SSL_new / SSL_do_handshake / SSL_read / SSL_write / SSL_free calls), so
@@ -34,6 +38,7 @@
 #include <vector>
 
 #include "bench_util.h"
+#include "crypto/device_pki.h"
 #include "crypto/pki.h"
 #include "crypto/tls_profile.h"
 
@@ -50,7 +55,9 @@ constexpr const char* kPskIdentity = "kpm-0@maker.bench.test";
 using mte::crypto::tls_profile::kCert12Ciphers;
 using mte::crypto::tls_profile::kPsk12Ciphers;
 // The device's inner suite in the Flow B benchmark (RspfTlsOptions tls12 only, this suite).
-constexpr const char* kInnerClientCipher = "PSK-AES128-CBC-SHA256";
+constexpr const char* kInnerPskCipher = "PSK-AES128-CBC-SHA256";
+constexpr const char* kInnerCertCipher = "ECDHE-ECDSA-AES128-SHA256";
+const char* g_inner_cipher = kInnerPskCipher;
 
 unsigned char g_kpm[32];
 
@@ -138,8 +145,49 @@ SSL_CTX* InnerClientCtx() {
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
   if (ctx == nullptr) Die("SSL_CTX_new");
   Common(ctx, true, false);
-  if (SSL_CTX_set_cipher_list(ctx, kInnerClientCipher) != 1) Die("cipher list");
+  if (SSL_CTX_set_cipher_list(ctx, kInnerPskCipher) != 1) Die("cipher list");
   SSL_CTX_set_psk_client_callback(ctx, &ClientPsk);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  return ctx;
+}
+
+// The certificate RSPF's inner server context (src/mef/rspf/cert/cert_rspf.cc): the MEF
+// certificate, the certificate suites, a device certificate required. The product verifies the
+// device's chain after the handshake (crypto::VerifyDeviceChain); here OpenSSL verifies it against
+// the device CA inside the handshake, which is the same signature and chain work.
+SSL_CTX* InnerCertServerCtx(const fs::path& pki, const fs::path& device_ca) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  if (ctx == nullptr) Die("SSL_CTX_new");
+  Common(ctx, true, true);
+  if (SSL_CTX_set_cipher_list(ctx, kCert12Ciphers) != 1) Die("cipher list");
+  if (SSL_CTX_use_certificate_chain_file(ctx, (pki / "mef.crt").c_str()) != 1) Die("mef.crt");
+  if (SSL_CTX_use_PrivateKey_file(ctx, (pki / "mef.key").c_str(), SSL_FILETYPE_PEM) != 1) {
+    Die("mef.key");
+  }
+  if (SSL_CTX_load_verify_locations(ctx, (device_ca / "ca.crt").c_str(), nullptr) != 1) {
+    Die("device ca.crt");
+  }
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  static const unsigned char kContext[] = "mte-bench";
+  SSL_CTX_set_session_id_context(ctx, kContext, sizeof kContext - 1);
+  SSL_CTX_set_tlsext_servername_callback(ctx, &ServerName);
+  return ctx;
+}
+
+// The certificate device's inner context (src/proto/rspf/cert_device.cc): its certificate and
+// key, the MEF's trust anchor, TLS 1.2 only with TS-0003's mandatory certificate suite.
+SSL_CTX* InnerCertClientCtx(const fs::path& pki, const fs::path& device) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (ctx == nullptr) Die("SSL_CTX_new");
+  Common(ctx, true, false);
+  if (SSL_CTX_set_cipher_list(ctx, kInnerCertCipher) != 1) Die("cipher list");
+  if (SSL_CTX_use_certificate_chain_file(ctx, (device / "device.crt").c_str()) != 1) {
+    Die("device.crt");
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx, (device / "device.key").c_str(), SSL_FILETYPE_PEM) != 1) {
+    Die("device.key");
+  }
+  if (SSL_CTX_load_verify_locations(ctx, (pki / "ca.crt").c_str(), nullptr) != 1) Die("ca.crt");
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
   return ctx;
 }
@@ -288,16 +336,23 @@ void OneHandshake(SSL_CTX* sctx_outer, SSL_CTX* sctx_inner, SSL_CTX* cctx_outer,
   if (!client.inner.done || !server.inner.done) Die("nested handshake did not complete");
   if (check) {
     // The configuration really is what the benchmark claims.
+    const bool device_cert = g_inner_cipher == kInnerCertCipher;
     if (std::strcmp(SSL_get_version(server.outer.ssl), "TLSv1.3") != 0 ||
         std::strcmp(SSL_get_version(server.inner.ssl), "TLSv1.2") != 0 ||
-        std::strcmp(SSL_get_cipher_name(server.inner.ssl), kInnerClientCipher) != 0) {
+        std::strcmp(SSL_get_cipher_name(server.inner.ssl), g_inner_cipher) != 0) {
       Die("unexpected negotiated versions or suites");
     }
-    std::printf("negotiated: outer %s %s (peer cert verified: %s, group X25519: %s), inner %s %s\n",
-                SSL_get_version(server.outer.ssl), SSL_get_cipher_name(server.outer.ssl),
-                SSL_get_verify_result(client.outer.ssl) == X509_V_OK ? "yes" : "NO",
-                SSL_get_negotiated_group(server.outer.ssl) == NID_X25519 ? "yes" : "no",
-                SSL_get_version(server.inner.ssl), SSL_get_cipher_name(server.inner.ssl));
+    if (device_cert && (SSL_get0_peer_certificate(server.inner.ssl) == nullptr ||
+                        SSL_get_verify_result(server.inner.ssl) != X509_V_OK)) {
+      Die("the device certificate was not verified");
+    }
+    std::printf(
+        "negotiated: outer %s %s (peer cert verified: %s, group X25519: %s), inner %s %s%s\n",
+        SSL_get_version(server.outer.ssl), SSL_get_cipher_name(server.outer.ssl),
+        SSL_get_verify_result(client.outer.ssl) == X509_V_OK ? "yes" : "NO",
+        SSL_get_negotiated_group(server.outer.ssl) == NID_X25519 ? "yes" : "no",
+        SSL_get_version(server.inner.ssl), SSL_get_cipher_name(server.inner.ssl),
+        device_cert ? " (device certificate verified by the server: yes)" : "");
   }
   client.Free();
   server.Free();
@@ -310,8 +365,27 @@ void OneHandshake(SSL_CTX* sctx_outer, SSL_CTX* sctx_inner, SSL_CTX* cctx_outer,
 }  // namespace
 
 int main(int argc, char** argv) {
+  // --inner ppsk|cert, then the common repetition options.
+  std::vector<char*> rest{argv[0]};
+  std::string inner = "ppsk";
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--inner") == 0 && i + 1 < argc) {
+      inner = argv[++i];
+    } else {
+      rest.push_back(argv[i]);
+    }
+  }
+  if (inner != "ppsk" && inner != "cert") {
+    std::fprintf(stderr, "mte_bench_bare: --inner must be ppsk or cert\n");
+    return 2;
+  }
+  const bool cert = inner == "cert";
+  if (cert) g_inner_cipher = kInnerCertCipher;
   mte::bench::RepArgs args;
-  if (!mte::bench::ParseRepArgs(argc, argv, "mte_bench_bare", args)) return 2;
+  if (!mte::bench::ParseRepArgs(static_cast<int>(rest.size()), rest.data(),
+                                "mte_bench_bare [--inner ppsk|cert]", args)) {
+    return 2;
+  }
   const int reps = args.reps, per_rep = args.per_rep, warmup = args.warmup;
   RAND_bytes(g_kpm, sizeof g_kpm);
   fs::path dir = fs::temp_directory_path() / ("mte-bench-pki." + std::to_string(::getpid()));
@@ -326,10 +400,23 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mte_bench_bare: CreateDevPki: %s\n", ok.error().detail.c_str());
     return 1;
   }
+  const fs::path device_ca = dir / "device-ca", device = dir / "device";
+  if (cert) {
+    // A maker's device CA and one factory certificate, as `mte admin pki` makes them.
+    auto now = std::chrono::system_clock::now();
+    auto ok = mte::crypto::CreateDeviceCa(device_ca, "Bench Device CA", now);
+    mte::crypto::DeviceCertSpec spec;
+    spec.device_id = "bench-device-0";
+    if (ok) ok = mte::crypto::IssueDeviceCert(device_ca, spec, device, now);
+    if (!ok) {
+      std::fprintf(stderr, "mte_bench_bare: device PKI: %s\n", ok.error().detail.c_str());
+      return 1;
+    }
+  }
   SSL_CTX* sctx_outer = OuterServerCtx(dir);
-  SSL_CTX* sctx_inner = InnerServerCtx();
+  SSL_CTX* sctx_inner = cert ? InnerCertServerCtx(dir, device_ca) : InnerServerCtx();
   SSL_CTX* cctx_outer = OuterClientCtx(dir);
-  SSL_CTX* cctx_inner = InnerClientCtx();
+  SSL_CTX* cctx_inner = cert ? InnerCertClientCtx(dir, device) : InnerClientCtx();
   fs::remove_all(dir, ec);
 
   Totals ignored;
@@ -357,8 +444,8 @@ int main(int argc, char** argv) {
         r + 1, per_rep, s, server_inner_us.back(), c, client_inner_us.back(), loop_rate.back());
   }
   double s = Median(server_us), c = Median(client_us);
-  std::printf("bare nested handshakes (median of %d x %d after %d warm-up):\n", reps, per_rep,
-              warmup);
+  std::printf("bare nested handshakes, %s inner (median of %d x %d after %d warm-up):\n",
+              cert ? "certificate" : "PSK", reps, per_rep, warmup);
   std::printf(
       "  server CPU %.0f us/handshake (inner part %.0f) -> %.0f handshakes/s per server "
       "core\n",

@@ -3,18 +3,24 @@
 //   mte_bench_flowb ports --data DIR
 //       picks four free TCP ports on 127.0.0.1 and writes them into DIR/mte.json (mefPort, mafPort,
 //       mafDeliveryPort, portalPort), so that split-role processes agree on them.
-//   mte_bench_flowb manifest --out FILE --count N
-//       writes a manufacturer manifest of N devices with random 32-octet Kpm (for
-//       `mte admin device import`; the load generator reads the Kpm back from it).
+//   mte_bench_flowb manifest --out FILE --count N [--rspf ppsk|cert --device-ca DIR --cert-dir DIR]
+//       writes a manufacturer manifest of N devices (for `mte admin device import`):
+//       ppsk (default): random 32-octet Kpm, which the load generator reads back from it;
+//       cert: a P-256 device certificate per device, issued by the device CA in DIR (ca.crt,
+//       ca.key, as `mte admin pki init-device-ca` makes it) into --cert-dir/<deviceId>/, and a
+//       manifest entry with its certSha256.
 //   mte_bench_flowb run --data DIR --manifest FILE --stakeholder NAME --password-file FILE
 //                       --mef-pid PID --other-pid PID --concurrency 4,8 --rounds R --per-round N
+//                       [--rspf ppsk|cert --cert-dir DIR]
 //       Preparation (not measured): portal login, one Flow B entry and one Enrolment-Token per
 //       enrolment via the portal REST API. Then, per concurrency level and round: C threads run
 //       proto::EnrolmentClient::ViaToken (outer TLS 1.3 with the MEF certificate, inner TLS 1.2
-//       PSK-AES128-CBC-SHA256) through client::RunEnrolment over loopback; the round ends when
+//       PSK-AES128-CBC-SHA256, or with --rspf cert the mutual-certificate inner handshake with
+//       ECDHE-ECDSA-AES128-SHA256) through client::RunEnrolment over loopback; the round ends when
 //       every enrolment has answered AND the MEF's outbox has delivered every Km to the MAF.
 //       The MEF process's CPU (utime + stime from /proc/PID/stat) over that window, divided by
-//       the enrolments, is the MEF CPU per enrolment.
+//       the enrolments, is the MEF CPU per enrolment. Figures are printed as flowb_* (ppsk) or
+//       flowb_cert_* (cert) key=value lines.
 #include <dirent.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -39,9 +45,12 @@
 #include "bench_util.h"
 #include "client/https_client.h"
 #include "client/socket.h"
+#include "crypto/device_cert.h"
+#include "crypto/device_pki.h"
 #include "crypto/tls_engine.h"
 #include "proto/enrolment.h"
 #include "proto/enrolment_client.h"
+#include "proto/rspf/cert_device.h"
 #include "proto/rspf/ppsk_device.h"
 
 namespace {
@@ -112,9 +121,44 @@ int Ports(const Args& args) {
   return 0;
 }
 
+// The RSPF a run measures: --rspf ppsk (default) or cert.
+bool CertRspf(const Args& args) {
+  const std::string rspf = args.Get("rspf", "ppsk");
+  if (rspf != "ppsk" && rspf != "cert") Die("--rspf must be ppsk or cert");
+  return rspf == "cert";
+}
+
+// Where the certificate device `device_id` keeps device.crt and device.key.
+std::string CertDir(const Args& args, const std::string& device_id) {
+  return args.Get("cert-dir") + "/" + device_id;
+}
+
+int CertManifest(const Args& args, int count) {
+  const auto now = std::chrono::system_clock::now();
+  nlohmann::json list = nlohmann::json::array();
+  for (int i = 0; i < count; ++i) {
+    crypto::DeviceCertSpec spec;
+    spec.device_id = "bench-cert-dev-" + std::to_string(i);
+    const std::string dir = CertDir(args, spec.device_id);
+    if (auto ok = crypto::IssueDeviceCert(args.Get("device-ca"), spec, dir, now); !ok) {
+      Die(spec.device_id + ": " + ok.error().detail);
+    }
+    auto chain = crypto::CertificatesFromPem(ReadFile(dir + "/device.crt"));
+    if (!chain) Die(spec.device_id + ": " + chain.error().detail);
+    auto facts = crypto::DescribeCertificate(chain->front());
+    if (!facts) Die(spec.device_id + ": " + facts.error().detail);
+    list.push_back({{"deviceId", spec.device_id},
+                    {"certSha256", facts->cert_sha256},
+                    {"claimCode", "CLAIM-BENCH-CERT-" + std::to_string(i)}});
+  }
+  WriteFile(args.Get("out"), list.dump() + "\n");
+  return 0;
+}
+
 int Manifest(const Args& args) {
   int count = std::atoi(args.Get("count").c_str());
   if (count <= 0 || count > 1000000) Die("--count must be 1..1000000");
+  if (CertRspf(args)) return CertManifest(args, count);
   FILE* urandom = std::fopen("/dev/urandom", "rb");
   if (urandom == nullptr) Die("cannot open /dev/urandom");
   nlohmann::json list = nlohmann::json::array();
@@ -251,8 +295,26 @@ struct Portal {
 struct Job {
   proto::TokenBundle bundle;
   client::Endpoint mef;
-  proto::PpskCredential credential;
+  proto::PpskCredential credential;  // PPSK runs
+  proto::CertCredential cert;        // certificate runs
 };
+
+// The inner session the device offers: TLS 1.2 with TS-0003's mandatory suite of its RSPF.
+constexpr const char* kPskCipher = "PSK-AES128-CBC-SHA256";
+constexpr const char* kCertCipher = "ECDHE-ECDSA-AES128-SHA256";
+
+Result<std::unique_ptr<proto::DeviceRspf>> DeviceFor(Job& job, bool cert) {
+  proto::RspfTlsOptions inner;
+  inner.tls12 = true;
+  inner.tls13 = false;
+  inner.tls12_ciphers = cert ? kCertCipher : kPskCipher;
+  if (cert) {
+    MTE_TRY_ASSIGN(auto device, proto::CertDevice::Create(job.cert, inner));
+    return std::unique_ptr<proto::DeviceRspf>(std::move(device));
+  }
+  MTE_TRY_ASSIGN(auto device, proto::PpskDevice::Create(std::move(job.credential), inner));
+  return std::unique_ptr<proto::DeviceRspf>(std::move(device));
+}
 
 // --- measured phase -----------------------------------------------------------------------------
 
@@ -283,7 +345,7 @@ int64_t PendingOutbox(sqlite3* db) {
 std::once_flag g_print_once;
 
 RoundResult RunRound(std::vector<Job>& jobs, size_t begin, size_t end, int concurrency, int mef_pid,
-                     int other_pid, sqlite3* db) {
+                     int other_pid, sqlite3* db, bool cert) {
   RoundResult r;
   r.concurrency = concurrency;
   r.n = static_cast<int>(end - begin);
@@ -304,13 +366,10 @@ RoundResult RunRound(std::vector<Job>& jobs, size_t begin, size_t end, int concu
         if (i >= end) return;
         Job& job = jobs[i];
         auto s0 = Clock::now();
-        proto::RspfTlsOptions inner;
-        inner.tls12 = true;
-        inner.tls13 = false;
-        inner.tls12_ciphers = "PSK-AES128-CBC-SHA256";
         std::vector<std::unique_ptr<proto::DeviceRspf>> rspfs;
-        auto ppsk = proto::PpskDevice::Create(std::move(job.credential), inner);
-        if (ppsk) rspfs.push_back(std::move(*ppsk));
+        auto device = DeviceFor(job, cert);
+        if (!device) Die("device credential: " + Describe(device.error()));
+        rspfs.push_back(std::move(*device));
         auto machine = proto::EnrolmentClient::ViaToken(std::move(job.bundle), std::move(rspfs));
         Result<proto::EnrolmentResult> result =
             machine
@@ -325,14 +384,16 @@ RoundResult RunRound(std::vector<Job>& jobs, size_t begin, size_t end, int concu
           continue;
         }
         std::call_once(g_print_once, [&] {
-          std::printf("  first enrolment: outer %s, inner %s %s, KeID %s, KmID %s\n",
-                      result->outer_tls_version.c_str(), result->tls_version.c_str(),
-                      result->cipher.c_str(), result->ke_id.c_str(), result->km_id.c_str());
+          std::printf("  first enrolment: RSPF %s, outer %s, inner %s %s, KeID %s, KmID %s\n",
+                      result->rspf.c_str(), result->outer_tls_version.c_str(),
+                      result->tls_version.c_str(), result->cipher.c_str(),
+                      result->ke_id.c_str(), result->km_id.c_str());
         });
-        if (result->cipher != "PSK-AES128-CBC-SHA256" || result->tls_version != "TLSv1.2" ||
-            result->outer_tls_version != "TLSv1.3") {
-          Die("unexpected TLS: outer " + result->outer_tls_version + ", inner " +
-              result->tls_version + " " + result->cipher);
+        if (result->cipher != (cert ? kCertCipher : kPskCipher) ||
+            result->tls_version != "TLSv1.2" || result->outer_tls_version != "TLSv1.3" ||
+            result->rspf != (cert ? proto::kRspfCert : proto::kRspfPpsk)) {
+          Die("unexpected TLS or RSPF: " + result->rspf + ", outer " + result->outer_tls_version +
+              ", inner " + result->tls_version + " " + result->cipher);
         }
       }
     });
@@ -379,6 +440,8 @@ int Run(const Args& args) {
   const int rounds = std::atoi(args.Get("rounds", "3").c_str());
   const int per_round = std::atoi(args.Get("per-round", "200").c_str());
   const int prep_threads = std::clamp(std::atoi(args.Get("prep-threads", "4").c_str()), 1, 64);
+  const bool cert = CertRspf(args);
+  const std::string key = cert ? "flowb_cert" : "flowb";
   std::vector<int> levels;
   {
     std::stringstream ss(args.Get("concurrency", "4,8"));
@@ -438,6 +501,11 @@ int Run(const Args& args) {
         if (!endpoint) Die("bad mefUri " + uri);
         job.mef = *endpoint;
         const auto& device = manifest[i];
+        if (cert) {
+          const std::string dir = CertDir(args, device.at("deviceId").get<std::string>());
+          job.cert = {dir + "/device.crt", dir + "/device.key"};
+          continue;
+        }
         job.credential.kpm_id = device.at("kpmId").get<std::string>();
         auto kpm = HexDecode(device.at("kpmHex").get<std::string>());
         if (!kpm) Die("bad kpmHex in the manifest");
@@ -464,7 +532,7 @@ int Run(const Args& args) {
   std::vector<RoundResult> all;
   for (int level : levels) {
     for (int round = 0; round < rounds; ++round) {
-      auto r = RunRound(jobs, cursor, cursor + per_round, level, mef_pid, other_pid, db);
+      auto r = RunRound(jobs, cursor, cursor + per_round, level, mef_pid, other_pid, db, cert);
       cursor += per_round;
       std::printf(
           "  C=%d round %d: %d enrolments, %.0f enrolments/s (%.0f/s incl. Km delivered "
@@ -481,8 +549,10 @@ int Run(const Args& args) {
 
   int failures = 0;
   for (const auto& r : all) failures += r.failures;
-  std::printf("Flow B through mte serve (median of %d rounds x %d enrolments per concurrency):\n",
-              rounds, per_round);
+  std::printf(
+      "Flow B with the %s RSPF through mte serve (median of %d rounds x %d enrolments per "
+      "concurrency):\n",
+      cert ? "certificate" : "PPSK", rounds, per_round);
   for (int level : levels) {
     std::vector<double> rate, drained_rate, mef, other, latency, io, pool, outbox;
     for (const auto& r : all) {
@@ -508,12 +578,12 @@ int Run(const Args& args) {
         "outbox "
         "(MEF->MAF delivery) %.0f us per enrolment\n",
         Median(io), Median(pool), Median(outbox));
-    std::printf("flowb_c%d_enrolments_per_s=%.1f\n", level, Median(rate));
-    std::printf("flowb_c%d_mef_cpu_us=%.1f\n", level, Median(mef));
-    std::printf("flowb_c%d_p50_ms=%.2f\n", level, Percentile(latency, 50));
-    std::printf("flowb_c%d_p99_ms=%.2f\n", level, Percentile(latency, 99));
+    std::printf("%s_c%d_enrolments_per_s=%.1f\n", key.c_str(), level, Median(rate));
+    std::printf("%s_c%d_mef_cpu_us=%.1f\n", key.c_str(), level, Median(mef));
+    std::printf("%s_c%d_p50_ms=%.2f\n", key.c_str(), level, Percentile(latency, 50));
+    std::printf("%s_c%d_p99_ms=%.2f\n", key.c_str(), level, Percentile(latency, 99));
   }
-  std::printf("flowb_failures=%d\n", failures);
+  std::printf("%s_failures=%d\n", key.c_str(), failures);
   return failures == 0 ? 0 : 3;
 }
 

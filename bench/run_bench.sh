@@ -8,13 +8,18 @@
 #      the MEF in its own process (`--roles mef`) so that its CPU can be read from /proc, and the
 #      portal and MAF in another (`--roles portal,maf`) (bench/flowb_load.cc); by default the MEF
 #      runs pinned to CPU 0 with one I/O thread, everything else on the other CPUs;
-#  (c) p50/p99 enrolment latency at each stated concurrency.
-# The last line is `enrolment_vs_bare_ratio=R`, R = (a) server CPU per handshake / (b) MEF CPU per
-# enrolment at the highest stated concurrency. docs/performance.md explains the method.
+#  (c) p50/p99 enrolment latency at each stated concurrency;
+#  (a-cert), (b-cert) the same for the certificate RSPF: the inner handshake is a mutual-certificate
+#      TLS 1.2 ECDHE-ECDSA-AES128-SHA256 one (a P-256 device certificate of a device CA whose
+#      revocation status the MEF reads from its CRL).
+# The last two lines are `cert_enrolment_vs_bare_ratio=R` and `enrolment_vs_bare_ratio=R`, R = (a)
+# server CPU per handshake / (b) MEF CPU per enrolment at the highest stated concurrency, for the
+# certificate RSPF and for PPSK. docs/performance.md explains the method.
 #
 # usage: bench/run_bench.sh BUILD_DIR
 # environment (defaults in brackets):
 #   BENCH_CONCURRENCY [4,8]  BENCH_ROUNDS [3]  BENCH_PER_ROUND [150]   Flow B load
+#   BENCH_CERT_CONCURRENCY [the last level of BENCH_CONCURRENCY]     Flow B load, certificate RSPF
 #   BENCH_BARE_REPS [7]  BENCH_BARE_HANDSHAKES [200]                   bare handshakes
 #   BENCH_PIN [1]             1: the MEF process on CPU 0, the portal+MAF process and the load
 #                             generator on the other CPUs (needs 2 or more CPUs)
@@ -52,6 +57,10 @@ PROFILE=${BENCH_PROFILE:-0}
 IFS=, read -r -a LEVELS <<<"$CONCURRENCY"
 PRIMARY=${LEVELS[-1]}
 TOTAL=$(( ${#LEVELS[@]} * ROUNDS * PER_ROUND ))
+CERT_CONCURRENCY=${BENCH_CERT_CONCURRENCY:-$PRIMARY}
+IFS=, read -r -a CERT_LEVELS <<<"$CERT_CONCURRENCY"
+CERT_PRIMARY=${CERT_LEVELS[-1]}
+CERT_TOTAL=$(( ${#CERT_LEVELS[@]} * ROUNDS * PER_ROUND ))
 
 T=$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/mte-bench.XXXXXX")
 DATA="$T/mte"
@@ -85,6 +94,11 @@ BARE_AFTER=$(( BARE_REPS - BARE_BEFORE ))
 "$BARE" --reps "$BARE_BEFORE" --handshakes "$BARE_HANDSHAKES" --warmup 50 | tee "$T/bare.out"
 
 echo
+echo "== (a-cert) the same with the certificate RSPF's inner handshake: TLS 1.2" \
+  "ECDHE-ECDSA-AES128-SHA256, the MEF certificate and a P-256 device certificate verified by the server"
+"$BARE" --inner cert --reps "$BARE_BEFORE" --handshakes "$BARE_HANDSHAKES" --warmup 50 | tee "$T/bare-cert.out"
+
+echo
 echo "== (a2) the same nested handshakes through OpenMTE's TlsEngine + TlsStack, plus the MEF's two" \
   "exporters (for information: the engine's own overhead over (a))"
 "$ENGINE" --reps "$BARE_REPS" --handshakes "$BARE_HANDSHAKES" --warmup 50 | tee "$T/engine.out"
@@ -109,6 +123,15 @@ t0=$(date +%s.%N)
 "$MTE" admin --data "$DATA" device import "$T/manifest.json" >/dev/null
 t1=$(date +%s.%N)
 echo "imported $TOTAL devices in one manifest in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s (not measured)"
+# The certificate devices: a maker's device CA with an (empty) CRL, one certificate per device.
+"$MTE" admin pki init-device-ca --out "$T/device-ca" --name "Bench Maker Device CA" >/dev/null
+"$MTE" admin pki revoke-device --ca "$T/device-ca" >/dev/null
+"$MTE" admin --data "$DATA" device-ca add "$T/device-ca/ca.crt" --name bench-maker \
+  --crl "$T/device-ca/crl.pem" >/dev/null
+"$FLOWB" manifest --rspf cert --device-ca "$T/device-ca" --cert-dir "$T/device-certs" \
+  --out "$T/cert-manifest.json" --count "$CERT_TOTAL"
+"$MTE" admin --data "$DATA" device import "$T/cert-manifest.json" >/dev/null
+echo "imported $CERT_TOTAL certificate devices of one device CA (revocation: its CRL) (not measured)"
 PASSWORD="bench-$(openssl rand -hex 12)"
 printf '%s\n' "$PASSWORD" >"$T/password"
 chmod 600 "$T/password"
@@ -219,30 +242,65 @@ if [[ $rc -ne 0 ]]; then
   tail -n 20 "$T/mef.log" >&2
   exit 1
 fi
+
+echo
+echo "== (b-cert) Flow B enrolments with the certificate RSPF through the same mte serve processes" \
+  "($ROUNDS rounds x $PER_ROUND enrolments at each of C=$CERT_CONCURRENCY)"
+set +e
+"${LOAD_PREFIX[@]}" "$FLOWB" run --rspf cert --cert-dir "$T/device-certs" --data "$DATA" \
+  --manifest "$T/cert-manifest.json" --stakeholder bench --password-file "$T/password" \
+  --mef-pid "$MEF_PID" --other-pid "$OTHER_PID" --concurrency "$CERT_CONCURRENCY" \
+  --rounds "$ROUNDS" --per-round "$PER_ROUND" | tee "$T/flowb-cert.out"
+rc=${PIPESTATUS[0]}
+set -e
+if [[ $rc -ne 0 ]]; then
+  echo "run_bench: the certificate Flow B load generator failed (exit $rc); MEF log tail:" >&2
+  tail -n 20 "$T/mef.log" >&2
+  exit 1
+fi
 if (( BARE_AFTER > 0 )); then
   echo
-  echo "== (a) continued after (b): $BARE_AFTER more repetitions"
+  echo "== (a) and (a-cert) continued after (b): $BARE_AFTER more repetitions each"
   "$BARE" --reps "$BARE_AFTER" --handshakes "$BARE_HANDSHAKES" --warmup 50 | tee "$T/bare-after.out"
+  "$BARE" --inner cert --reps "$BARE_AFTER" --handshakes "$BARE_HANDSHAKES" --warmup 50 |
+    tee "$T/bare-cert-after.out"
 fi
-# The median of every repetition's server figure, before and after.
-BARE_US=$(cat "$T/bare.out" "$T/bare-after.out" 2>/dev/null |
-  sed -n 's/^  rep [0-9]*: .* server \([0-9.]*\) us\/hs.*/\1/p' | sort -n |
-  awk '{ v[NR] = $1 } END { if (NR == 0) exit 1; print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
-echo "(a) server CPU, median of all $BARE_REPS repetitions: $BARE_US us"
+# The median of every repetition's server figure in the given outputs, before and after.
+bare_median() {
+  cat "$@" 2>/dev/null |
+    sed -n 's/^  rep [0-9]*: .* server \([0-9.]*\) us\/hs.*/\1/p' | sort -n |
+    awk '{ v[NR] = $1 } END { if (NR == 0) exit 1; print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+BARE_US=$(bare_median "$T/bare.out" "$T/bare-after.out")
+CERT_BARE_US=$(bare_median "$T/bare-cert.out" "$T/bare-cert-after.out")
+echo "(a) server CPU, median of all $BARE_REPS repetitions: $BARE_US us; (a-cert): $CERT_BARE_US us"
 MEF_US=$(sed -n "s/^flowb_c${PRIMARY}_mef_cpu_us=//p" "$T/flowb.out")
 P50=$(sed -n "s/^flowb_c${PRIMARY}_p50_ms=//p" "$T/flowb.out")
 P99=$(sed -n "s/^flowb_c${PRIMARY}_p99_ms=//p" "$T/flowb.out")
 RATE=$(sed -n "s/^flowb_c${PRIMARY}_enrolments_per_s=//p" "$T/flowb.out")
+CERT_MEF_US=$(sed -n "s/^flowb_cert_c${CERT_PRIMARY}_mef_cpu_us=//p" "$T/flowb-cert.out")
+CERT_P50=$(sed -n "s/^flowb_cert_c${CERT_PRIMARY}_p50_ms=//p" "$T/flowb-cert.out")
+CERT_P99=$(sed -n "s/^flowb_cert_c${CERT_PRIMARY}_p99_ms=//p" "$T/flowb-cert.out")
+CERT_RATE=$(sed -n "s/^flowb_cert_c${CERT_PRIMARY}_enrolments_per_s=//p" "$T/flowb-cert.out")
 
 # ---------------------------------------------------------------- summary
 echo
 echo "== summary ($(( $(date +%s) - START )) s)"
-awk -v bare="$BARE_US" -v engine="$ENGINE_US" -v mef="$MEF_US" -v c="$PRIMARY" -v p50="$P50" -v p99="$P99" -v rate="$RATE" 'BEGIN {
+awk -v bare="$BARE_US" -v engine="$ENGINE_US" -v mef="$MEF_US" -v c="$PRIMARY" -v p50="$P50" -v p99="$P99" -v rate="$RATE" \
+  -v cbare="$CERT_BARE_US" -v cmef="$CERT_MEF_US" -v cc="$CERT_PRIMARY" -v cp50="$CERT_P50" -v cp99="$CERT_P99" -v crate="$CERT_RATE" 'BEGIN {
   r = bare / mef
+  cr = cbare / cmef
+  printf "PPSK RSPF:\n"
   printf "(a) bare nested handshake: server CPU %.0f us (%.0f handshakes/s per core)\n", bare, 1e6 / bare
   printf "(a2) the same through the OpenMTE TLS engine: server CPU %.0f us (%.2f x (a))\n", engine, engine / bare
   printf "(b) Flow B enrolment at C=%d: MEF CPU %.0f us (%.0f enrolments/s per MEF core); %.0f enrolments/s measured\n", c, mef, 1e6 / mef, rate
   printf "(c) latency at C=%d: p50 %.1f ms, p99 %.1f ms\n", c, p50, p99
   printf "ratio (a)/(b) = %.3f, target >= 0.6: %s\n", r, (r >= 0.6 ? "met" : "NOT met")
+  printf "certificate RSPF:\n"
+  printf "(a-cert) bare nested handshake: server CPU %.0f us (%.0f handshakes/s per core)\n", cbare, 1e6 / cbare
+  printf "(b-cert) Flow B enrolment at C=%d: MEF CPU %.0f us (%.0f enrolments/s per MEF core); %.0f enrolments/s measured\n", cc, cmef, 1e6 / cmef, crate
+  printf "(c-cert) latency at C=%d: p50 %.1f ms, p99 %.1f ms\n", cc, cp50, cp99
+  printf "ratio (a-cert)/(b-cert) = %.3f\n", cr
+  printf "cert_enrolment_vs_bare_ratio=%.2f\n", cr
   printf "enrolment_vs_bare_ratio=%.2f\n", r
 }'
