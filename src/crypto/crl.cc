@@ -117,19 +117,37 @@ Result<Crl> Crl::Parse(ByteSpan pem_or_der, ByteSpan issuer_der, int64_t now) {
 }
 
 OcspVerdict Crl::Status(ByteSpan leaf_der) const {
+  X509Ptr leaf = internal::ParseDerCert(leaf_der);
+  if (!leaf) {
+    ERR_clear_error();
+    return Status(ByteSpan(), ByteSpan());
+  }
+  auto name = internal::NameDer(X509_get_issuer_name(leaf.get()));
+  auto serial = internal::IntegerDer(X509_get0_serialNumber(leaf.get()));
+  return Status(name ? ByteSpan(*name) : ByteSpan(), serial ? ByteSpan(*serial) : ByteSpan());
+}
+
+OcspVerdict Crl::Status(ByteSpan issuer_name_der, ByteSpan serial_der) const {
   OcspVerdict verdict;
   verdict.status = CertStatus::kUnknown;
   verdict.this_update = impl_->this_update;
   verdict.next_update = impl_->next_update;
-  X509Ptr leaf = internal::ParseDerCert(leaf_der);
-  if (!leaf || X509_NAME_cmp(X509_get_issuer_name(leaf.get()), impl_->issuer_name.get()) != 0) {
+  const unsigned char* p = issuer_name_der.data();
+  X509NamePtr issuer(
+      issuer_name_der.empty()
+          ? nullptr
+          : d2i_X509_NAME(nullptr, &p, static_cast<long>(issuer_name_der.size())));
+  const unsigned char* q = serial_der.data();
+  Asn1IntegerPtr serial(serial_der.empty() ? nullptr
+                                           : d2i_ASN1_INTEGER(nullptr, &q,
+                                                              static_cast<long>(serial_der.size())));
+  if (!issuer || !serial || X509_NAME_cmp(issuer.get(), impl_->issuer_name.get()) != 0) {
     ERR_clear_error();
     return verdict;
   }
   // RFC 5280 §5.1.2.6: revokedCertificates, matched by serial number (the issuer matched above).
   X509_REVOKED* revoked = nullptr;  // owned by the CRL
-  const int found =
-      X509_CRL_get0_by_serial(impl_->crl.get(), &revoked, X509_get0_serialNumber(leaf.get()));
+  const int found = X509_CRL_get0_by_serial(impl_->crl.get(), &revoked, serial.get());
   // 2 is removeFromCRL (RFC 5280 §5.3.1), which only appears in delta CRLs: not revoked.
   if (found != 1 || revoked == nullptr) {
     ERR_clear_error();

@@ -35,6 +35,9 @@ class Crl {
   // listed, else kGood; kUnknown when `leaf_der` is not a certificate of this CRL's issuer.
   // this_update and next_update are the CRL's.
   OcspVerdict Status(ByteSpan leaf_der) const;
+  // The same for a leaf given by its issuer Name and serialNumber INTEGER (both DER), as
+  // VerifiedChain carries them; kUnknown when either does not decode.
+  OcspVerdict Status(ByteSpan issuer_name_der, ByteSpan serial_der) const;
 
   // Unix seconds.
   int64_t next_update() const;

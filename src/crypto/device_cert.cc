@@ -180,6 +180,7 @@ struct TrustedCa {
 };
 
 Result<std::vector<TrustedCa>> LoadCas(const std::vector<DeviceCa>& cas) {
+  // `cas` must outlive the result (TrustedCa::config points into it).
   std::vector<TrustedCa> out;
   for (const auto& ca : cas) {
     const std::string what = "device CA " + Quoted(ca.name);
@@ -378,6 +379,16 @@ Result<std::vector<Bytes>> CertificatesFromPem(std::string_view pem) {
   return out;
 }
 
+namespace {
+
+Result<void> IssuerAndSerial(const X509* leaf, VerifiedChain& out) {
+  MTE_TRY_ASSIGN(out.leaf_issuer_name_der, internal::NameDer(X509_get_issuer_name(leaf)));
+  MTE_TRY_ASSIGN(out.leaf_serial_der, internal::IntegerDer(X509_get0_serialNumber(leaf)));
+  return {};
+}
+
+}  // namespace
+
 Result<VerifiedChain> CheckPinnedLeaf(ByteSpan leaf_der, int64_t now) {
   MTE_TRY_ASSIGN(X509Ptr leaf, ParsePeerCert(leaf_der, "device certificate"));
   MTE_TRY_ASSIGN(CertFacts facts, Facts(leaf.get()));
@@ -385,11 +396,39 @@ Result<VerifiedChain> CheckPinnedLeaf(ByteSpan leaf_der, int64_t now) {
   VerifiedChain out;
   out.leaf = std::move(facts);
   out.leaf_der.assign(leaf_der.begin(), leaf_der.end());
+  MTE_TRY(IssuerAndSerial(leaf.get(), out));
   return out;
+}
+
+struct DeviceCaSet::Parsed {
+  std::vector<TrustedCa> trusted;  // config points into DeviceCaSet::cas_
+};
+
+struct DeviceCaSetAccess {
+  static const std::vector<TrustedCa>& Trusted(const DeviceCaSet& set) {
+    return set.parsed_->trusted;
+  }
+};
+
+DeviceCaSet::DeviceCaSet() = default;
+DeviceCaSet::~DeviceCaSet() = default;
+
+Result<std::shared_ptr<const DeviceCaSet>> DeviceCaSet::Load(std::vector<DeviceCa> cas) {
+  std::shared_ptr<DeviceCaSet> set(new DeviceCaSet());
+  set->cas_ = std::move(cas);
+  set->parsed_ = std::make_unique<Parsed>();
+  MTE_TRY_ASSIGN(set->parsed_->trusted, LoadCas(set->cas_));
+  return std::shared_ptr<const DeviceCaSet>(std::move(set));
 }
 
 Result<VerifiedChain> VerifyDeviceChain(const std::vector<Bytes>& chain_der,
                                         const std::vector<DeviceCa>& cas, int64_t now) {
+  MTE_TRY_ASSIGN(auto set, DeviceCaSet::Load(cas));
+  return VerifyDeviceChain(chain_der, *set, now);
+}
+
+Result<VerifiedChain> VerifyDeviceChain(const std::vector<Bytes>& chain_der,
+                                        const DeviceCaSet& cas, int64_t now) {
   if (chain_der.empty()) {
     return AuthFail("no device certificate was presented");
   }
@@ -398,7 +437,7 @@ Result<VerifiedChain> VerifyDeviceChain(const std::vector<Bytes>& chain_der,
                 "device certificate chain has more than " + std::to_string(kMaxDeviceChainCerts) +
                     " certificates");
   }
-  MTE_TRY_ASSIGN(std::vector<TrustedCa> trusted, LoadCas(cas));
+  const std::vector<TrustedCa>& trusted = DeviceCaSetAccess::Trusted(cas);
 
   std::vector<X509Ptr> presented;
   for (size_t i = 0; i < chain_der.size(); ++i) {
@@ -488,6 +527,7 @@ Result<VerifiedChain> VerifyDeviceChain(const std::vector<Bytes>& chain_der,
   out.leaf_der = chain_der.front();
   MTE_TRY_ASSIGN(out.issuer_der, internal::CertDer(sk_X509_value(path, 1)));
   out.ca_name = anchor->config->name;
+  MTE_TRY(IssuerAndSerial(leaf, out));
   return out;
 }
 

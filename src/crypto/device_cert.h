@@ -2,10 +2,12 @@
 // chain a device presented. The TLS handshake accepts any client certificate (it proves
 // possession of the key); this module then decides, so a refusal can be explained in HTTP.
 // Sans-IO: the caller passes the time; no system clock and no system trust store are used.
-// Depends on base only. Thread-safety: free functions, no shared state.
+// Depends on base only. Thread-safety: free functions, no shared state; a DeviceCaSet is
+// immutable.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,25 @@ struct DeviceCa {
   std::string cert_pem;     // exactly one CA certificate
   int max_chain_depth = 2;  // max number of untrusted intermediate CA certs between the device
                             // cert and this CA
+  bool operator==(const DeviceCa&) const = default;
+};
+
+// A list of DeviceCa parsed once, for verifying many chains against it. Immutable after Load;
+// VerifyDeviceChain may use one set from several threads at once.
+class DeviceCaSet {
+ public:
+  // kLocalUsage/kConfig when a DeviceCa is not exactly one CA certificate or has a negative
+  // max_chain_depth.
+  static Result<std::shared_ptr<const DeviceCaSet>> Load(std::vector<DeviceCa> cas);
+  ~DeviceCaSet();
+  const std::vector<DeviceCa>& cas() const { return cas_; }
+
+ private:
+  friend struct DeviceCaSetAccess;
+  struct Parsed;
+  DeviceCaSet();
+  std::vector<DeviceCa> cas_;
+  std::unique_ptr<Parsed> parsed_;
 };
 
 // Facts about one certificate, for matching and logs.
@@ -77,6 +98,10 @@ struct VerifiedChain {
   Bytes issuer_der;     // the certificate that issued the leaf (for OCSP/CRL); empty when the
                         // leaf was accepted by key only (CheckPinnedLeaf)
   std::string ca_name;  // DeviceCa.name that anchored it; "" when accepted by key only
+  // The leaf's issuer Name and serialNumber INTEGER, DER-encoded: what a CRL lookup needs, so that
+  // the leaf need not be parsed again (crypto::Crl::Status).
+  Bytes leaf_issuer_name_der;
+  Bytes leaf_serial_der;
 };
 
 // Verifies `chain_der` (leaf first, as the peer presented it) against `cas` at `now` (Unix
@@ -92,6 +117,9 @@ struct VerifiedChain {
 // kConfig when a DeviceCa is not exactly one CA certificate.
 Result<VerifiedChain> VerifyDeviceChain(const std::vector<Bytes>& chain_der,
                                         const std::vector<DeviceCa>& cas, int64_t now);
+// The same against a set loaded once (no parsing of the CA certificates per call).
+Result<VerifiedChain> VerifyDeviceChain(const std::vector<Bytes>& chain_der,
+                                        const DeviceCaSet& cas, int64_t now);
 
 // The same leaf rules (P-256, keyUsage, extendedKeyUsage, not a CA, validity at `now`) without a
 // chain, for devices pinned by SPKI hash (the caller compares spki_sha256). Same errors.

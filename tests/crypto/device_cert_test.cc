@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "crypto/device_pki.h"
@@ -267,6 +269,39 @@ TEST_F(DeviceCertTest, BadDeviceCaConfigurationIsALocalError) {
                       "is not a CA certificate"));
   EXPECT_TRUE(
       IsError(Verify({"dev"}, {DeviceCa{"empty", "", 2}}), ErrorKind::kLocalUsage, Errc::kConfig));
+}
+
+TEST_F(DeviceCertTest, OneLoadedCaSetVerifiesManyChainsFromSeveralThreads) {
+  auto set = DeviceCaSet::Load({Ca("maker", "ca"), Ca("line-1", "int1")});
+  ASSERT_TRUE(Ok(set));
+  EXPECT_EQ((*set)->cas().size(), 2u);
+  EXPECT_EQ((*set)->cas()[1], Ca("line-1", "int1"));
+  EXPECT_NE((*set)->cas()[0], Ca("maker", "ca", 1));  // the depth is part of the configuration
+  const std::vector<Bytes> dev{Der("dev")}, leaf1{Der("leaf1")}, foreign{Der("foreign")};
+  std::atomic<int> good{0}, refused{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 20; ++i) {
+        auto a = VerifyDeviceChain(dev, **set, RealNow());
+        auto b = VerifyDeviceChain(leaf1, **set, RealNow());
+        auto c = VerifyDeviceChain(foreign, **set, RealNow());
+        if (a && a->ca_name == "maker" && b && b->ca_name == "line-1") good.fetch_add(1);
+        if (!c && c.error().detail.find("not issued by a trusted device CA") != std::string::npos)
+          refused.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(good.load(), 80);
+  EXPECT_EQ(refused.load(), 80);
+}
+
+TEST_F(DeviceCertTest, CaSetWithABadEntryDoesNotLoad) {
+  EXPECT_TRUE(IsError(DeviceCaSet::Load({Ca("maker", "ca"), Ca("leaf", "dev")}),
+                      ErrorKind::kLocalUsage, Errc::kConfig, "'leaf' is not a CA certificate"));
+  EXPECT_TRUE(IsError(DeviceCaSet::Load({Ca("maker", "ca", -1)}), ErrorKind::kLocalUsage,
+                      Errc::kConfig, "negative max_chain_depth"));
 }
 
 // ---- ReadDeviceCaCertificate, DescribePemCertificate -------------------------------------------

@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "crypto/crl.h"
+#include "crypto/device_cert.h"
 #include "crypto/ocsp.h"
 #include "crypto/openssl_cli.h"
 #include "testlib/result_assertions.h"
@@ -390,6 +392,31 @@ TEST_F(CrlTest, GoodAndRevoked) {
   // A certificate of another CA is not judged by this CRL.
   EXPECT_EQ(crl->Status(Der("other_responder")).status, CertStatus::kUnknown);
   EXPECT_EQ(crl->Status(AsBytes("junk")).status, CertStatus::kUnknown);
+}
+
+TEST_F(CrlTest, IssuerAndSerialOfAVerifiedChainGiveTheSameVerdicts) {
+  auto crl = ParseFile("crl.pem");
+  ASSERT_TRUE(Ok(crl));
+  const std::vector<DeviceCa> cas{{"maker", pki_->Pem("ca"), 2}};
+  for (const auto& [leaf, expected] : std::vector<std::pair<std::string, CertStatus>>{
+           {"dev", CertStatus::kGood}, {"revoked", CertStatus::kRevoked}}) {
+    auto chain = VerifyDeviceChain({Der(leaf)}, cas, RealNow());
+    ASSERT_TRUE(Ok(chain)) << leaf;
+    EXPECT_EQ(crl->Status(chain->leaf_issuer_name_der, chain->leaf_serial_der).status, expected)
+        << leaf;
+    EXPECT_EQ(crl->Status(Der(leaf)).status, expected) << leaf;
+  }
+  auto revoked = VerifyDeviceChain({Der("revoked")}, cas, RealNow());
+  ASSERT_TRUE(Ok(revoked));
+  EXPECT_EQ(crl->Status(revoked->leaf_issuer_name_der, revoked->leaf_serial_der).revocation_reason,
+            "keyCompromise");
+  // Another issuer's name, or bytes that do not decode: not judged by this CRL.
+  auto other = VerifyDeviceChain({Der("leaf1")}, {{"line", pki_->Pem("int1"), 2}}, RealNow());
+  ASSERT_TRUE(Ok(other));
+  EXPECT_EQ(crl->Status(other->leaf_issuer_name_der, revoked->leaf_serial_der).status,
+            CertStatus::kUnknown);
+  EXPECT_EQ(crl->Status(AsBytes("junk"), revoked->leaf_serial_der).status, CertStatus::kUnknown);
+  EXPECT_EQ(crl->Status(revoked->leaf_issuer_name_der, ByteSpan()).status, CertStatus::kUnknown);
 }
 
 TEST_F(CrlTest, DerFormIsAccepted) {

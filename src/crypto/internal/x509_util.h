@@ -35,19 +35,31 @@ inline X509Ptr ParseDerCert(ByteSpan der) {
   return cert;
 }
 
-// The DER encoding of `cert`.
-inline Result<Bytes> CertDer(X509* cert) {
+// The DER encoding of an OpenSSL object through its i2d function.
+template <class T>
+Result<Bytes> EncodeDer(const T* object, int (*i2d)(const T*, unsigned char**),
+                        const char* what) {
   ERR_clear_error();
-  const int len = i2d_X509(cert, nullptr);
+  const int len = i2d(object, nullptr);
   if (len <= 0) {
-    return Fail(OsslError("encode certificate"));
+    return Fail(OsslError(what));
   }
   Bytes out(static_cast<size_t>(len));
   unsigned char* p = out.data();
-  if (i2d_X509(cert, &p) != len) {
-    return Fail(OsslError("encode certificate"));
+  if (i2d(object, &p) != len) {
+    return Fail(OsslError(what));
   }
   return out;
+}
+
+inline Result<Bytes> CertDer(const X509* cert) {
+  return EncodeDer(cert, &i2d_X509, "encode certificate");
+}
+inline Result<Bytes> NameDer(const X509_NAME* name) {
+  return EncodeDer(name, &i2d_X509_NAME, "encode name");
+}
+inline Result<Bytes> IntegerDer(const ASN1_INTEGER* value) {
+  return EncodeDer(value, &i2d_ASN1_INTEGER, "encode integer");
 }
 
 // ASN1_TIME (UTCTime or GeneralizedTime, RFC 5280 §4.1.2.5) to Unix seconds.

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 
 #include "mef/rspf/cert/revocation.h"
 #include "mef/rspf/rspf.h"
@@ -46,10 +47,14 @@ class CertRspf final : public Rspf {
  private:
   CertRspf(store::Store& store, RevocationChecker& revocation)
       : store_(store), revocation_(revocation) {}
+  // The trusted device CAs, parsed again only when the operator changed them.
+  Result<std::shared_ptr<const crypto::DeviceCaSet>> Anchors(std::vector<crypto::DeviceCa> cas);
 
   store::Store& store_;
   RevocationChecker& revocation_;
   std::shared_ptr<const crypto::TlsContext> inner_;
+  std::mutex anchors_mutex_;
+  std::shared_ptr<const crypto::DeviceCaSet> anchors_;  // guarded by anchors_mutex_
 };
 
 }  // namespace mte::mef
