@@ -267,7 +267,9 @@ if (( BARE_AFTER > 0 )); then
 fi
 # The median of every repetition's server figure in the given outputs, before and after.
 bare_median() {
-  cat "$@" 2>/dev/null |
+  local f files=()
+  for f in "$@"; do [[ -f "$f" ]] && files+=("$f"); done
+  cat "${files[@]}" |
     sed -n 's/^  rep [0-9]*: .* server \([0-9.]*\) us\/hs.*/\1/p' | sort -n |
     awk '{ v[NR] = $1 } END { if (NR == 0) exit 1; print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
