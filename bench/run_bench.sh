@@ -25,7 +25,7 @@
 #                             generator on the other CPUs (needs 2 or more CPUs)
 #   BENCH_IO_THREADS [1 when pinned, else the mte.json default]  ioThreads of both processes
 #   BENCH_TMPDIR [/var/tmp]   where the MTE data directory lives (must be a real disk: fsync)
-#   BENCH_PROFILE [0]         1: perf record the MEF process during (b) (cpu-clock, DWARF call
+#   BENCH_PROFILE [0]         1: perf record the MEF process during (b), the PPSK run (cpu-clock, DWARF call
 #                             graphs; BENCH_PROFILE_HZ [999], BENCH_PROFILE_STACK [65528]) and
 #                             write BUILD/bench/mef-profile.txt: the MEF's CPU per enrolment by
 #                             thread and cause. Profiling costs CPU: not for the reported figures.
