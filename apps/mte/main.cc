@@ -449,7 +449,7 @@ int Serve(const ServeArgs& args) {
     auto anchors = ReadPemCertificates(config->ca_cert());
     if (!anchors) return Die(anchors.error());
     settings.mef_trust_anchors = std::move(*anchors);
-    portal = std::make_unique<Portal>(**store, rng, clock, settings);
+    portal = std::make_unique<Portal>(**store, *kek, rng, clock, settings);
     crypto::TlsServerOptions tls;
     tls.server_name = "portal";
     tls.require_sni = false;
@@ -931,6 +931,31 @@ int AddEnrolee(const std::string& data, const std::string& stakeholder_name,
   return 0;
 }
 
+int RevokeEnroleeCommand(const std::string& data, int64_t id, bool json) {
+  auto ctx = OpenAdmin(data);
+  if (!ctx) return Die(ctx.error());
+  auto kek = crypto::KeyEncryptionKey::LoadFile(ctx->config.kek_file());
+  if (!kek) return Die(kek.error());
+  crypto::SystemRng rng;
+  auto revoked = RevokeEnrolee(*ctx->store, *kek, rng, id,
+                               UnixSeconds(std::chrono::system_clock::now()), "admin", "");
+  if (!revoked) return Die(revoked.error());
+  if (json) {
+    std::printf("%s\n", EnroleeJson(revoked->enrolee).dump(2).c_str());
+  } else if (revoked->revoked_now) {
+    std::printf("revoked enrolee %lld%s; %s\n", static_cast<long long>(id),
+                revoked->enrolee.device_id.empty()
+                    ? ""
+                    : (" (device " + revoked->enrolee.device_id + ")").c_str(),
+                revoked->enrolee.maf_delivery == store::DeliveryStatus::kPending
+                    ? "the MAF retires its Km when the outbox delivers"
+                    : "it had nothing at the MAF");
+  } else {
+    std::printf("enrolee %lld was already revoked\n", static_cast<long long>(id));
+  }
+  return 0;
+}
+
 int ListEnrolees(const std::string& data, bool json) {
   auto ctx = OpenAdmin(data);
   if (!ctx) return Die(ctx.error());
@@ -1125,6 +1150,17 @@ int main(int argc, char** argv) {
   enrolee_add->add_flag("--claim-code-stdin", en_code_stdin,
                         "read the claim code from standard input");
   enrolee_add->add_option("--label", en_label, "friendly name");
+  int64_t revoke_id = 0;
+  bool revoke_json = false;
+  auto* enrolee_revoke = enrolee->add_subcommand(
+      "revoke",
+      "Revoke an enrolee: its unused Enrolment-Tokens and its Ke become invalid, the MEF refuses\n"
+      "its device until a new Enrolment-Token re-arms it, and the MAF retires its Km through\n"
+      "the outbox (delivered by the running MEF)");
+  enrolee_revoke->add_option("ID", revoke_id, "enrolee id (see 'enrolee list')")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  enrolee_revoke->add_flag("--json", revoke_json, "print the enrolee as JSON");
   bool list_json = false;
   auto* enrolee_list = enrolee->add_subcommand("list", "List all enrolees");
   enrolee_list->add_flag("--json", list_json, "JSON output");
@@ -1177,6 +1213,7 @@ int main(int argc, char** argv) {
     return AddEnrolee(admin_data, en_stakeholder, en_device, en_code, en_code_stdin, en_label);
   }
   if (enrolee_list->parsed()) return ListEnrolees(admin_data, list_json);
+  if (enrolee_revoke->parsed()) return RevokeEnroleeCommand(admin_data, revoke_id, revoke_json);
   if (audit_list->parsed()) return ListAudit(admin_data);
   return 2;
 }

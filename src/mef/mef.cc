@@ -1,5 +1,7 @@
 #include "mef/mef.h"
 
+#include "mte/enrolees.h"
+
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
@@ -8,6 +10,7 @@
 
 #include "base/failpoint.h"
 #include "crypto/keys.h"
+#include "mte/enrolees.h"
 #include "proto/enrolment.h"
 #include "proto/onem2m.h"
 #include "proto/server_connection.h"
@@ -311,6 +314,12 @@ Result<proto::HttpResponse> Mef::Commit(const Request& parsed, const crypto::Tls
       }
     }
   }
+  if (enrolee->state == store::EnroleeState::kRevoked) {
+    // Revocation is the stakeholder's decision; only a new Enrolment-Token re-arms the entry.
+    return Fail(ErrorKind::kPeerAuth, Errc::kForbidden,
+                "the enrolee of device '" + device.device_id +
+                    "' has been revoked by its stakeholder");
+  }
 
   // TS-0003 §10.3.1: Enrolment Key Generation from the mutually authenticated session.
   MTE_TRY_ASSIGN(mef::EnrolmentKey key, rspf.DeriveEnrolmentKey(tls, settings_.mef_fqdn));
@@ -364,15 +373,7 @@ Result<proto::HttpResponse> Mef::Commit(const Request& parsed, const crypto::Tls
   }
   if (!ind.maf_enrolment && enrolee->generation > 0) {
     // A re-enrolment without MAF enrolment still retires the previous Km at the MAF.
-    nlohmann::json payload = {
-        {"retire", true}, {"enroleeId", enrolee->id}, {"generation", generation}};
-    std::string text = payload.dump();
-    SecretBytes plain(AsBytes(text), SecretAccess::ForCrypto());
-    commit.outbox.enrolee_id = enrolee->id;
-    commit.outbox.generation = generation;
-    commit.outbox.target = "maf";
-    MTE_TRY_ASSIGN(commit.outbox.payload_sealed, kek_.Seal(plain, "outbox|" + gen_aad, rng_));
-    commit.outbox.next_attempt_at = now;
+    MTE_TRY_ASSIGN(commit.outbox, MafRetirement(kek_, rng_, enrolee->id, generation, now));
   }
   commit.audit = {
       0,

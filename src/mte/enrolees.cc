@@ -38,6 +38,62 @@ Result<store::EnroleeRecord> ClaimDevice(store::Store& store,
                            "enrolee {id} device " + std::string(device_id), ""});
 }
 
+Result<store::OutboxItem> MafRetirement(const crypto::KeyEncryptionKey& kek, Rng& rng,
+                                        int64_t enrolee_id, int64_t generation, int64_t now) {
+  nlohmann::json payload = {{"retire", true}, {"enroleeId", enrolee_id}, {"generation", generation}};
+  std::string text = payload.dump();
+  SecretBytes plain(AsBytes(text), SecretAccess::ForCrypto());
+  store::OutboxItem item;
+  item.enrolee_id = enrolee_id;
+  item.generation = generation;
+  item.target = "maf";
+  MTE_TRY_ASSIGN(item.payload_sealed,
+                 kek.Seal(plain, "outbox|" + std::to_string(enrolee_id) + "|" +
+                                     std::to_string(generation),
+                          rng));
+  item.next_attempt_at = now;
+  return item;
+}
+
+Result<Revocation> RevokeEnrolee(store::Store& store, const crypto::KeyEncryptionKey& kek, Rng& rng,
+                                 int64_t enrolee_id, int64_t now, std::string_view actor,
+                                 std::string_view detail) {
+  // An enrolment may commit between the read and the revocation (the store refuses then with
+  // kConflict): read again and retry a few times.
+  for (int attempt = 0;; ++attempt) {
+    MTE_TRY_ASSIGN(auto enrolee, store.GetEnrolee(enrolee_id));
+    if (!enrolee) {
+      return Fail(ErrorKind::kLocalUsage, Errc::kNotFound,
+                  "enrolee " + std::to_string(enrolee_id) + " not found");
+    }
+    if (enrolee->state == store::EnroleeState::kRevoked) return Revocation{*enrolee, false};
+    const int64_t generation = enrolee->generation + 1;
+    // Nothing can be at the MAF before the first enrolment.
+    store::OutboxItem retire;
+    if (enrolee->generation > 0) {
+      MTE_TRY_ASSIGN(retire, MafRetirement(kek, rng, enrolee_id, generation, now));
+    }
+    auto revoked = store.RevokeEnrolee(
+        enrolee_id, enrolee->generation, retire, now,
+        {0, now, std::string(actor), "enrolee.revoke",
+         "enrolee " + std::to_string(enrolee_id) +
+             (enrolee->device_id.empty() ? "" : " device " + enrolee->device_id),
+         "generation " + std::to_string(generation) +
+             (retire.target.empty() ? ", nothing at the MAF" : ", MAF retirement queued") +
+             (detail.empty() ? "" : ", " + std::string(detail))});
+    if (!revoked) {
+      if (revoked.error().code == Errc::kConflict && attempt < 3) continue;
+      return Fail(revoked.error());
+    }
+    MTE_TRY_ASSIGN(auto after, store.GetEnrolee(enrolee_id));
+    if (!after) {
+      return Fail(ErrorKind::kStorage, Errc::kDatabase,
+                  "enrolee " + std::to_string(enrolee_id) + " vanished during its revocation");
+    }
+    return Revocation{*after, *revoked};
+  }
+}
+
 nlohmann::json EnroleeJson(const store::EnroleeRecord& e) {
   return {
       {"id", e.id},

@@ -10,6 +10,7 @@
 #include "base/clock.h"
 #include "base/result.h"
 #include "base/secret.h"
+#include "crypto/aead.h"
 #include "store/store.h"
 
 namespace mte {
@@ -26,6 +27,24 @@ Result<store::EnroleeRecord> ClaimDevice(store::Store& store,
                                          std::string_view device_id,
                                          const SecretString& claim_code, std::string_view label,
                                          int64_t now);
+
+// The outbox item that tells the MAF to retire every credential of `enrolee_id` older than
+// `generation` (docs/protocol.md §9.3), sealed with aad "outbox|<enrolee id>|<generation>".
+Result<store::OutboxItem> MafRetirement(const crypto::KeyEncryptionKey& kek, Rng& rng,
+                                        int64_t enrolee_id, int64_t generation, int64_t now);
+
+// Revokes the enrolee (seed 8.y.4; docs/protocol.md §9.3): its unused Enrolment-Tokens are
+// revoked, its Ke is cleared, the MEF refuses its device until a new Enrolment-Token re-arms it,
+// and the MAF retires its Km through the outbox (exactly once, surviving restarts). `actor` and
+// `detail` go to the audit trail. Returns the record after the revocation and whether this call
+// revoked it (false: it was already revoked). kNotFound for an unknown enrolee.
+struct Revocation {
+  store::EnroleeRecord enrolee;
+  bool revoked_now = false;
+};
+Result<Revocation> RevokeEnrolee(store::Store& store, const crypto::KeyEncryptionKey& kek, Rng& rng,
+                                 int64_t enrolee_id, int64_t now, std::string_view actor,
+                                 std::string_view detail);
 
 // The public JSON view of an enrolee (no secrets).
 nlohmann::json EnroleeJson(const store::EnroleeRecord& enrolee);

@@ -97,8 +97,10 @@ Result<std::string> StringMember(const nlohmann::json& j, const char* name, size
 
 }  // namespace
 
-Portal::Portal(store::Store& store, Rng& rng, const Clock& clock, PortalSettings settings)
+Portal::Portal(store::Store& store, const crypto::KeyEncryptionKey& kek, Rng& rng,
+               const Clock& clock, PortalSettings settings)
     : store_(store),
+      kek_(kek),
       rng_(rng),
       clock_(clock),
       settings_(settings),
@@ -133,12 +135,16 @@ proto::HttpResponse Portal::Handle(const proto::HttpRequest& request,
     if (request.method != "GET") return ErrorJson(405, "use GET");
     return GetEnrolee(rest.substr(1), *who);
   }
-  constexpr std::string_view kTokens = "/tokens";
-  if (rest.front() == '/' && rest.size() > kTokens.size() + 1 &&
-      rest.substr(rest.size() - kTokens.size()) == kTokens &&
-      rest.find('/', 1) == rest.size() - kTokens.size()) {
-    if (request.method != "POST") return ErrorJson(405, "use POST");
-    return IssueToken(rest.substr(1, rest.size() - kTokens.size() - 1), *who);
+  // /{id}/tokens and /{id}/revoke: POST only.
+  const size_t slash = rest.find('/', 1);
+  if (rest.front() == '/' && slash != std::string_view::npos && slash > 1 &&
+      rest.find('/', slash + 1) == std::string_view::npos) {
+    std::string_view id = rest.substr(1, slash - 1);
+    std::string_view action = rest.substr(slash + 1);
+    if (action == "tokens" || action == "revoke") {
+      if (request.method != "POST") return ErrorJson(405, "use POST");
+      return action == "tokens" ? IssueToken(id, *who) : Revoke(id, *who, peer_address);
+    }
   }
   return ErrorJson(404, "no such resource");
 }
@@ -288,6 +294,20 @@ proto::HttpResponse Portal::AddEntry(const nlohmann::json& body,
   auto response = Json(201, EnroleeJson(*enrolee));
   response.headers.Set("Location", "/api/v1/enrolees/" + std::to_string(enrolee->id));
   return response;
+}
+
+proto::HttpResponse Portal::Revoke(std::string_view id_text, const store::StakeholderRecord& who,
+                                   const std::string& peer_address) {
+  auto enrolee = OwnEnrolee(id_text, who);
+  if (!enrolee) return ErrorFrom(enrolee.error());
+  const int64_t now = UnixSeconds(clock_.Now());
+  auto revoked = RevokeEnrolee(store_, kek_, rng_, enrolee->id, now, "stakeholder:" + who.name,
+                               "from " + peer_address);
+  if (!revoked) return ErrorFrom(revoked.error());
+  if (revoked->revoked_now) {
+    spdlog::info("portal: '{}' revoked enrolee {}", who.name, enrolee->id);
+  }
+  return Json(200, EnroleeJson(revoked->enrolee));
 }
 
 Result<store::EnroleeRecord> Portal::OwnEnrolee(std::string_view id_text,

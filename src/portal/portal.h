@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/clock.h"
+#include "crypto/aead.h"
 #include "mte/lockout.h"
 #include "proto/http.h"
 #include "store/store.h"
@@ -31,7 +32,9 @@ struct PortalSettings {
 
 class Portal {
  public:
-  Portal(store::Store& store, Rng& rng, const Clock& clock, PortalSettings settings);
+  // `kek` seals the MAF retirements that revocations queue in the outbox.
+  Portal(store::Store& store, const crypto::KeyEncryptionKey& kek, Rng& rng, const Clock& clock,
+         PortalSettings settings);
 
   proto::HttpResponse Handle(const proto::HttpRequest& request, const std::string& peer_address);
 
@@ -45,11 +48,14 @@ class Portal {
   proto::HttpResponse GetEnrolee(std::string_view id_text, const store::StakeholderRecord& who);
   proto::HttpResponse AddEntry(const nlohmann::json& body, const store::StakeholderRecord& who);
   proto::HttpResponse IssueToken(std::string_view id_text, const store::StakeholderRecord& who);
+  proto::HttpResponse Revoke(std::string_view id_text, const store::StakeholderRecord& who,
+                             const std::string& peer_address);
   // The stakeholder's own enrolee by id text; kNotFound also for another stakeholder's.
   Result<store::EnroleeRecord> OwnEnrolee(std::string_view id_text,
                                           const store::StakeholderRecord& who);
 
   store::Store& store_;
+  const crypto::KeyEncryptionKey& kek_;
   Rng& rng_;
   const Clock& clock_;
   PortalSettings settings_;

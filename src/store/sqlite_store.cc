@@ -95,6 +95,9 @@ Result<EnroleeState> ParseEnroleeState(std::string_view text) {
   if (text == ToString(EnroleeState::kEnrolled)) {
     return EnroleeState::kEnrolled;
   }
+  if (text == ToString(EnroleeState::kRevoked)) {
+    return EnroleeState::kRevoked;
+  }
   return Fail(StorageError("read enrolee: unknown state " + Quoted(text)));
 }
 
@@ -338,6 +341,9 @@ class SqliteStore final : public Store {
   Result<std::vector<EnroleeRecord>> ListEnrolees(std::optional<int64_t> stakeholder_id) override;
   Result<EnroleeRecord> CommitEnrolment(const EnrolmentCommit& commit) override;
 
+  Result<bool> RevokeEnrolee(int64_t enrolee_id, int64_t expected_generation,
+                             const OutboxItem& retire, int64_t now,
+                             const AuditEntry& audit) override;
   Result<TokenRecord> IssueToken(int64_t enrolee_id, ByteSpan token_hash, int64_t now,
                                  int64_t expires_at, const AuditEntry& audit) override;
   Result<std::optional<TokenRecord>> FindToken(ByteSpan token_hash) override;
@@ -986,6 +992,65 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
   });
 }
 
+Result<bool> SqliteStore::RevokeEnrolee(int64_t enrolee_id, int64_t expected_generation,
+                                        const OutboxItem& retire, int64_t now,
+                                        const AuditEntry& audit) {
+  constexpr std::string_view kOp = "revoke enrolee";
+  const std::string subject = "enrolee " + std::to_string(enrolee_id);
+  const int64_t generation = expected_generation + 1;
+  const bool has_outbox = !retire.target.empty();
+  if (has_outbox && (retire.enrolee_id != enrolee_id || retire.generation != generation)) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kMalformed,
+                std::string(kOp) + ": " + subject +
+                    ": outbox item must carry the enrolee id and generation " +
+                    std::to_string(generation));
+  }
+  return Write(kOp, [&]() -> Result<bool> {
+    MTE_TRY_ASSIGN(auto current,
+                   Prepare("SELECT generation, state FROM enrolees WHERE id = ?1", kOp));
+    MTE_TRY(current.BindAll(enrolee_id));
+    MTE_TRY_ASSIGN(const bool found, current.Step());
+    if (!found) {
+      return Fail(NotFoundError(std::string(kOp) + ": " + subject + " not found"));
+    }
+    if (current.Text(1) == ToString(EnroleeState::kRevoked)) return false;
+    if (current.Int64(0) != expected_generation) {
+      return Fail(ConflictError(std::string(kOp) + ": " + subject + " is at generation " +
+                                std::to_string(current.Int64(0)) + ", expected " +
+                                std::to_string(expected_generation)));
+    }
+    MTE_TRY_ASSIGN(auto update,
+                   Prepare("UPDATE enrolees SET state = 'revoked', generation = ?2,"
+                           " ke_sealed = x'', ke_expires_at = ?3,"
+                           " maf_delivery = CASE WHEN ?4 THEN 'pending' ELSE maf_delivery END,"
+                           " updated_at = ?3 WHERE id = ?1 AND generation = ?5",
+                           kOp));
+    MTE_TRY(update.BindAll(enrolee_id, generation, now, int64_t{has_outbox ? 1 : 0},
+                           expected_generation));
+    MTE_TRY(update.Run());
+    if (sqlite3_changes(db()) != 1) {
+      return Fail(ConflictError(std::string(kOp) + ": " + subject + " changed concurrently"));
+    }
+    MTE_TRY_ASSIGN(auto tokens, Prepare("UPDATE tokens SET state = 'revoked'"
+                                        " WHERE enrolee_id = ?1 AND state = 'active'",
+                                        kOp));
+    MTE_TRY(tokens.BindAll(enrolee_id));
+    MTE_TRY(tokens.Run());
+    if (has_outbox) {
+      MTE_TRY_ASSIGN(auto outbox, Prepare("INSERT INTO outbox (enrolee_id, generation,"
+                                          " target, payload_sealed, attempts,"
+                                          " next_attempt_at, delivered_at, last_error)"
+                                          " VALUES (?1, ?2, ?3, ?4, 0, ?5, 0, '')",
+                                          kOp));
+      MTE_TRY(outbox.BindAll(enrolee_id, generation, retire.target,
+                             ByteSpan(retire.payload_sealed), retire.next_attempt_at));
+      MTE_TRY(outbox.Run());
+    }
+    MTE_TRY(AppendAudit(kOp, audit));
+    return true;
+  });
+}
+
 // --- Enrolment-Tokens -------------------------------------------------------------------------
 
 namespace {
@@ -1031,6 +1096,12 @@ Result<TokenRecord> SqliteStore::IssueToken(int64_t enrolee_id, ByteSpan token_h
                                         kOp));
     MTE_TRY(revoke.BindAll(enrolee_id));
     MTE_TRY(revoke.Run());
+    // A revoked enrolee is re-armed for a fresh enrolment.
+    MTE_TRY_ASSIGN(auto rearm, Prepare("UPDATE enrolees SET state = 'pending', updated_at = ?2"
+                                       " WHERE id = ?1 AND state = 'revoked'",
+                                       kOp));
+    MTE_TRY(rearm.BindAll(enrolee_id, now));
+    MTE_TRY(rearm.Run());
     MTE_TRY_ASSIGN(auto insert, Prepare("INSERT INTO tokens (enrolee_id, token_hash,"
                                         " state, created_at, expires_at)"
                                         " VALUES (?1, ?2, 'active', ?3, ?4)"

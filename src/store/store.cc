@@ -8,6 +8,8 @@ std::string_view ToString(EnroleeState state) {
       return "pending";
     case EnroleeState::kEnrolled:
       return "enrolled";
+    case EnroleeState::kRevoked:
+      return "revoked";
   }
   return "unknown";
 }

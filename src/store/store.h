@@ -76,7 +76,7 @@ struct StakeholderRecord {
   int64_t created_at = 0;
 };
 
-enum class EnroleeState { kPending, kEnrolled };
+enum class EnroleeState { kPending, kEnrolled, kRevoked };
 std::string_view ToString(EnroleeState state);
 
 enum class DeliveryStatus { kNone, kPending, kDelivered };
@@ -90,7 +90,7 @@ struct EnroleeRecord {
   std::string label;
   std::string device_info;  // identifying information given by the stakeholder (Flow B)
   EnroleeState state = EnroleeState::kPending;
-  int64_t generation = 0;  // number of completed enrolments; bumps on every (re-)enrolment
+  int64_t generation = 0;  // bumps on every (re-)enrolment and every revocation
   std::string rspf;        // "PPSK" once enrolled
   std::string ke_id;
   Bytes ke_sealed;         // Ke sealed with aad "ke|<enrolee id>|<generation>"
@@ -241,8 +241,20 @@ class Store {
   // (a concurrent enrolment won); kNotFound if the enrolee does not exist.
   virtual Result<EnroleeRecord> CommitEnrolment(const EnrolmentCommit& commit) = 0;
 
+  // Revokes an enrolee: state=revoked, its Ke cleared (ke_sealed empty, ke_expires_at=now), its
+  // active tokens revoked, generation bumped to `expected_generation`+1 and, when `retire` has a
+  // target, that outbox item recorded at the new generation (it tells the target to retire every
+  // older credential; maf_delivery becomes pending). Returns false and changes nothing (no audit)
+  // when the enrolee is already revoked. kConflict if the generation moved (an enrolment
+  // committed meanwhile); kNotFound for an unknown enrolee; kLocalUsage/kMalformed if `retire`
+  // does not carry the enrolee id and the new generation.
+  virtual Result<bool> RevokeEnrolee(int64_t enrolee_id, int64_t expected_generation,
+                                     const OutboxItem& retire, int64_t now,
+                                     const AuditEntry& audit = {}) = 0;
+
   // --- Enrolment-Tokens ---
-  // Revokes the enrolee's active tokens and stores a new one. kNotFound for an unknown enrolee.
+  // Revokes the enrolee's active tokens and stores a new one; a revoked enrolee becomes pending
+  // again (re-armed for a fresh enrolment). kNotFound for an unknown enrolee.
   virtual Result<TokenRecord> IssueToken(int64_t enrolee_id, ByteSpan token_hash, int64_t now,
                                          int64_t expires_at, const AuditEntry& audit = {}) = 0;
   virtual Result<std::optional<TokenRecord>> FindToken(ByteSpan token_hash) = 0;

@@ -57,18 +57,6 @@ check_enrolment() {
   pass "$name: keId $KEID equals the client's exporter; generation $generation delivered to the MAF"
 }
 
-# maf_ok NAME KMID KM: openssl s_client -psk with the independently derived Km opens the MAF.
-maf_ok() {
-  local name=$1 out="$T/maf-$1.out"
-  ossl_client "$MAF_PORT" "$out" "$T/session.req" -psk "$3" -psk_identity "$2" \
-    -servername "$MAF_FQDN" -tls1_2 -cipher PSK-AES128-CBC-SHA256 ||
-    { cat "$out" "$out.err" >&2; fail "$name: MAF handshake failed"; }
-  http_parse "$out"
-  assert_eq "$(resp status)" 200 "$name: MAF HTTP status"
-  assert_eq "$(resp json:kmId)" "$2" "$name: kmId reported by the MAF"
-  pass "$name: the MAF accepts KmID/Km derived by openssl dgst"
-}
-
 # --- 1. openssl s_client, TLS 1.2 ECDHE-ECDSA-AES128-SHA256 with the device certificate
 ossl_client "$MEF_PORT" "$T/ossl12.out" "$T/enrol.req" -tls1_2 -cert "$DEV_CRT" -key "$DEV_KEY" \
   -cipher ECDHE-ECDSA-AES128-SHA256 -servername "$MEF_FQDN" -CAfile "$DATA/pki/ca.crt" \
@@ -78,7 +66,7 @@ assert_file_has "$T/ossl12.out" "Cipher is ECDHE-ECDSA-AES128-SHA256" "s_client:
 assert_file_has "$T/ossl12.out" "Verify return code: 0 (ok)" "s_client: the MEF certificate verifies"
 check_enrolment ossl12 1 "$T/ossl12.out"
 assert_file_has "$SERVE_LOG" "with KeID $KEID over TLSv1.2 ECDHE-ECDSA-AES128-SHA256 (RSPF CERT)" "server view"
-maf_ok ossl12 "$KEID" "$KM"
+maf_ossl_ok ossl12 "$KEID" "$KM" -tls1_2 -cipher PSK-AES128-CBC-SHA256
 KEID1=$KEID
 
 # --- 2. gnutls-cli, TLS 1.3 with the device certificate
@@ -92,7 +80,7 @@ assert_file_has "$T/gnutls13.out.log" "- Description: (TLS1.3" "gnutls-cli: TLS 
 check_enrolment gnutls13 2 "$T/gnutls13.out.log"
 assert_ne "$KEID" "$KEID1" "re-enrolment rotates the KeID"
 assert_file_has "$SERVE_LOG" "with KeID $KEID over TLSv1.3" "server view of the TLS 1.3 session"
-maf_ok gnutls13 "$KEID" "$KM"
+maf_ossl_ok gnutls13 "$KEID" "$KM" -tls1_2 -cipher PSK-AES128-CBC-SHA256
 audit_list | grep -a "enrolment.reenrol .*device dev-x " | tail -n 1 >"$T/reenrol.audit"
 assert_file_has "$T/reenrol.audit" "RSPF CERT, certificate sha256 $CERT_SHA, device CA 'maker', OCSP good from $DEV_OCSP" \
   "audit of the gnutls-cli re-enrolment"

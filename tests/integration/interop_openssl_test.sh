@@ -52,38 +52,14 @@ enrol_with() {
   pass "$name: enrolee at generation $generation, mafDelivery delivered"
 }
 
-# maf_ok NAME KMID KM [s_client options]: the MAF handshake works and the MAF reports this KmID.
-maf_ok() {
-  local name=$1 kmid=$2 km=$3 out="$T/maf-$1.out"
-  shift 3
-  ossl_client "$MAF_PORT" "$out" "$T/session.req" -psk "$km" -psk_identity "$kmid" \
-    -servername "$MAF_FQDN" "$@" || { cat "$out" "$out.err" >&2; fail "$name: MAF handshake failed"; }
-  http_parse "$out"
-  assert_eq "$(resp status)" 200 "$name: MAF HTTP status"
-  assert_eq "$(resp json:kmId)" "$kmid" "$name: kmId reported by the MAF"
-  pass "$name: MAF handshake with KmID/Km computed by openssl dgst ($(resp json:tlsVersion))"
-}
-
-# maf_refused NAME KMID KM [s_client options]: the handshake fails and no HTTP response comes back.
-maf_refused() {
-  local name=$1 kmid=$2 km=$3 out="$T/maf-$1.out" rc=0
-  shift 3
-  ossl_client "$MAF_PORT" "$out" "$T/session.req" -psk "$km" -psk_identity "$kmid" \
-    -servername "$MAF_FQDN" "$@" || rc=$?
-  [[ $rc -ne 0 ]] || fail "$name: s_client succeeded"
-  assert_file_lacks "$out" "HTTP/1.1" "$name: no HTTP response"
-  assert_file_has "$out.err" "alert" "$name: the MAF sent a TLS alert"
-  pass "$name: MAF refused the handshake (s_client exit $rc, no HTTP response)"
-}
-
 # 1. TLS 1.2, TLS_PSK_WITH_AES_128_CBC_SHA256 (TS-0003 §10.2.2).
 enrol_with tls12-psk 1 TLSv1.2 PSK-AES128-CBC-SHA256 psk -tls1_2 -cipher PSK-AES128-CBC-SHA256
 KEID1=$KEID KM1=$KM
-maf_ok tls12-psk "$KEID1" "$KM1" -tls1_2 -cipher PSK-AES128-CBC-SHA256
-maf_ok tls13-psk-gen1 "$KEID1" "$KM1" -tls1_3
-maf_refused wrong-km "$KEID1" "$(flip_hex "$KM1")" -tls1_2 -cipher PSK-AES128-CBC-SHA256
-maf_refused wrong-km-tls13 "$KEID1" "$(flip_hex "$KM1")" -tls1_3
-maf_refused ke-instead-of-km "$KEID1" "${EXPORT:32:64}" -tls1_2 -cipher PSK-AES128-CBC-SHA256
+maf_ossl_ok tls12-psk "$KEID1" "$KM1" -tls1_2 -cipher PSK-AES128-CBC-SHA256
+maf_ossl_ok tls13-psk-gen1 "$KEID1" "$KM1" -tls1_3
+maf_ossl_refused wrong-km "$KEID1" "$(flip_hex "$KM1")" -tls1_2 -cipher PSK-AES128-CBC-SHA256
+maf_ossl_refused wrong-km-tls13 "$KEID1" "$(flip_hex "$KM1")" -tls1_3
+maf_ossl_refused ke-instead-of-km "$KEID1" "${EXPORT:32:64}" -tls1_2 -cipher PSK-AES128-CBC-SHA256
 assert_file_has "$SERVE_LOG" "maf: handshake with KmID $KEID1" "MAF logged the good handshake"
 
 # 2. TLS 1.3 external PSK (s_client uses TLS_AES_128_GCM_SHA256 for -psk; psk_dhe_ke, so the
@@ -91,8 +67,8 @@ assert_file_has "$SERVE_LOG" "maf: handshake with KmID $KEID1" "MAF logged the g
 enrol_with tls13-psk 2 TLSv1.3 TLS_AES_128_GCM_SHA256 dhe -tls1_3
 KEID2=$KEID KM2=$KM
 assert_ne "$KEID2" "$KEID1" "re-enrolment rotates the KeID"
-maf_ok tls13-psk "$KEID2" "$KM2" -tls1_3
-maf_refused old-km-after-tls13 "$KEID1" "$KM1" -tls1_2 -cipher PSK-AES128-CBC-SHA256
+maf_ossl_ok tls13-psk "$KEID2" "$KM2" -tls1_3
+maf_ossl_refused old-km-after-tls13 "$KEID1" "$KM1" -tls1_2 -cipher PSK-AES128-CBC-SHA256
 assert_file_has "$SERVE_LOG" "maf: handshake with unknown KmID '$KEID1'" "old KmID removed from the MAF"
 pass "the generation-1 Km no longer opens the MAF (its KmID is unknown there)"
 
@@ -102,9 +78,9 @@ enrol_with tls12-ecdhe-psk 3 TLSv1.2 ECDHE-PSK-AES128-CBC-SHA256 dhe -tls1_2 \
 KEID3=$KEID KM3=$KM
 assert_ne "$KEID3" "$KEID2" "second re-enrolment rotates the KeID"
 assert_ne "$KEID3" "$KEID1" "KeIDs never repeat"
-maf_ok tls12-ecdhe-psk "$KEID3" "$KM3" -tls1_2 -cipher ECDHE-PSK-AES128-CBC-SHA256
-maf_refused old-km-after-ecdhe "$KEID2" "$KM2" -tls1_3
-maf_refused oldest-km-after-ecdhe "$KEID1" "$KM1" -tls1_3
+maf_ossl_ok tls12-ecdhe-psk "$KEID3" "$KM3" -tls1_2 -cipher ECDHE-PSK-AES128-CBC-SHA256
+maf_ossl_refused old-km-after-ecdhe "$KEID2" "$KM2" -tls1_3
+maf_ossl_refused oldest-km-after-ecdhe "$KEID1" "$KM1" -tls1_3
 
 # The MAF holds exactly the current credential of this enrolee; the audit trail shows the story.
 assert_eq "$(db_query "SELECT km_id || ' ' || generation FROM maf_credentials")" "$KEID3 3" \

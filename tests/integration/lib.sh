@@ -550,3 +550,31 @@ enrol_cert() {
 
 # now_ms: wall-clock milliseconds.
 now_ms() { date +%s%3N; }
+
+# maf_ossl_ok NAME KMID KM [s_client options]: `openssl s_client -psk` opens the MAF with KmID/Km
+# and the MAF reports this KmID.
+maf_ossl_ok() {
+  local name=$1 kmid=$2 km=$3 out="$T/maf-$1.out"
+  shift 3
+  [[ -f "$T/session.req" ]] || http_request "$T/session.req" GET /maf/v1/session '' "$MAF_FQDN"
+  ossl_client "$MAF_PORT" "$out" "$T/session.req" -psk "$km" -psk_identity "$kmid" \
+    -servername "$MAF_FQDN" "$@" || { cat "$out" "$out.err" >&2; fail "$name: MAF handshake failed"; }
+  http_parse "$out"
+  assert_eq "$(resp status)" 200 "$name: MAF HTTP status"
+  assert_eq "$(resp json:kmId)" "$kmid" "$name: kmId reported by the MAF"
+  pass "$name: MAF handshake with KmID/Km computed by openssl dgst ($(resp json:tlsVersion))"
+}
+
+# maf_ossl_refused NAME KMID KM [s_client options]: the MAF handshake fails with a TLS alert and no
+# HTTP response comes back.
+maf_ossl_refused() {
+  local name=$1 kmid=$2 km=$3 out="$T/maf-$1.out" rc=0
+  shift 3
+  [[ -f "$T/session.req" ]] || http_request "$T/session.req" GET /maf/v1/session '' "$MAF_FQDN"
+  ossl_client "$MAF_PORT" "$out" "$T/session.req" -psk "$km" -psk_identity "$kmid" \
+    -servername "$MAF_FQDN" "$@" || rc=$?
+  [[ $rc -ne 0 ]] || fail "$name: s_client succeeded"
+  assert_file_lacks "$out" "HTTP/1.1" "$name: no HTTP response"
+  assert_file_has "$out.err" "alert" "$name: the MAF sent a TLS alert"
+  pass "$name: MAF refused the handshake (s_client exit $rc, no HTTP response)"
+}

@@ -207,7 +207,7 @@ TEST(SecretsInLogsTest, RefusalsDoNotLogSecrets) {
   TestDevice unclaimed = world.ImportDevice("urn:dev:acme:sensor-0002", "kpm-0002@acme.example",
                                             "ZZZZ-YYYY-XXXX");
   world.AddStakeholder("alice", kPassword);
-  Portal portal(*world.store, world.rng, world.clock, PortalSettings{});
+  Portal portal(*world.store, world.kek, world.rng, world.clock, PortalSettings{});
   const std::string peer = "192.0.2.10";
   const std::string wrong_password = "Tr0ub4dor&3-wrong";
   const std::string wrong_code = "WRNG-CODE-0000";

@@ -25,7 +25,7 @@ class PortalTest : public ::testing::Test {
   static constexpr int64_t kSession = 3600;
   static constexpr int64_t kLockout = 300;
 
-  PortalTest() : portal_(*world_.store, world_.rng, world_.clock, Settings()) {}
+  PortalTest() : portal_(*world_.store, world_.kek, world_.rng, world_.clock, Settings()) {}
 
   static PortalSettings Settings() {
     PortalSettings settings;

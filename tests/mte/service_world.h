@@ -250,7 +250,7 @@ class ServiceWorld {
       settings.mef_uri = kMefUri;
       settings.mef_fqdn = kMefFqdn;
       settings.mef_trust_anchors = {FlowBCaPem()};
-      portal_ = std::make_unique<Portal>(*store, rng, clock, settings);
+      portal_ = std::make_unique<Portal>(*store, kek, rng, clock, settings);
     }
     return *portal_;
   }

@@ -1,7 +1,8 @@
 // Schema migration tests (docs/architecture.md §5): a version 1 database full of rows, written
-// the way a build with only 0001_init.sql wrote it, migrated to version 2 (device credentials,
-// device CAs, the rebuild of `devices`); an empty database migrated from scratch; and the runner's
-// handling of migrations marked "-- mte: rebuilds tables".
+// the way a build with only 0001_init.sql wrote it, migrated to the latest version (0002: device
+// credentials, device CAs, the rebuild of `devices`; 0003: the rebuild of `enrolees` for the
+// revoked state); an empty database migrated from scratch; and the runner's handling of
+// migrations marked "-- mte: rebuilds tables".
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -21,6 +22,9 @@ namespace {
 using test_support::IsError;
 using test_support::Ok;
 using test_support::TempDir;
+
+// The schema version every migration together reaches.
+int64_t Latest() { return internal::BuiltInMigrations().back().version; }
 
 // A raw connection, bypassing the store, with foreign keys enforced as the store does.
 class Raw {
@@ -163,7 +167,7 @@ TEST(StoreMigrationV2Test, Version1DatabaseKeepsEveryRowAndEveryKpmOctet) {
   ASSERT_NE(raw.get(), nullptr);
   auto version = internal::SchemaVersion(raw.get());
   ASSERT_TRUE(Ok(version));
-  EXPECT_EQ(*version, 2);
+  EXPECT_EQ(*version, Latest());
   EXPECT_EQ(raw.Scalar("SELECT name FROM schema_version WHERE version = 2"),
             "0002_device_credentials.sql");
   for (size_t i = 0; i < std::size(kKeptTables); ++i) {
@@ -228,7 +232,67 @@ TEST(StoreMigrationV2Test, Version1DatabaseKeepsEveryRowAndEveryKpmOctet) {
   store.reset();
   auto again = OpenSqliteStore(path);
   ASSERT_TRUE(Ok(again));
-  EXPECT_EQ(raw.Scalar("SELECT count(*) FROM schema_version"), "2");
+  EXPECT_EQ(raw.Scalar("SELECT count(*) FROM schema_version"), std::to_string(Latest()));
+}
+
+TEST(StoreMigrationV3Test, Version2DatabaseKeepsEveryEnroleeAndItsReferences) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  const std::string path = dir.File("mte.db");
+  std::vector<std::vector<std::string>> before;
+  {
+    Raw raw(path);
+    ASSERT_NE(raw.get(), nullptr);
+    ASSERT_TRUE(Ok(internal::ApplyMigrationsUpToForTest(raw.get(), 1)));
+    ASSERT_EQ(raw.Exec(kVersion1Rows), SQLITE_OK) << raw.last_error();
+    ASSERT_TRUE(Ok(internal::ApplyMigrationsUpToForTest(raw.get(), 2)));
+    // The newest enrolee is gone: its id must not be handed out again.
+    ASSERT_EQ(raw.Exec("DELETE FROM tokens WHERE enrolee_id = 3; DELETE FROM enrolees WHERE id = 3"),
+              SQLITE_OK)
+        << raw.last_error();
+    for (const char* query : kKeptTables) before.push_back(raw.Rows(query));
+  }
+  auto opened = OpenSqliteStore(path);
+  ASSERT_TRUE(Ok(opened));
+  std::unique_ptr<Store> store = std::move(*opened);
+
+  Raw raw(path);
+  ASSERT_NE(raw.get(), nullptr);
+  auto version = internal::SchemaVersion(raw.get());
+  ASSERT_TRUE(Ok(version));
+  EXPECT_GE(*version, 3);
+  EXPECT_EQ(raw.Scalar("SELECT name FROM schema_version WHERE version = 3"),
+            "0003_enrolee_revocation.sql");
+  for (size_t i = 0; i < std::size(kKeptTables); ++i) {
+    EXPECT_EQ(raw.Rows(kKeptTables[i]), before[i]) << kKeptTables[i];
+  }
+  EXPECT_TRUE(raw.Rows("PRAGMA foreign_key_check").empty());
+  EXPECT_EQ(raw.Scalar("PRAGMA integrity_check"), "ok");
+  EXPECT_EQ(raw.Scalar("SELECT count(*) FROM sqlite_schema WHERE name LIKE 'enrolees_v3%'"), "0");
+  EXPECT_EQ(raw.Rows("SELECT name FROM pragma_index_list('enrolees') WHERE origin = 'c'"),
+            (std::vector<std::string>{"enrolees_by_stakeholder"}));
+  // The tables that refer to enrolees still do, and the constraints hold.
+  for (const char* table : {"tokens", "outbox", "enrolee_credential_ids"}) {
+    EXPECT_EQ(raw.Rows(std::string("SELECT \"table\" FROM pragma_foreign_key_list('") + table +
+                       "') WHERE \"from\" = 'enrolee_id'"),
+              (std::vector<std::string>{"enrolees"}))
+        << table;
+  }
+  EXPECT_NE(raw.Exec("INSERT INTO tokens (enrolee_id, token_hash, state, created_at, expires_at,"
+                     " spent_at) VALUES (99, x'b0', 'active', 1, 2, 0)"),
+            SQLITE_OK);
+  EXPECT_NE(raw.Exec("DELETE FROM enrolees WHERE id = 1"), SQLITE_OK);  // outbox rows refer to it
+  // The new state is allowed, and nothing else is.
+  EXPECT_EQ(raw.Exec("UPDATE enrolees SET state = 'revoked' WHERE id = 2"), SQLITE_OK);
+  EXPECT_NE(raw.Exec("UPDATE enrolees SET state = 'lost' WHERE id = 2"), SQLITE_OK);
+  auto revoked = store->GetEnrolee(2);
+  ASSERT_TRUE(Ok(revoked));
+  ASSERT_TRUE(revoked->has_value());
+  EXPECT_EQ((*revoked)->state, EnroleeState::kRevoked);
+  // Ids continue after the highest ever handed out (3), not after the highest left (2).
+  auto entry = store->AddEnroleeEntry(1, std::nullopt, "new", "", 60);
+  ASSERT_TRUE(Ok(entry));
+  EXPECT_EQ(entry->id, 4);
 }
 
 TEST(StoreMigrationV2Test, EmptyDatabaseMigratesFromScratch) {
@@ -240,7 +304,7 @@ TEST(StoreMigrationV2Test, EmptyDatabaseMigratesFromScratch) {
   ASSERT_TRUE(Ok(internal::ApplyMigrations(db.get(), internal::BuiltInMigrations())));
   auto version = internal::SchemaVersion(db.get());
   ASSERT_TRUE(Ok(version));
-  EXPECT_EQ(*version, 2);
+  EXPECT_EQ(*version, Latest());
   sqlite3_stmt* stmt = nullptr;
   // Foreign key enforcement is back on after the rebuild.
   ASSERT_EQ(sqlite3_prepare_v2(db.get(), "PRAGMA foreign_keys", -1, &stmt, nullptr), SQLITE_OK);
@@ -273,6 +337,7 @@ TEST(StoreMigrationRunnerTest, RecognisesTheRebuildMarker) {
   ASSERT_GE(builtin.size(), 2U);
   EXPECT_FALSE(internal::RebuildsTables(builtin[0]));
   EXPECT_TRUE(internal::RebuildsTables(builtin[1]));
+  EXPECT_TRUE(internal::RebuildsTables(builtin[2]));
 }
 
 TEST(StoreMigrationRunnerTest, RebuildThatBreaksAReferenceIsRolledBack) {
