@@ -29,11 +29,11 @@ Result<store::EnroleeRecord> ClaimDevice(store::Store& store,
                                          int64_t now);
 
 // The outbox item that tells the MAF to retire every credential of `enrolee_id` older than
-// `generation` (docs/protocol.md §9.3), sealed with aad "outbox|<enrolee id>|<generation>".
+// `generation` (docs/protocol.md §10.1), sealed with aad "outbox|<enrolee id>|<generation>".
 Result<store::OutboxItem> MafRetirement(const crypto::KeyEncryptionKey& kek, Rng& rng,
                                         int64_t enrolee_id, int64_t generation, int64_t now);
 
-// Revokes the enrolee (seed 8.y.4; docs/protocol.md §9.3): its unused Enrolment-Tokens are
+// Revokes the enrolee (docs/protocol.md §12, POST /api/v1/enrolees/{id}/revoke): its unused Enrolment-Tokens are
 // revoked, its Ke is cleared, the MEF refuses its device until a new Enrolment-Token re-arms it,
 // and the MAF retires its Km through the outbox (exactly once, surviving restarts). `actor` and
 // `detail` go to the audit trail. Returns the record after the revocation and whether this call

@@ -1,4 +1,4 @@
-// Revoking an enrolee (docs/protocol.md §9.3): through the portal's REST API, the enrolee's tokens
+// Revoking an enrolee (docs/protocol.md §12, POST /api/v1/enrolees/{id}/revoke): through the portal's REST API, the enrolee's tokens
 // and Ke become invalid, the MAF retires its Km through the outbox (once, whatever the repeats),
 // the MEF refuses the device, and a new Enrolment-Token re-arms the entry for a fresh enrolment.
 #include <gtest/gtest.h>
