@@ -284,12 +284,14 @@ class Demo {
     MTE_TRY(FlowA());
     MTE_TRY(FlowB());
     MTE_TRY(Certificates());
+    MTE_TRY(Revocation());
     MTE_TRY(OperatorView());
     MTE_TRY(StopServer());
     say_.Title("Demo complete: " + std::string(kDevice1) + " and " + kDevice3 +
                " (8.y.3, without an OBF; PPSK and certificate RSPF), " + kDevice2 + " and " +
                kDevice4 + " (8.y.4, via the OBF) are enrolled and their master credentials work "
-               "at the MAF; the revoked " + kDevice5 + " was refused.");
+               "at the MAF; the revoked " + kDevice5 + " was refused; " + kDevice2 +
+               " was revoked afterwards and its master credential no longer opens the MAF.");
     if (options_.keep) say_.Unmasked("kept " + work_.string() + " (server log: serve.log)");
     return {};
   }
@@ -777,6 +779,7 @@ class Demo {
     nlohmann::json add = {{"label", device.label}, {"deviceInfo", device.info}};
     MTE_TRY_ASSIGN(auto entry, Api("POST", "/enrolees", &add, 201));
     int64_t id = entry.value("id", int64_t{0});
+    flow_b_ids_[device_id] = id;
     say_.Line("enrolee " + std::to_string(id) + " added: \"" + Str(entry, "label") +
               "\", stakeholder " + Str(entry, "stakeholder") + ", state " + Str(entry, "state") +
               " (device not yet known)");
@@ -921,6 +924,38 @@ class Demo {
     return {};
   }
 
+  // The stakeholder revokes an enrolled device (it went missing): the MTE retires its Km at the MAF
+  // through the outbox, and the device's master credential stops working.
+  Result<void> Revocation() {
+    const int64_t id = flow_b_ids_[kDevice2];
+    const fs::path state = work_ / "device-2";
+    say_.Title("=== Revocation: " + std::string(kDevice2) +
+               " went missing from the barn; its stakeholder revokes it ===");
+    MTE_TRY_ASSIGN(auto revoked,
+                   Api("POST", "/enrolees/" + std::to_string(id) + "/revoke", nullptr, 200));
+    say_.Line("enrolee " + std::to_string(id) + " is " + Str(revoked, "state") +
+              ": its unused tokens and its Ke are invalid; the MEF queued the retirement of its Km "
+              "(generation " + std::to_string(revoked.value("generation", int64_t{0})) +
+              ") for the MAF");
+    say_.Prompt("> GET https://localhost:" + std::to_string(portal_port_) + "/api/v1/enrolees/" +
+                std::to_string(id) + "   (until mafDelivery is \"delivered\")");
+    for (;;) {
+      MTE_TRY_ASSIGN(auto view,
+                     Api("GET", "/enrolees/" + std::to_string(id), nullptr, 200, /*show=*/false));
+      if (Str(view, "state") == "revoked" && Str(view, "mafDelivery") == "delivered") break;
+      if (TimeUp()) return OutOfTime("waiting for the MAF retirement of enrolee " + std::to_string(id));
+      std::this_thread::sleep_for(kPollInterval);
+    }
+    say_.Line("the MAF retired the credential");
+    say_.Title("The missing device's MAF handshake with its old KmID/Km is refused");
+    if (Exec({Bin("mte-enrolee"), "maf-check", "--maf", Maf(), "--maf-fqdn", kMafFqdn, "--state",
+              state.string()})) {
+      return Problem(std::string(kDevice2) + "'s revoked Km still opens the MAF");
+    }
+    say_.Line("refused as above: the MAF no longer knows the KmID");
+    return {};
+  }
+
   Result<void> OperatorView() {
     say_.Title("The operator's view (while mte serve runs)");
     MTE_TRY(Exec({Bin("mte"), "admin", "--data", Data(), "enrolee", "list"}));
@@ -960,6 +995,7 @@ class Demo {
   std::shared_ptr<const crypto::TlsContext> portal_tls_;
   std::string kpm1_, kpm2_, password_, bearer_, claim1_, setup_code_;
   std::map<std::string, std::string> cert_claims_;  // device -> claim code (label data)
+  std::map<std::string, int64_t> flow_b_ids_;        // device -> its Flow B entry
 };
 
 }  // namespace

@@ -1036,6 +1036,10 @@ Result<bool> SqliteStore::RevokeEnrolee(int64_t enrolee_id, int64_t expected_gen
                                         kOp));
     MTE_TRY(tokens.BindAll(enrolee_id));
     MTE_TRY(tokens.Run());
+    MTE_TRY_ASSIGN(auto ids, Prepare("DELETE FROM enrolee_credential_ids WHERE enrolee_id = ?1",
+                                     kOp));
+    MTE_TRY(ids.BindAll(enrolee_id));
+    MTE_TRY(ids.Run());
     if (has_outbox) {
       MTE_TRY_ASSIGN(auto outbox, Prepare("INSERT INTO outbox (enrolee_id, generation,"
                                           " target, payload_sealed, attempts,"

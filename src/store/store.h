@@ -241,8 +241,8 @@ class Store {
   // (a concurrent enrolment won); kNotFound if the enrolee does not exist.
   virtual Result<EnroleeRecord> CommitEnrolment(const EnrolmentCommit& commit) = 0;
 
-  // Revokes an enrolee: state=revoked, its Ke cleared (ke_sealed empty, ke_expires_at=now), its
-  // active tokens revoked, generation bumped to `expected_generation`+1 and, when `retire` has a
+  // Revokes an enrolee: state=revoked, its Ke cleared (ke_sealed empty, ke_expires_at=now) and
+  // its credential IDs removed, its active tokens revoked, generation bumped to `expected_generation`+1 and, when `retire` has a
   // target, that outbox item recorded at the new generation (it tells the target to retire every
   // older credential; maf_delivery becomes pending). Returns false and changes nothing (no audit)
   // when the enrolee is already revoked. kConflict if the generation moved (an enrolment

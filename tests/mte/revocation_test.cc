@@ -128,6 +128,7 @@ TEST_F(RevocationTest, RevokedEnroleeLosesItsCredentialsAndANewTokenReArmsIt) {
   EXPECT_EQ(after.state, store::EnroleeState::kRevoked);
   EXPECT_EQ(after.generation, 2);  // the revocation is a generation of its own
   EXPECT_TRUE(after.ke_sealed.empty());
+  EXPECT_TRUE(after.credential_ids.empty());
   EXPECT_EQ(after.ke_expires_at, world_.clock.seconds());
   EXPECT_EQ(after.maf_delivery, store::DeliveryStatus::kPending);
   auto stored = world_.store->FindToken(crypto::Sha256(AsBytes(token)));
