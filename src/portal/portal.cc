@@ -57,6 +57,13 @@ int StatusFor(const Error& error) {
   }
 }
 
+// 429 with Retry-After (RFC 9110 §10.2.3): the seconds until the lock that refused it ends.
+proto::HttpResponse TooMany(std::string_view message, int64_t retry_after_seconds) {
+  proto::HttpResponse response = ErrorJson(429, std::string(message));
+  response.headers.Set("Retry-After", std::to_string(retry_after_seconds));
+  return response;
+}
+
 // The response for an error: the peer's own faults are explained, ours are not.
 proto::HttpResponse ErrorFrom(const Error& error) {
   int status = StatusFor(error);
@@ -104,7 +111,8 @@ Portal::Portal(store::Store& store, const crypto::KeyEncryptionKey& kek, Rng& rn
       rng_(rng),
       clock_(clock),
       settings_(settings),
-      failures_({settings.max_failures, settings.lockout_seconds, /*window_seconds=*/0}) {}
+      failures_({settings.max_failures, settings.lockout_seconds, /*window_seconds=*/0,
+                 settings.max_lockout_seconds}) {}
 
 proto::HttpResponse Portal::Handle(const proto::HttpRequest& request,
                                    const std::string& peer_address) {
@@ -163,10 +171,17 @@ proto::HttpResponse Portal::Login(const proto::HttpRequest& request,
   int64_t now = UnixSeconds(clock_.Now());
   std::string account_key = "account:" + *name;
   std::string address_key = "address:" + peer_address;
-  if (failures_.Locked(account_key, now) || failures_.Locked(address_key, now)) {
-    spdlog::warn("portal: login for '{}' from {} refused: locked after repeated failures",
-                 log::Printable(*name), peer_address);
-    return ErrorJson(429, "too many failed logins; try again later");
+  // An address that keeps failing is locked out whatever account it names. A locked account is
+  // locked only for addresses that have failed recently: its owner, from an address that has
+  // not, still gets to give the password (and a failure there marks that address too).
+  int64_t wait = failures_.RetryAfter(address_key, now);
+  if (wait == 0 && failures_.HasFailures(address_key, now)) {
+    wait = failures_.RetryAfter(account_key, now);
+  }
+  if (wait > 0) {
+    spdlog::warn("portal: login for '{}' from {} refused for {} s: locked after repeated failures",
+                 log::Printable(*name), peer_address, wait);
+    return TooMany("too many failed logins; try again later", wait);
   }
   auto stakeholder = store_.FindStakeholder(*name);
   if (!stakeholder) return ErrorJson(500, "internal error");
@@ -236,8 +251,10 @@ proto::HttpResponse Portal::AddEnrolee(const proto::HttpRequest& request,
   int64_t now = UnixSeconds(clock_.Now());
   std::string limiter_key = "claim:" + peer_address;
   std::string account_key = "claim-account:" + who.name;
-  if (failures_.Locked(limiter_key, now) || failures_.Locked(account_key, now)) {
-    return ErrorJson(429, "too many failed claims; try again later");
+  if (int64_t wait = std::max(failures_.RetryAfter(limiter_key, now),
+                               failures_.RetryAfter(account_key, now));
+      wait > 0) {
+    return TooMany("too many failed claims; try again later", wait);
   }
   auto enrolee = ClaimDevice(store_, who, *device_id, code, *label, now);
   if (!enrolee) {

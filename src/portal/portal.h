@@ -27,7 +27,8 @@ struct PortalSettings {
   std::string mef_fqdn;
   std::vector<std::string> mef_trust_anchors;  // PEM certificates
   int max_failures = 5;              // per account and per client address ...
-  int64_t lockout_seconds = 300;     // ... then locked for this long
+  int64_t lockout_seconds = 300;     // ... then locked for this long, the first time; every
+  int64_t max_lockout_seconds = 3600;  // further lock of the same key doubles, up to this
 };
 
 class Portal {

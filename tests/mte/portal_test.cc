@@ -106,22 +106,63 @@ TEST_F(PortalTest, WrongPasswordAndUnknownAccountAre401) {
   EXPECT_EQ(wrong.body, unknown.body);  // accounts cannot be probed
 }
 
-TEST_F(PortalTest, FiveFailuresLockTheAccountAndTheAddressUntilTheLockoutEnds) {
+TEST_F(PortalTest, FiveFailuresLockTheAddressAndTheAccountForFailedAddressesOnly) {
   for (int i = 0; i < 5; ++i) {
     EXPECT_EQ(Login("alice", "wrong " + std::to_string(i)).status, 401) << i;
   }
-  // Locked: even the right password, from this address or another; and this address for others.
-  EXPECT_EQ(Login("alice", kAlicePassword).status, 429);
-  EXPECT_EQ(Login("alice", kAlicePassword, kOtherPeer).status, 429);
+  // The failing address is locked, for every account, even with the right password.
+  proto::HttpResponse locked = Login("alice", kAlicePassword);
+  EXPECT_EQ(locked.status, 429);
+  EXPECT_EQ(Header(locked, "Retry-After"), std::to_string(kLockout));
   EXPECT_EQ(Login("bob", kBobPassword).status, 429);
-  // Another account from another address is not affected.
+  world_.clock.Advance(100);
+  EXPECT_EQ(Header(Login("bob", kBobPassword), "Retry-After"), std::to_string(kLockout - 100));
+  // The owner, from an address that has not failed, still signs in: no lockout abuse.
+  EXPECT_EQ(Login("alice", kAlicePassword, kOtherPeer).status, 200);
   EXPECT_EQ(Login("bob", kBobPassword, kOtherPeer).status, 200);
 
-  world_.clock.Advance(kLockout - 1);
-  EXPECT_EQ(Login("alice", kAlicePassword, kOtherPeer).status, 429);
+  world_.clock.Advance(kLockout - 100 - 1);
+  EXPECT_EQ(Login("alice", kAlicePassword).status, 429);
   world_.clock.Advance(1);
   EXPECT_EQ(Login("alice", kAlicePassword).status, 200);
   EXPECT_EQ(Login("bob", kBobPassword).status, 200);
+}
+
+TEST_F(PortalTest, ALockedAccountGivesEachCleanAddressOneTry) {
+  const std::string hostile[] = {"203.0.113.1", "203.0.113.2", "203.0.113.3"};
+  // Failures spread over addresses lock the account without locking any one address.
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(Login("alice", "wrong", hostile[i % 2]).status, 401) << i;
+  }
+  // An address that failed is refused for the locked account, but not for another account.
+  EXPECT_EQ(Login("alice", kAlicePassword, hostile[0]).status, 429);
+  EXPECT_EQ(Login("bob", kBobPassword, hostile[0]).status, 200);
+  // A clean address gets its try; once it has failed, it is refused like the others.
+  EXPECT_EQ(Login("alice", "still wrong", hostile[2]).status, 401);
+  proto::HttpResponse refused = Login("alice", kAlicePassword, hostile[2]);
+  EXPECT_EQ(refused.status, 429);
+  EXPECT_EQ(Header(refused, "Retry-After"), std::to_string(kLockout));
+  // The owner from the address they use is unaffected.
+  EXPECT_EQ(Login("alice", kAlicePassword, kOtherPeer).status, 200);
+}
+
+TEST_F(PortalTest, RepeatedLockoutsOfOneAddressGrowLonger) {
+  for (int64_t expected : {kLockout, 2 * kLockout, 4 * kLockout}) {
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(Login("alice", "wrong").status, 401) << expected;
+    proto::HttpResponse locked = Login("alice", kAlicePassword);
+    EXPECT_EQ(locked.status, 429);
+    EXPECT_EQ(Header(locked, "Retry-After"), std::to_string(expected));
+    world_.clock.Advance(expected);
+  }
+  // Capped at max_lockout_seconds (an hour by default).
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 5; ++i) Login("alice", "wrong");
+    int64_t wait = std::stoll(Header(Login("alice", kAlicePassword), "Retry-After"));
+    EXPECT_LE(wait, 3600);
+    world_.clock.Advance(wait);
+  }
+  // A successful login clears the account; the address keeps its history.
+  EXPECT_EQ(Login("alice", kAlicePassword).status, 200);
 }
 
 TEST_F(PortalTest, AFreshFailureAfterALockoutStartsCountingAgain) {
@@ -192,7 +233,9 @@ TEST_F(PortalTest, RepeatedWrongClaimsAreRateLimited) {
   for (int i = 0; i < 5; ++i) {
     EXPECT_EQ(AddEnrolee(token, {{"deviceId", kDevice1}, {"claimCode", "guess"}}).status, 403);
   }
-  EXPECT_EQ(AddEnrolee(token, {{"deviceId", kDevice1}, {"claimCode", kCode1}}).status, 429);
+  proto::HttpResponse limited = AddEnrolee(token, {{"deviceId", kDevice1}, {"claimCode", kCode1}});
+  EXPECT_EQ(limited.status, 429);
+  EXPECT_EQ(Header(limited, "Retry-After"), std::to_string(kLockout));
   world_.clock.Advance(kLockout);
   EXPECT_EQ(AddEnrolee(token, {{"deviceId", kDevice1}, {"claimCode", kCode1}}).status, 201);
 }
