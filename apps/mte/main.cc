@@ -985,15 +985,129 @@ int ListEnrolees(const std::string& data, bool json) {
   return 0;
 }
 
-int ListAudit(const std::string& data) {
+// `--since`/`--until`: Unix seconds, or RFC 3339 UTC ("2026-12-03T10:00:00Z").
+std::optional<int64_t> ParseTimeArg(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  if (text.find_first_not_of("0123456789") == std::string::npos && text.size() <= 12) {
+    return std::stoll(text);
+  }
+  std::tm tm{};
+  char zone = 0;
+  int consumed = 0;
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%c%n", &tm.tm_year, &tm.tm_mon,
+                  &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &zone, &consumed) != 7 ||
+      zone != 'Z' || static_cast<size_t>(consumed) != text.size()) {
+    return std::nullopt;
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return static_cast<int64_t>(timegm(&tm));
+}
+
+struct AuditFilter {
+  std::string action;   // prefix, e.g. "enrolee." or "enrolment.commit"
+  std::string actor;    // exact
+  std::string subject;  // substring
+  std::string since, until;
+  bool json = false;
+};
+
+nlohmann::json AuditJson(const store::AuditEntry& a) {
+  return {{"id", a.id},        {"at", Time(a.at)},           {"actor", a.actor},
+          {"action", a.action}, {"subject", a.subject}, {"detail", a.detail}};
+}
+
+int ListAudit(const std::string& data, const AuditFilter& filter) {
+  const auto since = ParseTimeArg(filter.since), until = ParseTimeArg(filter.until);
+  if ((!filter.since.empty() && !since) || (!filter.until.empty() && !until)) {
+    return Die("audit list: --since/--until take Unix seconds or RFC 3339 UTC "
+               "(2026-12-03T10:00:00Z)");
+  }
   auto ctx = OpenAdmin(data);
   if (!ctx) return Die(ctx.error());
   auto list = ctx->store->ListAudit();
   if (!list) return Die(list.error());
   for (const auto& a : *list) {
-    std::printf("%s %-22s %-24s %s %s\n", Time(a.at).c_str(), a.actor.c_str(), a.action.c_str(),
-                a.subject.c_str(), a.detail.c_str());
+    if (a.action.rfind(filter.action, 0) != 0) continue;
+    if (!filter.actor.empty() && a.actor != filter.actor) continue;
+    if (a.subject.find(filter.subject) == std::string::npos) continue;
+    if ((since && a.at < *since) || (until && a.at > *until)) continue;
+    if (filter.json) {
+      std::printf("%s\n", AuditJson(a).dump().c_str());
+    } else {
+      std::printf("%s %-22s %-24s %s %s\n", Time(a.at).c_str(), a.actor.c_str(),
+                  a.action.c_str(), a.subject.c_str(), a.detail.c_str());
+    }
   }
+  return 0;
+}
+
+int ListDevices(const std::string& data, bool json) {
+  auto ctx = OpenAdmin(data);
+  if (!ctx) return Die(ctx.error());
+  auto devices = ctx->store->ListDevices();
+  if (!devices) return Die(devices.error());
+  auto enrolees = ctx->store->ListEnrolees(std::nullopt);
+  if (!enrolees) return Die(enrolees.error());
+  std::map<std::string, const store::EnroleeRecord*> by_device;
+  for (const auto& e : *enrolees) {
+    if (!e.device_id.empty()) by_device[e.device_id] = &e;
+  }
+  nlohmann::json out = nlohmann::json::array();
+  if (!json) {
+    std::printf("%-24s %-9s %-12s %-20s %s\n", "DEVICE", "ENROLEE", "STATE", "ADDED",
+                "CREDENTIALS");
+  }
+  for (const auto& d : *devices) {
+    auto it = by_device.find(d.device_id);
+    const store::EnroleeRecord* e = it == by_device.end() ? nullptr : it->second;
+    nlohmann::json credentials = nlohmann::json::array();
+    std::string listed;
+    for (const auto& c : d.credentials) {  // identifiers only, never the sealed secret
+      credentials.push_back({{"kind", std::string(store::ToString(c.kind))}, {"id", c.id}});
+      listed += (listed.empty() ? "" : " ") + std::string(store::ToString(c.kind)) + ":" +
+                (c.kind == store::CredentialKind::kKpm ? c.id : c.id.substr(0, 16) + "...");
+    }
+    if (json) {
+      out.push_back({{"deviceId", d.device_id},
+                     {"credentials", credentials},
+                     {"enroleeId", e ? nlohmann::json(e->id) : nlohmann::json(nullptr)},
+                     {"state", e ? std::string(store::ToString(e->state)) : "unclaimed"},
+                     {"createdAt", Time(d.created_at)}});
+    } else {
+      std::printf("%-24s %-9s %-12s %-20s %s\n", d.device_id.c_str(),
+                  e ? std::to_string(e->id).c_str() : "-",
+                  e ? std::string(store::ToString(e->state)).c_str() : "unclaimed",
+                  Time(d.created_at).c_str(), listed.c_str());
+    }
+  }
+  if (json) std::printf("%s\n", out.dump(2).c_str());
+  return 0;
+}
+
+int ListStakeholders(const std::string& data, bool json) {
+  auto ctx = OpenAdmin(data);
+  if (!ctx) return Die(ctx.error());
+  auto stakeholders = ctx->store->ListStakeholders();
+  if (!stakeholders) return Die(stakeholders.error());
+  auto enrolees = ctx->store->ListEnrolees(std::nullopt);
+  if (!enrolees) return Die(enrolees.error());
+  std::map<int64_t, int> count;
+  for (const auto& e : *enrolees) ++count[e.stakeholder_id];
+  nlohmann::json out = nlohmann::json::array();
+  if (!json) std::printf("%-4s %-32s %-8s %s\n", "ID", "NAME", "ENROLEES", "CREATED");
+  for (const auto& s : *stakeholders) {  // never the password hash
+    if (json) {
+      out.push_back({{"id", s.id},
+                     {"name", s.name},
+                     {"enrolees", count[s.id]},
+                     {"createdAt", Time(s.created_at)}});
+    } else {
+      std::printf("%-4lld %-32s %-8d %s\n", static_cast<long long>(s.id), s.name.c_str(),
+                  count[s.id], Time(s.created_at).c_str());
+    }
+  }
+  if (json) std::printf("%s\n", out.dump(2).c_str());
   return 0;
 }
 
@@ -1058,6 +1172,10 @@ int main(int argc, char** argv) {
       "of the DER device certificate) and/or spkiSha256 (SHA-256 of its DER\n"
       "SubjectPublicKeyInfo), in hex.");
   device_import->add_option("FILE", manifest, "manifest file")->required();
+  bool device_list_json = false;
+  auto* device_list = device->add_subcommand(
+      "list", "List the manifest's devices: credential identifiers (never secrets), enrolee, state");
+  device_list->add_flag("--json", device_list_json, "JSON output");
 
   auto* device_ca = admin->add_subcommand(
       "device-ca", "The device makers' CAs trusted for the certificate RSPF (device certificates)");
@@ -1137,6 +1255,10 @@ int main(int argc, char** argv) {
   stakeholder_add->add_option("NAME", stakeholder_name, "account name")->required();
   stakeholder_add->add_flag("--password-stdin", password_stdin,
                             "read the password from standard input");
+  bool stakeholder_list_json = false;
+  auto* stakeholder_list =
+      stakeholder->add_subcommand("list", "List the accounts and how many enrolees each has");
+  stakeholder_list->add_flag("--json", stakeholder_list_json, "JSON output");
 
   auto* enrolee = admin->add_subcommand("enrolee", "The MTE Enrolee Database");
   enrolee->require_subcommand(1);
@@ -1167,7 +1289,23 @@ int main(int argc, char** argv) {
 
   auto* audit = admin->add_subcommand("audit", "The append-only audit log");
   audit->require_subcommand(1);
-  auto* audit_list = audit->add_subcommand("list", "Print the audit log");
+  AuditFilter audit_filter;
+  auto* audit_list = audit->add_subcommand(
+      "list", "Print the audit log in time order, optionally filtered (all filters must match)");
+  auto add_filters = [&](CLI::App* cmd) {
+    cmd->add_option("--action", audit_filter.action,
+                    "action or action prefix, e.g. enrolee. or enrolment.commit");
+    cmd->add_option("--actor", audit_filter.actor, "actor, e.g. admin or stakeholder:alice");
+    cmd->add_option("--subject", audit_filter.subject, "text the subject contains");
+    cmd->add_option("--since", audit_filter.since, "from this time (Unix seconds or RFC 3339 UTC)");
+    cmd->add_option("--until", audit_filter.until, "up to this time (same forms)");
+  };
+  add_filters(audit_list);
+  audit_list->add_flag("--json", audit_filter.json, "one JSON object per line (JSON Lines)");
+  auto* audit_export = audit->add_subcommand(
+      "export", "The audit log as JSON Lines (one object per entry: id, at, actor, action,\n"
+                "subject, detail), with the filters of 'audit list'");
+  add_filters(audit_export);
 
   DemoOptions demo;
   int64_t demo_timeout_s = demo.timeout.count();
@@ -1214,6 +1352,12 @@ int main(int argc, char** argv) {
   }
   if (enrolee_list->parsed()) return ListEnrolees(admin_data, list_json);
   if (enrolee_revoke->parsed()) return RevokeEnroleeCommand(admin_data, revoke_id, revoke_json);
-  if (audit_list->parsed()) return ListAudit(admin_data);
+  if (audit_list->parsed()) return ListAudit(admin_data, audit_filter);
+  if (audit_export->parsed()) {
+    audit_filter.json = true;
+    return ListAudit(admin_data, audit_filter);
+  }
+  if (device_list->parsed()) return ListDevices(admin_data, device_list_json);
+  if (stakeholder_list->parsed()) return ListStakeholders(admin_data, stakeholder_list_json);
   return 2;
 }

@@ -442,6 +442,8 @@ class SqliteStore final : public Store {
                                                    const Key& key);
   Result<std::vector<std::string>> LoadCredentialIds(std::string_view op, int64_t enrolee_id);
   Result<std::optional<DeviceRecord>> LoadDevice(std::string_view op, std::string_view device_id);
+  Result<std::vector<DeviceRecord>> ListDevices() override;
+  Result<std::vector<StakeholderRecord>> ListStakeholders() override;
 
   std::mutex mu_;
   DbPtr db_;
@@ -573,6 +575,27 @@ Result<std::optional<DeviceRecord>> SqliteStore::FindDevice(std::string_view dev
   return Read(kOp, [&] { return LoadDevice(kOp, device_id); });
 }
 
+Result<std::vector<DeviceRecord>> SqliteStore::ListDevices() {
+  constexpr std::string_view kOp = "list devices";
+  return Read(kOp, [&]() -> Result<std::vector<DeviceRecord>> {
+    std::vector<std::string> ids;
+    {
+      MTE_TRY_ASSIGN(auto all, Prepare("SELECT device_id FROM devices ORDER BY device_id", kOp));
+      while (true) {
+        MTE_TRY_ASSIGN(const bool row, all.Step());
+        if (!row) break;
+        ids.push_back(all.Text(0));
+      }
+    }
+    std::vector<DeviceRecord> devices;
+    for (const std::string& id : ids) {
+      MTE_TRY_ASSIGN(auto device, LoadDevice(kOp, id));
+      if (device) devices.push_back(std::move(*device));
+    }
+    return devices;
+  });
+}
+
 Result<std::optional<DeviceRecord>> SqliteStore::FindDeviceByCredential(CredentialKind kind,
                                                                         std::string_view id) {
   constexpr std::string_view kOp = "find device by credential";
@@ -697,6 +720,22 @@ Result<std::optional<StakeholderRecord>> SqliteStore::FindStakeholder(std::strin
       "find stakeholder",
       "SELECT id, name, password_hash, created_at FROM stakeholders WHERE name = ?1",
       ReadStakeholder, name);
+}
+
+Result<std::vector<StakeholderRecord>> SqliteStore::ListStakeholders() {
+  constexpr std::string_view kOp = "list stakeholders";
+  return Read(kOp, [&]() -> Result<std::vector<StakeholderRecord>> {
+    MTE_TRY_ASSIGN(auto all, Prepare("SELECT id, name, password_hash, created_at FROM stakeholders"
+                                     " ORDER BY id",
+                                     kOp));
+    std::vector<StakeholderRecord> out;
+    while (true) {
+      MTE_TRY_ASSIGN(const bool row, all.Step());
+      if (!row) break;
+      out.push_back(ReadStakeholder(all));
+    }
+    return out;
+  });
 }
 
 Result<void> SqliteStore::AddSession(ByteSpan token_hash, int64_t stakeholder_id,

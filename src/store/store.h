@@ -187,6 +187,8 @@ class Store {
   virtual Result<void> ImportDevices(const std::vector<DeviceRecord>& devices,
                                      const AuditEntry& audit = {}) = 0;
   virtual Result<std::optional<DeviceRecord>> FindDevice(std::string_view device_id) = 0;
+  // Every device of the manifest with its credentials, ordered by device_id.
+  virtual Result<std::vector<DeviceRecord>> ListDevices() = 0;
   // The device holding the credential (kind, id). A KpmID matches case-sensitively; a
   // certificate id is lowercased before the lookup (the store holds it lowercase).
   virtual Result<std::optional<DeviceRecord>> FindDeviceByCredential(CredentialKind kind,
@@ -212,6 +214,8 @@ class Store {
   virtual Result<int64_t> AddStakeholder(std::string_view name, std::string_view password_hash,
                                          int64_t now, const AuditEntry& audit = {}) = 0;
   virtual Result<std::optional<StakeholderRecord>> FindStakeholder(std::string_view name) = 0;
+  // Every stakeholder, ordered by id.
+  virtual Result<std::vector<StakeholderRecord>> ListStakeholders() = 0;
   virtual Result<void> AddSession(ByteSpan token_hash, int64_t stakeholder_id, int64_t expires_at,
                                   const AuditEntry& audit = {}) = 0;
   // The stakeholder of an unexpired session, or nullopt.

@@ -4,6 +4,7 @@
 // all-or-nothing import, and adding, listing and removing device CAs with their audit entries.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -137,6 +138,41 @@ TEST_P(DeviceCredentialStoreTest, MixedDeviceKeepsEveryCredentialInOrder) {
   EXPECT_EQ(credentials[1].id, HexId(1, 'd'));
   EXPECT_EQ(credentials[2].kind, CredentialKind::kSpkiSha256);
   EXPECT_EQ(credentials[2].id, HexId(1, 'e'));
+}
+
+TEST_P(DeviceCredentialStoreTest, ListDevicesGivesEveryDeviceInOrderWithItsCredentials) {
+  auto empty = store().ListDevices();
+  ASSERT_TRUE(Ok(empty));
+  EXPECT_TRUE(empty->empty());
+  ASSERT_TRUE(Ok(store().ImportDevices({MakeMixedDevice(2), MakeCertDevice(1)})));
+  ASSERT_TRUE(Ok(store().ImportDevices({MakeMixedDevice(1)})));
+  auto all = store().ListDevices();
+  ASSERT_TRUE(Ok(all));
+  std::vector<std::string> ids;
+  for (const auto& d : *all) ids.push_back(d.device_id);
+  std::vector<std::string> sorted = ids;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(ids, sorted);
+  ASSERT_EQ(all->size(), 3U);
+  for (const auto& d : *all) {
+    auto one = store().FindDevice(d.device_id);
+    ASSERT_TRUE(Ok(one));
+    ASSERT_TRUE(one->has_value());
+    EXPECT_EQ((*one)->credentials.size(), d.credentials.size()) << d.device_id;
+    EXPECT_EQ((*one)->claim_hash, d.claim_hash) << d.device_id;
+  }
+}
+
+TEST_P(DeviceCredentialStoreTest, ListStakeholdersGivesEveryAccountInOrder) {
+  ASSERT_TRUE(Ok(store().AddStakeholder("zed", "$argon2id$z", 5)));
+  ASSERT_TRUE(Ok(store().AddStakeholder("amy", "$argon2id$a", 6)));
+  auto all = store().ListStakeholders();
+  ASSERT_TRUE(Ok(all));
+  ASSERT_EQ(all->size(), 2U);
+  EXPECT_EQ((*all)[0].name, "zed");  // by id, not by name
+  EXPECT_EQ((*all)[0].created_at, 5);
+  EXPECT_EQ((*all)[1].name, "amy");
+  EXPECT_EQ((*all)[1].password_hash, "$argon2id$a");
 }
 
 TEST_P(DeviceCredentialStoreTest, FindsADeviceByEveryKindOfCredential) {
