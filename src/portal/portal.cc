@@ -118,9 +118,7 @@ proto::HttpResponse Portal::Handle(const proto::HttpRequest& request,
                                    const std::string& peer_address) {
   std::string_view target = request.target;
   target = target.substr(0, target.find('?'));
-  if (target == "/api/v1/health" && request.method == "GET") {
-    return Json(200, {{"status", "ok"}});
-  }
+  if (target == "/api/v1/health" && request.method == "GET") return Health();
   if (target == "/api/v1/login") {
     if (request.method != "POST") return ErrorJson(405, "use POST");
     return Login(request, peer_address);
@@ -155,6 +153,21 @@ proto::HttpResponse Portal::Handle(const proto::HttpRequest& request,
     }
   }
   return ErrorJson(404, "no such resource");
+}
+
+// The store answers, and how far the outbox is behind (docs/protocol.md §12).
+proto::HttpResponse Portal::Health() {
+  auto outbox = store_.GetOutboxStatus();
+  if (!outbox) {
+    spdlog::error("portal: health: {}", Describe(outbox.error()));
+    return Json(503, {{"status", "unavailable"}, {"store", "error"}});
+  }
+  const int64_t now = UnixSeconds(clock_.Now());
+  const int64_t age =
+      outbox->pending > 0 ? std::max<int64_t>(0, now - outbox->oldest_created_at) : 0;
+  return Json(200, {{"status", "ok"},
+                    {"store", "ok"},
+                    {"outbox", {{"pending", outbox->pending}, {"oldestPendingSeconds", age}}}});
 }
 
 proto::HttpResponse Portal::Login(const proto::HttpRequest& request,

@@ -40,6 +40,7 @@ class Portal {
   proto::HttpResponse Handle(const proto::HttpRequest& request, const std::string& peer_address);
 
  private:
+  proto::HttpResponse Health();
   proto::HttpResponse Login(const proto::HttpRequest& request, const std::string& peer_address);
   Result<store::StakeholderRecord> Authenticate(const proto::HttpRequest& request);
   proto::HttpResponse AddEnrolee(const proto::HttpRequest& request,

@@ -349,6 +349,7 @@ class SqliteStore final : public Store {
   Result<std::optional<TokenRecord>> FindToken(ByteSpan token_hash) override;
 
   Result<std::vector<OutboxItem>> DueOutbox(int64_t now, int limit) override;
+  Result<OutboxStatus> GetOutboxStatus() override;
   Result<void> MarkDelivered(const std::vector<int64_t>& outbox_ids, int64_t now) override;
   Result<void> MarkAttemptFailed(int64_t outbox_id, int64_t next_attempt_at,
                                  std::string_view error) override;
@@ -722,6 +723,18 @@ Result<std::optional<StakeholderRecord>> SqliteStore::FindStakeholder(std::strin
       ReadStakeholder, name);
 }
 
+Result<OutboxStatus> SqliteStore::GetOutboxStatus() {
+  constexpr std::string_view kOp = "outbox status";
+  return Read(kOp, [&]() -> Result<OutboxStatus> {
+    MTE_TRY_ASSIGN(auto stmt, Prepare("SELECT count(*), coalesce(min(created_at), 0) FROM outbox"
+                                      " WHERE delivered_at = 0",
+                                      kOp));
+    MTE_TRY_ASSIGN(const bool row, stmt.Step());
+    if (!row) return Fail(StorageError(std::string(kOp) + ": no row"));
+    return OutboxStatus{stmt.Int64(0), stmt.Int64(1)};
+  });
+}
+
 Result<std::vector<StakeholderRecord>> SqliteStore::ListStakeholders() {
   constexpr std::string_view kOp = "list stakeholders";
   return Read(kOp, [&]() -> Result<std::vector<StakeholderRecord>> {
@@ -1016,11 +1029,12 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
     }
     MTE_TRY_ASSIGN(auto outbox, Prepare("INSERT INTO outbox (enrolee_id, generation,"
                                         " target, payload_sealed, attempts,"
-                                        " next_attempt_at, delivered_at, last_error)"
-                                        " VALUES (?1, ?2, ?3, ?4, 0, ?5, 0, '')",
+                                        " next_attempt_at, delivered_at, last_error, created_at)"
+                                        " VALUES (?1, ?2, ?3, ?4, 0, ?5, 0, '', ?6)",
                                         kOp));
     MTE_TRY(outbox.BindAll(commit.enrolee_id, generation, commit.outbox.target,
-                           ByteSpan(commit.outbox.payload_sealed), commit.outbox.next_attempt_at));
+                           ByteSpan(commit.outbox.payload_sealed), commit.outbox.next_attempt_at,
+                           commit.now));
     MTE_TRY(outbox.Run());
 
     MTE_TRY_ASSIGN(auto enrolee, LoadEnrolee(kOp, kSelectEnroleeById, commit.enrolee_id));
@@ -1082,11 +1096,11 @@ Result<bool> SqliteStore::RevokeEnrolee(int64_t enrolee_id, int64_t expected_gen
     if (has_outbox) {
       MTE_TRY_ASSIGN(auto outbox, Prepare("INSERT INTO outbox (enrolee_id, generation,"
                                           " target, payload_sealed, attempts,"
-                                          " next_attempt_at, delivered_at, last_error)"
-                                          " VALUES (?1, ?2, ?3, ?4, 0, ?5, 0, '')",
+                                          " next_attempt_at, delivered_at, last_error, created_at)"
+                                          " VALUES (?1, ?2, ?3, ?4, 0, ?5, 0, '', ?6)",
                                           kOp));
       MTE_TRY(outbox.BindAll(enrolee_id, generation, retire.target,
-                             ByteSpan(retire.payload_sealed), retire.next_attempt_at));
+                             ByteSpan(retire.payload_sealed), retire.next_attempt_at, now));
       MTE_TRY(outbox.Run());
     }
     MTE_TRY(AppendAudit(kOp, audit));

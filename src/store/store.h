@@ -102,6 +102,12 @@ struct EnroleeRecord {
   int64_t enrolled_at = 0;  // 0 = never
 };
 
+// The undelivered part of the outbox, for health reports.
+struct OutboxStatus {
+  int64_t pending = 0;              // items not yet delivered
+  int64_t oldest_created_at = 0;    // Unix seconds the oldest of them was written; 0 if none
+};
+
 // A message to deliver to an enrolment target (the MAF), written in the enrolment transaction.
 struct OutboxItem {
   int64_t id = 0;
@@ -266,6 +272,7 @@ class Store {
   // --- outbox ---
   // Undelivered items with next_attempt_at <= now, oldest first.
   virtual Result<std::vector<OutboxItem>> DueOutbox(int64_t now, int limit) = 0;
+  virtual Result<OutboxStatus> GetOutboxStatus() = 0;
   // Marks the items delivered, all in one transaction; also sets each enrolee's maf_delivery to
   // delivered when the item's generation is the enrolee's current one. Idempotent. An unknown id
   // (kNotFound) marks nothing. The mark need not survive a power cut (no fsync of its own; the

@@ -173,6 +173,26 @@ TEST_F(RevocationTest, RevokedEnroleeLosesItsCredentialsAndANewTokenReArmsIt) {
   EXPECT_FALSE(MafAccepts(first));
 }
 
+TEST_F(RevocationTest, HealthReportsTheStoreAndHowFarTheOutboxIsBehind) {
+  auto health = [&] {
+    auto response =
+        world_.FlowBPortal().Handle(JsonRequest("GET", "/api/v1/health", "", ""), kPeer);
+    EXPECT_EQ(response.status, 200) << response.body;
+    return JsonBody(response);
+  };
+  EXPECT_EQ(health(), (nlohmann::json{{"status", "ok"},
+                                      {"store", "ok"},
+                                      {"outbox", {{"pending", 0}, {"oldestPendingSeconds", 0}}}}));
+  ASSERT_EQ(EnrolFlowA().status, 201);
+  world_.clock.Advance(7);
+  ASSERT_EQ(Post("alice", Path("revoke")).status, 200);
+  world_.clock.Advance(5);
+  // Two undelivered items: the Km (written 12 s ago) and the retirement (5 s ago).
+  EXPECT_EQ(health()["outbox"], (nlohmann::json{{"pending", 2}, {"oldestPendingSeconds", 12}}));
+  EXPECT_EQ(RunOutbox().size(), 2u);
+  EXPECT_EQ(health()["outbox"], (nlohmann::json{{"pending", 0}, {"oldestPendingSeconds", 0}}));
+}
+
 TEST_F(RevocationTest, AnotherStakeholdersEnroleeIsNotFoundAndUntouched) {
   Enrolment first = EnrolFlowA();
   ASSERT_EQ(first.status, 201) << first.body;

@@ -102,7 +102,8 @@ const char* const kKeptTables[] = {
     "SELECT token_hash, stakeholder_id, expires_at FROM sessions ORDER BY token_hash",
     "SELECT * FROM enrolees ORDER BY id",
     "SELECT * FROM enrolee_credential_ids ORDER BY enrolee_id, position",
-    "SELECT * FROM outbox ORDER BY id",
+    "SELECT id, enrolee_id, generation, target, payload_sealed, attempts, next_attempt_at,"
+    " delivered_at, last_error FROM outbox ORDER BY id",
     "SELECT * FROM tokens ORDER BY id",
     "SELECT * FROM maf_credentials ORDER BY id",
     "SELECT * FROM maf_retired ORDER BY enrolee_id",
@@ -184,6 +185,9 @@ TEST(StoreMigrationV2Test, Version1DatabaseKeepsEveryRowAndEveryKpmOctet) {
   EXPECT_EQ(raw.Rows("SELECT name FROM pragma_table_info('devices') ORDER BY cid"),
             (std::vector<std::string>{"device_id", "claim_hash", "created_at"}));
   EXPECT_EQ(raw.Scalar("SELECT count(*) FROM device_cas"), "0");
+  // 0004: the items written before it take their first attempt time as their creation time.
+  EXPECT_EQ(raw.Rows("SELECT created_at FROM outbox ORDER BY id"),
+            (std::vector<std::string>{"40", "42"}));
   EXPECT_TRUE(raw.Rows("PRAGMA foreign_key_check").empty());
   EXPECT_EQ(raw.Scalar("PRAGMA integrity_check"), "ok");
   EXPECT_EQ(raw.Scalar("SELECT count(*) FROM sqlite_schema WHERE name LIKE 'devices_v2%'"), "0");
@@ -338,6 +342,7 @@ TEST(StoreMigrationRunnerTest, RecognisesTheRebuildMarker) {
   EXPECT_FALSE(internal::RebuildsTables(builtin[0]));
   EXPECT_TRUE(internal::RebuildsTables(builtin[1]));
   EXPECT_TRUE(internal::RebuildsTables(builtin[2]));
+  EXPECT_FALSE(internal::RebuildsTables(builtin[3]));
 }
 
 TEST(StoreMigrationRunnerTest, RebuildThatBreaksAReferenceIsRolledBack) {
