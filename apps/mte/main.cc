@@ -889,6 +889,16 @@ std::string ReadSecretLine(const char* what) {
   return line;
 }
 
+// A new password from standard input, checked and hashed (Argon2id).
+Result<std::string> NewPasswordHash() {
+  SecretString password(ReadSecretLine("password"));
+  if (password.size() < 8 || password.size() > 256) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "password must be 8..256 characters");
+  }
+  crypto::SystemRng rng;
+  return crypto::HashPassword(password, rng);
+}
+
 int AddStakeholder(const std::string& data, const std::string& name, bool password_stdin) {
   if (!password_stdin) return Die("give the password on standard input with --password-stdin");
   if (auto v = crypto::CheckIdentifier(name, "stakeholder name"); !v || name.size() > 64) {
@@ -896,18 +906,61 @@ int AddStakeholder(const std::string& data, const std::string& name, bool passwo
   }
   auto ctx = OpenAdmin(data);
   if (!ctx) return Die(ctx.error());
-  SecretString password(ReadSecretLine("password"));
-  if (password.size() < 8 || password.size() > 256) {
-    return Die("password must be 8..256 characters");
-  }
-  crypto::SystemRng rng;
-  auto hash = crypto::HashPassword(password, rng);
+  auto hash = NewPasswordHash();
   if (!hash) return Die(hash.error());
   int64_t now = UnixSeconds(std::chrono::system_clock::now());
   auto id = ctx->store->AddStakeholder(name, *hash, now,
                                       {0, now, "admin", "stakeholder.add", name, ""});
   if (!id) return Die(id.error());
   std::printf("added stakeholder %s (id %lld)\n", name.c_str(), static_cast<long long>(*id));
+  return 0;
+}
+
+int SetStakeholderPassword(const std::string& data, const std::string& name,
+                           bool password_stdin) {
+  if (!password_stdin) return Die("give the password on standard input with --password-stdin");
+  auto ctx = OpenAdmin(data);
+  if (!ctx) return Die(ctx.error());
+  auto hash = NewPasswordHash();
+  if (!hash) return Die(hash.error());
+  int64_t now = UnixSeconds(std::chrono::system_clock::now());
+  if (auto ok = ctx->store->SetStakeholderPassword(
+          name, *hash, {0, now, "admin", "stakeholder.passwd", name, "sessions ended"});
+      !ok) {
+    return Die(ok.error());
+  }
+  std::printf("changed the password of %s; its sessions have ended\n", name.c_str());
+  return 0;
+}
+
+int RemoveStakeholder(const std::string& data, const std::string& name) {
+  auto ctx = OpenAdmin(data);
+  if (!ctx) return Die(ctx.error());
+  int64_t now = UnixSeconds(std::chrono::system_clock::now());
+  if (auto ok = ctx->store->RemoveStakeholder(name, {0, now, "admin", "stakeholder.remove", name, ""});
+      !ok) {
+    return Die(ok.error());
+  }
+  std::printf("removed stakeholder %s\n", name.c_str());
+  return 0;
+}
+
+int DeleteEnroleeCommand(const std::string& data, int64_t id) {
+  auto ctx = OpenAdmin(data);
+  if (!ctx) return Die(ctx.error());
+  auto enrolee = ctx->store->GetEnrolee(id);
+  if (!enrolee) return Die(enrolee.error());
+  if (!*enrolee) return Die("enrolee " + std::to_string(id) + " not found");
+  int64_t now = UnixSeconds(std::chrono::system_clock::now());
+  if (auto ok = ctx->store->DeleteEnrolee(
+          id, {0, now, "admin", "enrolee.delete",
+               "enrolee " + std::to_string(id) +
+                   ((*enrolee)->device_id.empty() ? "" : " device " + (*enrolee)->device_id),
+               "was " + std::string(store::ToString((*enrolee)->state))});
+      !ok) {
+    return Die(ok.error());
+  }
+  std::printf("deleted enrolee %lld\n", static_cast<long long>(id));
   return 0;
 }
 
@@ -1255,6 +1308,14 @@ int main(int argc, char** argv) {
   stakeholder_add->add_option("NAME", stakeholder_name, "account name")->required();
   stakeholder_add->add_flag("--password-stdin", password_stdin,
                             "read the password from standard input");
+  auto* stakeholder_passwd = stakeholder->add_subcommand(
+      "passwd", "Set an account's password (from standard input) and end all its sessions");
+  stakeholder_passwd->add_option("NAME", stakeholder_name, "account name")->required();
+  stakeholder_passwd->add_flag("--password-stdin", password_stdin,
+                               "read the password from standard input");
+  auto* stakeholder_remove = stakeholder->add_subcommand(
+      "remove", "Remove an account that has no enrolees, and its sessions");
+  stakeholder_remove->add_option("NAME", stakeholder_name, "account name")->required();
   bool stakeholder_list_json = false;
   auto* stakeholder_list =
       stakeholder->add_subcommand("list", "List the accounts and how many enrolees each has");
@@ -1283,6 +1344,12 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::PositiveNumber);
   enrolee_revoke->add_flag("--json", revoke_json, "print the enrolee as JSON");
+  int64_t delete_id = 0;
+  auto* enrolee_delete = enrolee->add_subcommand(
+      "delete",
+      "Delete an enrolee that is not enrolled (pending, or revoked with its retirement\n"
+      "delivered); its device can then be claimed again");
+  enrolee_delete->add_option("ID", delete_id, "enrolee id")->required()->check(CLI::PositiveNumber);
   bool list_json = false;
   auto* enrolee_list = enrolee->add_subcommand("list", "List all enrolees");
   enrolee_list->add_flag("--json", list_json, "JSON output");
@@ -1352,6 +1419,11 @@ int main(int argc, char** argv) {
   }
   if (enrolee_list->parsed()) return ListEnrolees(admin_data, list_json);
   if (enrolee_revoke->parsed()) return RevokeEnroleeCommand(admin_data, revoke_id, revoke_json);
+  if (enrolee_delete->parsed()) return DeleteEnroleeCommand(admin_data, delete_id);
+  if (stakeholder_passwd->parsed()) {
+    return SetStakeholderPassword(admin_data, stakeholder_name, password_stdin);
+  }
+  if (stakeholder_remove->parsed()) return RemoveStakeholder(admin_data, stakeholder_name);
   if (audit_list->parsed()) return ListAudit(admin_data, audit_filter);
   if (audit_export->parsed()) {
     audit_filter.json = true;

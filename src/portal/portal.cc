@@ -138,7 +138,8 @@ proto::HttpResponse Portal::Handle(const proto::HttpRequest& request,
     return ErrorJson(405, "use GET or POST");
   }
   if (rest.front() == '/' && rest.size() > 1 && rest.find('/', 1) == std::string_view::npos) {
-    if (request.method != "GET") return ErrorJson(405, "use GET");
+    if (request.method == "DELETE") return DeleteEnrolee(rest.substr(1), *who);
+    if (request.method != "GET") return ErrorJson(405, "use GET or DELETE");
     return GetEnrolee(rest.substr(1), *who);
   }
   // /{id}/tokens and /{id}/revoke: POST only.
@@ -324,6 +325,21 @@ proto::HttpResponse Portal::AddEntry(const nlohmann::json& body,
   auto response = Json(201, EnroleeJson(*enrolee));
   response.headers.Set("Location", "/api/v1/enrolees/" + std::to_string(enrolee->id));
   return response;
+}
+
+proto::HttpResponse Portal::DeleteEnrolee(std::string_view id_text,
+                                          const store::StakeholderRecord& who) {
+  auto enrolee = OwnEnrolee(id_text, who);
+  if (!enrolee) return ErrorFrom(enrolee.error());
+  const int64_t now = UnixSeconds(clock_.Now());
+  auto deleted = store_.DeleteEnrolee(
+      enrolee->id, {0, now, "stakeholder:" + who.name, "enrolee.delete",
+                    "enrolee " + std::to_string(enrolee->id) +
+                        (enrolee->device_id.empty() ? "" : " device " + enrolee->device_id),
+                    std::string("was ") + std::string(store::ToString(enrolee->state))});
+  if (!deleted) return ErrorFrom(deleted.error());
+  spdlog::info("portal: '{}' deleted enrolee {}", who.name, enrolee->id);
+  return Json(200, {{"deleted", enrolee->id}});
 }
 
 proto::HttpResponse Portal::Revoke(std::string_view id_text, const store::StakeholderRecord& who,

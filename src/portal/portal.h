@@ -50,6 +50,7 @@ class Portal {
   proto::HttpResponse GetEnrolee(std::string_view id_text, const store::StakeholderRecord& who);
   proto::HttpResponse AddEntry(const nlohmann::json& body, const store::StakeholderRecord& who);
   proto::HttpResponse IssueToken(std::string_view id_text, const store::StakeholderRecord& who);
+  proto::HttpResponse DeleteEnrolee(std::string_view id_text, const store::StakeholderRecord& who);
   proto::HttpResponse Revoke(std::string_view id_text, const store::StakeholderRecord& who,
                              const std::string& peer_address);
   // The stakeholder's own enrolee by id text; kNotFound also for another stakeholder's.

@@ -445,6 +445,10 @@ class SqliteStore final : public Store {
   Result<std::optional<DeviceRecord>> LoadDevice(std::string_view op, std::string_view device_id);
   Result<std::vector<DeviceRecord>> ListDevices() override;
   Result<std::vector<StakeholderRecord>> ListStakeholders() override;
+  Result<void> SetStakeholderPassword(std::string_view name, std::string_view password_hash,
+                                      const AuditEntry& audit) override;
+  Result<void> RemoveStakeholder(std::string_view name, const AuditEntry& audit) override;
+  Result<void> DeleteEnrolee(int64_t enrolee_id, const AuditEntry& audit) override;
 
   std::mutex mu_;
   DbPtr db_;
@@ -748,6 +752,59 @@ Result<std::vector<StakeholderRecord>> SqliteStore::ListStakeholders() {
       out.push_back(ReadStakeholder(all));
     }
     return out;
+  });
+}
+
+Result<void> SqliteStore::SetStakeholderPassword(std::string_view name,
+                                                 std::string_view password_hash,
+                                                 const AuditEntry& audit) {
+  constexpr std::string_view kOp = "set stakeholder password";
+  return Write(kOp, [&]() -> Result<void> {
+    MTE_TRY_ASSIGN(auto update,
+                   Prepare("UPDATE stakeholders SET password_hash = ?2 WHERE name = ?1", kOp));
+    MTE_TRY(update.BindAll(name, password_hash));
+    MTE_TRY(update.Run());
+    if (sqlite3_changes(db()) != 1) {
+      return Fail(NotFoundError(std::string(kOp) + ": stakeholder " + Quoted(name) +
+                                " not found"));
+    }
+    MTE_TRY_ASSIGN(auto sessions,
+                   Prepare("DELETE FROM sessions WHERE stakeholder_id ="
+                           " (SELECT id FROM stakeholders WHERE name = ?1)",
+                           kOp));
+    MTE_TRY(sessions.BindAll(name));
+    MTE_TRY(sessions.Run());
+    return AppendAudit(kOp, audit);
+  });
+}
+
+Result<void> SqliteStore::RemoveStakeholder(std::string_view name, const AuditEntry& audit) {
+  constexpr std::string_view kOp = "remove stakeholder";
+  return Write(kOp, [&]() -> Result<void> {
+    MTE_TRY_ASSIGN(auto find, Prepare("SELECT id FROM stakeholders WHERE name = ?1", kOp));
+    MTE_TRY(find.BindAll(name));
+    MTE_TRY_ASSIGN(const bool found, find.Step());
+    if (!found) {
+      return Fail(NotFoundError(std::string(kOp) + ": stakeholder " + Quoted(name) +
+                                " not found"));
+    }
+    const int64_t id = find.Int64(0);
+    find.Reset();
+    MTE_TRY_ASSIGN(auto count, Prepare("SELECT count(*) FROM enrolees WHERE stakeholder_id = ?1",
+                                       kOp));
+    MTE_TRY(count.BindAll(id));
+    MTE_TRY_ASSIGN(const bool row, count.Step());
+    const int64_t enrolees = row ? count.Int64(0) : 0;
+    count.Reset();
+    if (enrolees > 0) {
+      return Fail(ConflictError(std::string(kOp) + ": stakeholder " + Quoted(name) + " has " +
+                                std::to_string(enrolees) +
+                                " enrolee(s); revoke and delete them first"));
+    }
+    MTE_TRY_ASSIGN(auto remove, Prepare("DELETE FROM stakeholders WHERE id = ?1", kOp));
+    MTE_TRY(remove.BindAll(id));
+    MTE_TRY(remove.Run());  // sessions go with it (ON DELETE CASCADE)
+    return AppendAudit(kOp, audit);
   });
 }
 
@@ -1105,6 +1162,38 @@ Result<bool> SqliteStore::RevokeEnrolee(int64_t enrolee_id, int64_t expected_gen
     }
     MTE_TRY(AppendAudit(kOp, audit));
     return true;
+  });
+}
+
+Result<void> SqliteStore::DeleteEnrolee(int64_t enrolee_id, const AuditEntry& audit) {
+  constexpr std::string_view kOp = "delete enrolee";
+  const std::string subject = "enrolee " + std::to_string(enrolee_id);
+  return Write(kOp, [&]() -> Result<void> {
+    MTE_TRY_ASSIGN(auto current, Prepare("SELECT state FROM enrolees WHERE id = ?1", kOp));
+    MTE_TRY(current.BindAll(enrolee_id));
+    MTE_TRY_ASSIGN(const bool found, current.Step());
+    if (!found) return Fail(NotFoundError(std::string(kOp) + ": " + subject + " not found"));
+    const bool enrolled = current.Text(0) == ToString(EnroleeState::kEnrolled);
+    current.Reset();
+    if (enrolled) {
+      return Fail(ConflictError(subject + " is enrolled; revoke it first"));
+    }
+    MTE_TRY_ASSIGN(const bool undelivered,
+                   Exists(kOp, "SELECT 1 FROM outbox WHERE enrolee_id = ?1 AND delivered_at = 0",
+                          enrolee_id));
+    if (undelivered) {
+      return Fail(ConflictError(subject +
+                                " still has a delivery to the MAF pending; try again later"));
+    }
+    for (const char* sql : {"DELETE FROM tokens WHERE enrolee_id = ?1",
+                            "DELETE FROM outbox WHERE enrolee_id = ?1",
+                            "DELETE FROM enrolee_credential_ids WHERE enrolee_id = ?1",
+                            "DELETE FROM enrolees WHERE id = ?1"}) {
+      MTE_TRY_ASSIGN(auto remove, Prepare(sql, kOp));
+      MTE_TRY(remove.BindAll(enrolee_id));
+      MTE_TRY(remove.Run());
+    }
+    return AppendAudit(kOp, audit);
   });
 }
 

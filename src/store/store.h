@@ -222,6 +222,14 @@ class Store {
   virtual Result<std::optional<StakeholderRecord>> FindStakeholder(std::string_view name) = 0;
   // Every stakeholder, ordered by id.
   virtual Result<std::vector<StakeholderRecord>> ListStakeholders() = 0;
+  // Replaces the password hash and ends every session of the account. kNotFound for an unknown
+  // name.
+  virtual Result<void> SetStakeholderPassword(std::string_view name,
+                                              std::string_view password_hash,
+                                              const AuditEntry& audit = {}) = 0;
+  // Removes an account that has no enrolees, with its sessions. kNotFound for an unknown name;
+  // kConflict while it has enrolees.
+  virtual Result<void> RemoveStakeholder(std::string_view name, const AuditEntry& audit = {}) = 0;
   virtual Result<void> AddSession(ByteSpan token_hash, int64_t stakeholder_id, int64_t expires_at,
                                   const AuditEntry& audit = {}) = 0;
   // The stakeholder of an unexpired session, or nullopt.
@@ -261,6 +269,12 @@ class Store {
   virtual Result<bool> RevokeEnrolee(int64_t enrolee_id, int64_t expected_generation,
                                      const OutboxItem& retire, int64_t now,
                                      const AuditEntry& audit = {}) = 0;
+
+  // Deletes an enrolee entry that is not enrolled (pending or revoked) with its tokens, its
+  // credential IDs and its delivered outbox items; its device can be claimed again. kNotFound for
+  // an unknown enrolee; kConflict while it is enrolled or an outbox item of it is undelivered
+  // (a revocation's retirement must reach the MAF first).
+  virtual Result<void> DeleteEnrolee(int64_t enrolee_id, const AuditEntry& audit = {}) = 0;
 
   // --- Enrolment-Tokens ---
   // Revokes the enrolee's active tokens and stores a new one; a revoked enrolee becomes pending

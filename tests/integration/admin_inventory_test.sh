@@ -68,3 +68,22 @@ assert all(set(r) == {"id", "at", "actor", "action", "subject", "detail"} for r 
 assert [r["at"] for r in rows] == sorted(r["at"] for r in rows), rows
 PY
 pass "audit list filters by action, actor, subject and time; audit export is JSON Lines in time order"
+
+# Repair: an account with enrolees stays; a revoked entry can be deleted, and its device claimed
+# again; passwords can be set; an account without enrolees can be removed.
+rc=0; "$MTE" admin --data "$DATA" stakeholder remove alice 2>"$T/rm.err" || rc=$?
+assert_ne "$rc" 0 "removing alice while she has an enrolee"
+assert_file_has "$T/rm.err" "has 1 enrolee(s); revoke and delete them first" "the refusal"
+assert_match "$("$MTE" admin --data "$DATA" enrolee delete 1)" "deleted enrolee 1" "enrolee delete"
+assert_match "$("$MTE" admin --data "$DATA" device list)" "inv-1 +- +unclaimed" "inv-1 unclaimed again"
+claim alice inv-1 CLAIM-INV-1
+rc=0; "$MTE" admin --data "$DATA" enrolee delete 2 2>"$T/del.err" || rc=$?
+assert_eq "$rc" 0 "a pending entry can be deleted"
+printf 'a new long passphrase\n' | "$MTE" admin --data "$DATA" stakeholder passwd alice --password-stdin >/dev/null
+assert_match "$("$MTE" admin --data "$DATA" stakeholder remove bob)" "removed stakeholder bob" "remove bob"
+assert_eq "$("$MTE" admin --data "$DATA" stakeholder list --json | json_get "[0]['name']")" alice \
+  "alice is the only account left"
+for action in enrolee.delete stakeholder.passwd stakeholder.remove; do
+  [[ -n "$("$MTE" admin --data "$DATA" audit list --action "$action")" ]] || fail "no $action in the audit"
+done
+pass "enrolee delete, stakeholder passwd and stakeholder remove work and are audited"

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "crypto/keys.h"
+#include "crypto/password.h"
 #include "mef/outbox.h"
 #include "mte/enrolees.h"
 #include "portal/portal.h"
@@ -191,6 +192,79 @@ TEST_F(RevocationTest, HealthReportsTheStoreAndHowFarTheOutboxIsBehind) {
   EXPECT_EQ(health()["outbox"], (nlohmann::json{{"pending", 2}, {"oldestPendingSeconds", 12}}));
   EXPECT_EQ(RunOutbox().size(), 2u);
   EXPECT_EQ(health()["outbox"], (nlohmann::json{{"pending", 0}, {"oldestPendingSeconds", 0}}));
+}
+
+TEST_F(RevocationTest, OnlyAnEntryThatIsNotEnrolledCanBeDeleted) {
+  auto del = [&](const std::string& who) {
+    proto::HttpRequest request =
+        JsonRequest("DELETE", "/api/v1/enrolees/" + std::to_string(enrolee_.id), "", "");
+    request.headers.Set("Authorization", "Bearer " + Bearer(who));
+    return world_.FlowBPortal().Handle(request, kPeer);
+  };
+  ASSERT_EQ(EnrolFlowA().status, 201);
+  proto::HttpResponse enrolled = del("alice");
+  EXPECT_EQ(enrolled.status, 409);
+  EXPECT_NE(enrolled.body.find("is enrolled; revoke it first"), std::string::npos) << enrolled.body;
+  ASSERT_EQ(RunOutbox().size(), 1u);
+  ASSERT_EQ(Post("alice", Path("revoke")).status, 200);
+  // The retirement has not reached the MAF yet.
+  proto::HttpResponse pending = del("alice");
+  EXPECT_EQ(pending.status, 409);
+  EXPECT_NE(pending.body.find("delivery to the MAF pending"), std::string::npos) << pending.body;
+  ASSERT_EQ(RunOutbox().size(), 1u);
+  EXPECT_EQ(del("mallory").status, 404);
+  proto::HttpResponse deleted = del("alice");
+  EXPECT_EQ(deleted.status, 200) << deleted.body;
+  EXPECT_EQ(JsonBody(deleted).value("deleted", int64_t{0}), enrolee_.id);
+  EXPECT_EQ(del("alice").status, 404);
+  auto gone = world_.store->GetEnrolee(enrolee_.id);
+  ASSERT_TRUE(Ok(gone));
+  EXPECT_FALSE(gone->has_value());
+  EXPECT_EQ(CountOutbox(*world_.store), 0);
+  // The device can be claimed again; the new entry has a new id.
+  store::EnroleeRecord again = world_.Claim(alice_, device_);
+  EXPECT_GT(again.id, enrolee_.id);
+  auto audit = world_.store->ListAudit();
+  ASSERT_TRUE(Ok(audit));
+  int deletes = 0;
+  for (const auto& a : *audit) deletes += a.action == "enrolee.delete";
+  EXPECT_EQ(deletes, 1);
+}
+
+TEST_F(RevocationTest, APasswordChangeEndsTheSessionsAndAnAccountWithEnroleesStays) {
+  const std::string old_bearer = Bearer("alice");
+  auto list = [&](const std::string& bearer) {
+    proto::HttpRequest request = JsonRequest("GET", "/api/v1/enrolees", "", "");
+    request.headers.Set("Authorization", "Bearer " + bearer);
+    return world_.FlowBPortal().Handle(request, kPeer).status;
+  };
+  ASSERT_EQ(list(old_bearer), 200);
+  const std::string new_password = "a brand new passphrase";
+  auto hash = crypto::HashPassword(SecretString(new_password), world_.rng);
+  ASSERT_TRUE(Ok(hash));
+  ASSERT_TRUE(Ok(world_.store->SetStakeholderPassword("alice", *hash)));
+  EXPECT_EQ(list(old_bearer), 401);
+  nlohmann::json old_login = {{"name", "alice"}, {"password", kPassword}};
+  EXPECT_EQ(world_.FlowBPortal()
+                .Handle(JsonRequest("POST", "/api/v1/login", old_login.dump()), "192.0.2.99")
+                .status,
+            401);
+  nlohmann::json login = {{"name", "alice"}, {"password", new_password}};
+  EXPECT_EQ(world_.FlowBPortal()
+                .Handle(JsonRequest("POST", "/api/v1/login", login.dump()), "192.0.2.99")
+                .status,
+            200);
+  EXPECT_TRUE(testlib::IsError(world_.store->SetStakeholderPassword("nobody", *hash),
+                               ErrorKind::kLocalUsage, Errc::kNotFound));
+  // alice has an enrolee: she stays; mallory has none: she goes, with her sessions.
+  EXPECT_TRUE(testlib::IsError(world_.store->RemoveStakeholder("alice"), ErrorKind::kLocalUsage,
+                               Errc::kConflict, "has 1 enrolee(s)"));
+  const std::string mallory = Bearer("mallory");
+  ASSERT_TRUE(Ok(world_.store->RemoveStakeholder("mallory")));
+  EXPECT_EQ(list(mallory), 401);
+  auto gone = world_.store->FindStakeholder("mallory");
+  ASSERT_TRUE(Ok(gone));
+  EXPECT_FALSE(gone->has_value());
 }
 
 TEST_F(RevocationTest, AnotherStakeholdersEnroleeIsNotFoundAndUntouched) {
