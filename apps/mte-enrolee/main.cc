@@ -32,6 +32,24 @@ void Progress(const std::string& line) {
 
 void Wipe(std::string& s) { std::fill(s.begin(), s.end(), '\0'); }
 
+// The first line of a file that holds one secret (--kpm-file, --setup-code-file), without its
+// line end and trailing blanks; false (with a message) when it cannot be read or is empty. This
+// program uses the public library only, so it reads the file itself.
+bool ReadSecretLine(const std::string& file, const char* what, std::string& out) {
+  std::ifstream in(file);
+  std::string line;
+  if (!in || !std::getline(in, line) || line.size() > 4096) line.clear();
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) {
+    line.pop_back();
+  }
+  if (line.empty()) {
+    std::fprintf(stderr, "mte-enrolee: %s holds no %s\n", file.c_str(), what);
+    return false;
+  }
+  out = std::move(line);
+  return true;
+}
+
 // The bootstrap credential options of a command: a Kpm (PPSK-RSPF) and/or a device certificate
 // (certificate RSPF). --kpm-hex on the command line is visible to other local users (ps);
 // --kpm-file is not.
@@ -76,17 +94,7 @@ bool LoadCredentials(mte::enrolee::Credentials& credentials, const std::string& 
     }
     return true;
   }
-  std::ifstream in(file);
-  std::getline(in, credential.kpm_hex);
-  while (!credential.kpm_hex.empty() &&
-         (credential.kpm_hex.back() == '\r' || credential.kpm_hex.back() == ' ')) {
-    credential.kpm_hex.pop_back();
-  }
-  if (credential.kpm_hex.empty()) {
-    std::fprintf(stderr, "mte-enrolee: %s holds no Kpm\n", file.c_str());
-    return false;
-  }
-  return true;
+  return ReadSecretLine(file, "Kpm", credential.kpm_hex);
 }
 
 }  // namespace
@@ -139,8 +147,16 @@ int main(int argc, char** argv) {
   await_cmd->add_option("--listen", await.listen, "address to listen on HOST:PORT (port 0: any)")
       ->required();
   await_cmd->add_option("--device-id", await.device_id, "this device's ID")->required();
-  await_cmd->add_option("--setup-code", await.setup_code, "setup code from the device label")
-      ->required();
+  std::string setup_code_file;
+  auto* code_opt = await_cmd->add_option("--setup-code", await.setup_code,
+                                         "setup code from the device label; visible in ps");
+  auto* code_file_opt =
+      await_cmd
+          ->add_option("--setup-code-file", setup_code_file,
+                       "file holding the setup code on its first line (not visible in ps)")
+          ->check(CLI::ExistingFile);
+  code_opt->excludes(code_file_opt);
+  code_file_opt->excludes(code_opt);
   std::string await_kpm_file;
   AddCredentialOptions(await_cmd, await.credentials, await_kpm_file);
   await_cmd->add_option("--state", await.state_dir, "state directory")->required();
@@ -198,6 +214,14 @@ int main(int argc, char** argv) {
   }
   if (await_cmd->parsed()) {
     if (!LoadCredentials(await.credentials, await_kpm_file)) return 2;
+    if (!setup_code_file.empty() &&
+        !ReadSecretLine(setup_code_file, "setup code", await.setup_code)) {
+      return 2;
+    }
+    if (await.setup_code.empty()) {
+      std::fprintf(stderr, "mte-enrolee: give --setup-code or --setup-code-file\n");
+      return 2;
+    }
     await.progress = Progress;
     await.on_listening = [&port_file](int port) {
       if (port_file.empty()) return;

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/file.h"
 #include "client/https_client.h"
 #include "proto/obf_link.h"
 
@@ -39,10 +40,25 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::ExistingFile);
   deliver->add_option("--device", device, "device address HOST:PORT")->required();
-  deliver->add_option("--setup-code", setup_code, "setup code from the device label")->required();
+  std::string setup_code_file;
+  auto* code_opt = deliver->add_option("--setup-code", setup_code,
+                                       "setup code from the device label; visible in ps");
+  auto* code_file_opt =
+      deliver
+          ->add_option("--setup-code-file", setup_code_file,
+                       "file holding the setup code on its first line (not visible in ps)")
+          ->check(CLI::ExistingFile);
+  code_opt->excludes(code_file_opt);
+  code_file_opt->excludes(code_opt);
   deliver->add_option("--timeout-s", timeout_s, "how long to wait for the device")
       ->default_val(120);
   CLI11_PARSE(app, argc, argv);
+  if (!setup_code_file.empty()) {
+    auto code = mte::ReadSecretLineFile(setup_code_file, "setup code");
+    if (!code) return Die(code.error().detail);
+    setup_code = std::move(*code);
+  }
+  if (setup_code.empty()) return Die("give --setup-code or --setup-code-file");
 
   std::ifstream in(bundle_file);
   std::stringstream text;

@@ -86,6 +86,21 @@ Result<void> ReplaceFile(const std::filesystem::path& path, ByteSpan data, mode_
   return {};
 }
 
+Result<std::string> ReadSecretLineFile(const std::filesystem::path& path, std::string_view what) {
+  MTE_TRY_ASSIGN(std::string text, ReadBoundedFile(path, 4096));
+  std::string line = text.substr(0, text.find('\n'));
+  std::fill(text.begin(), text.end(), '\0');
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) {
+    line.back() = '\0';
+    line.pop_back();
+  }
+  if (line.empty()) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kConfig,
+                path.string() + " holds no " + std::string(what));
+  }
+  return line;
+}
+
 Result<std::string> ReadBoundedFile(const std::filesystem::path& path, size_t limit) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "cannot read " + path.string());

@@ -38,6 +38,12 @@ std::string ErrnoText(int err);
 // limit + 1 bytes.
 Result<std::string> ReadBoundedFile(const std::filesystem::path& path, size_t limit);
 
+// The first line of a small file that holds one secret (a Kpm in hex, a setup code), without
+// its line end and trailing blanks, so that the secret need not appear on a command line.
+// The file's other bytes are wiped from memory. kLocalUsage/kConfig when it cannot be read or
+// the line is empty ("<path> holds no <what>"); kLocalUsage/kTooLarge over 4 KiB.
+Result<std::string> ReadSecretLineFile(const std::filesystem::path& path, std::string_view what);
+
 // Creates `path` exclusively with exactly `mode` (not following symlinks), writes `data` and
 // fsyncs it. kLocalUsage/kConflict if it exists; on a later failure the file is removed, so no
 // half-written key file stays behind.

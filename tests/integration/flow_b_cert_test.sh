@@ -111,6 +111,19 @@ assert_eq "$(portal_enrolee_field "$E2" state)" pending "entry after the refused
 assert_eq "$(portal_enrolee_field "$E2" deviceId)" "" "entry device after the refused revoked device"
 pass "revoked device refused in Flow B: $(grep -ao 'could not enrol: .*' "$T/obf-rev.out" | cut -c1-140); token still active"
 
+# --- a setup-code file without a code is refused before anything is sent
+: >"$T/empty.code"
+rc=0; "$OBF" deliver --bundle "$T/b2.json" --device "127.0.0.1:1" --setup-code-file "$T/empty.code" \
+  >"$T/obf-empty.out" 2>&1 || rc=$?
+assert_ne "$rc" 0 "mte-obf with an empty setup-code file"
+assert_file_has "$T/obf-empty.out" "holds no setup code" "mte-obf with an empty setup-code file"
+rc=0; "$ENROLEE" await-obf --listen 127.0.0.1:0 --device-id x --setup-code-file "$T/empty.code" \
+  --kpm-id k --kpm-hex 00112233445566778899aabbccddeeff --state "$T/empty.state" \
+  >"$T/enrolee-empty.out" 2>&1 || rc=$?
+assert_eq "$rc" 2 "mte-enrolee await-obf with an empty setup-code file"
+assert_file_has "$T/enrolee-empty.out" "holds no setup code" "mte-enrolee with an empty setup-code file"
+pass "an empty --setup-code-file is refused by mte-obf and mte-enrolee"
+
 # --- the same bundle: a device with a Kpm and a certificate gets CERT (the default preference)
 flow_b_ok mixed-cert "$E2" "$T/b2.json" fb-mixed1 CERT \
   --kpm-id kpm-fb-mixed1@maker.it.test --kpm-hex "${MIXED_KPM[fb-mixed1]}"

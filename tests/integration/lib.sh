@@ -445,7 +445,9 @@ start_device_with() {
   local name=$1 id=$2 code=$3
   shift 3
   rm -f "$T/$name.port"
-  "$ENROLEE" await-obf --listen 127.0.0.1:0 --device-id "$id" --setup-code "$code" "$@" \
+  # The setup code from a file (--setup-code-file), so that it does not appear in ps.
+  (umask 077; printf '%s\n' "$code" >"$T/$name.code")
+  "$ENROLEE" await-obf --listen 127.0.0.1:0 --device-id "$id" --setup-code-file "$T/$name.code" "$@" \
     --state "$T/$name.state" --port-file "$T/$name.port" --timeout-s 45 >"$T/$name.log" 2>&1 &
   DEVICE_PID=$!
   SERVER_PIDS+=("$DEVICE_PID")
@@ -459,7 +461,8 @@ start_device() { start_device_with "$1" "$2" "$3" --kpm-id "$4" --kpm-hex "$5"; 
 # exit status.
 obf_deliver() {
   local rc=0
-  timeout 50 "$OBF" deliver --bundle "$2" --device "127.0.0.1:$3" --setup-code "$4" \
+  (umask 077; printf '%s\n' "$4" >"$1.code")
+  timeout 50 "$OBF" deliver --bundle "$2" --device "127.0.0.1:$3" --setup-code-file "$1.code" \
     --timeout-s 40 >"$1" 2>&1 || rc=$?
   echo "$rc"
 }
