@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <mutex>
 #include <string>
 
 #include "base/bytes.h"
@@ -190,9 +191,35 @@ class CliPki {
 
   std::string Pem(const std::string& name) const { return ReadText(Path(name + ".crt")); }
 
+  // One line of an `openssl ca`/`openssl ocsp -index` database (RFC 6960 responder state):
+  // valid, or revoked at `revoked` ("YYMMDDHHMMSSZ[,reason]"), for serial `serial_hex`.
+  static std::string IndexLine(const std::string& serial_hex, const std::string& cn,
+                               const std::string& revoked = "") {
+    return std::string(revoked.empty() ? "V" : "R") + "\t351231235959Z\t" + revoked + "\t" +
+           serial_hex + "\tunknown\t/CN=" + cn + "\n";
+  }
+
+  // The DER answer of `openssl ocsp` acting as the responder of <ca> over `index` to the DER
+  // `request`, signed by <signer> with `options` (e.g. "-nmin 10"). Empty (and a test failure)
+  // when openssl fails. One run at a time per directory.
+  Bytes OcspRespond(const Bytes& request, const std::string& signer = "ca",
+                    const std::string& options = "-nmin 10", const std::string& ca = "ca",
+                    const std::string& index = "index.txt") const {
+    std::lock_guard lock(ocsp_mu_);
+    WriteBytes(Path("ocsp-in.der"), request);
+    std::filesystem::remove(Path("ocsp-out.der"));
+    if (!Run("openssl ocsp -index " + index + " -CA " + ca + ".crt -rsigner " + signer +
+             ".crt -rkey " + signer + ".key -reqin ocsp-in.der -respout ocsp-out.der " +
+             options)) {
+      return {};
+    }
+    return ReadBytes(Path("ocsp-out.der"));
+  }
+
  private:
   std::filesystem::path dir_;
   mutable std::map<std::string, Bytes> der_cache_;
+  mutable std::mutex ocsp_mu_;
 };
 
 }  // namespace mte::testlib

@@ -47,11 +47,9 @@ class RevocationTest : public ::testing::Test {
     ASSERT_TRUE(p.Issue("leaf1", "dev-via-int1", "int1", "leaf", "3001"));
     // RFC 6960 responder database: V(alid) / R(evoked), expiry, revocation, serial, file, name.
     testlib::WriteText(p.Path("index.txt"),
-                       "V\t351231235959Z\t\t1001\tunknown\t/CN=dev-1\n"
-                       "V\t351231235959Z\t\t1002\tunknown\t/CN=dev-2\n"
-                       "R\t351231235959Z\t250101000000Z,keyCompromise\t1003\tunknown\t"
-                       "/CN=dev-revoked\n"
-                       "V\t351231235959Z\t\t3001\tunknown\t/CN=dev-via-int1\n");
+                       CliPki::IndexLine("1001", "dev-1") + CliPki::IndexLine("1002", "dev-2") +
+                           CliPki::IndexLine("1003", "dev-revoked", "250101000000Z,keyCompromise") +
+                           CliPki::IndexLine("3001", "dev-via-int1"));
   }
 
   static void TearDownTestSuite() {
@@ -74,11 +72,7 @@ class RevocationTest : public ::testing::Test {
   // `openssl ocsp` as a responder for <ca> answering `request`, signed by <signer>.
   static Bytes Respond(const Bytes& request, const std::string& signer = "ca",
                        const std::string& options = "-nmin 10", const std::string& ca = "ca") {
-    testlib::WriteBytes(pki_->Path("in.der"), request);
-    std::filesystem::remove(pki_->Path("resp.der"));
-    pki_->Run("openssl ocsp -index index.txt -CA " + ca + ".crt -rsigner " + signer +
-              ".crt -rkey " + signer + ".key -reqin in.der -respout resp.der " + options);
-    return testlib::ReadBytes(pki_->Path("resp.der"));
+    return pki_->OcspRespond(request, signer, options, ca);
   }
 
   static Result<OcspVerdict> Check(const Bytes& response, const std::string& cert,

@@ -57,12 +57,11 @@ class FlowBCertTest : public ::testing::Test {
     ASSERT_TRUE(p.Issue("stranger", "meter-stranger", "ca", "leaf", "1006"));
     ASSERT_TRUE(p.Issue("foreign", "meter-foreign", "rogue", "leaf", "2001"));
     testlib::WriteText(p.Path("index.txt"),
-                       "V\t351231235959Z\t\t1001\tunknown\t/CN=meter-cert-1\n"
-                       "V\t351231235959Z\t\t1002\tunknown\t/CN=meter-cert-2\n"
-                       "R\t351231235959Z\t250101000000Z,keyCompromise\t1003\tunknown\t"
-                       "/CN=meter-revoked\n"
-                       "V\t351231235959Z\t\t1005\tunknown\t/CN=meter-both\n"
-                       "V\t351231235959Z\t\t1006\tunknown\t/CN=meter-stranger\n");
+                       CliPki::IndexLine("1001", "meter-cert-1") +
+                           CliPki::IndexLine("1002", "meter-cert-2") +
+                           CliPki::IndexLine("1003", "meter-revoked", "250101000000Z,keyCompromise") +
+                           CliPki::IndexLine("1005", "meter-both") +
+                           CliPki::IndexLine("1006", "meter-stranger"));
   }
 
   static void TearDownTestSuite() {
@@ -164,15 +163,9 @@ class FlowBCertTest : public ::testing::Test {
 
   // `openssl ocsp` as the responder over index.txt, signed by the CA.
   static Result<Bytes> OpensslAnswer(const Bytes& request) {
-    static std::mutex cli_mu;  // one responder run at a time (shared file names)
-    std::lock_guard lock(cli_mu);
-    testlib::WriteBytes(pki_->Path("req.der"), request);
-    std::filesystem::remove(pki_->Path("resp.der"));
-    if (!pki_->Run("openssl ocsp -index index.txt -CA ca.crt -rsigner ca.crt -rkey ca.key "
-                   "-reqin req.der -respout resp.der -nmin 10")) {
-      return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, "openssl ocsp failed");
-    }
-    return testlib::ReadBytes(pki_->Path("resp.der"));
+    Bytes answer = pki_->OcspRespond(request);
+    if (answer.empty()) return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, "no answer");
+    return answer;
   }
 
   bool WaitHeld() {

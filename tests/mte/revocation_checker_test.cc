@@ -34,10 +34,10 @@ class RevocationCheckerTest : public ::testing::Test {
     }
     ASSERT_TRUE(p.Issue("bare", "checker-bare", "ca", "leaf_bare", "200"));  // no AIA
     testlib::WriteText(p.Path("index.txt"),
-                       "V\t351231235959Z\t\t101\tunknown\t/CN=checker-dev-1\n"
-                       "V\t351231235959Z\t\t102\tunknown\t/CN=checker-dev-2\n"
-                       "V\t351231235959Z\t\t103\tunknown\t/CN=checker-dev-3\n"
-                       "V\t351231235959Z\t\t200\tunknown\t/CN=checker-bare\n");
+                       CliPki::IndexLine("101", "checker-dev-1") +
+                           CliPki::IndexLine("102", "checker-dev-2") +
+                           CliPki::IndexLine("103", "checker-dev-3") +
+                           CliPki::IndexLine("200", "checker-bare"));
   }
   static void TearDownTestSuite() {
     delete pki_;
@@ -59,11 +59,7 @@ class RevocationCheckerTest : public ::testing::Test {
         [this](const std::string& url, Bytes request, std::function<void(Result<Bytes>)> done) {
           urls_.push_back(url);
           requests_.push_back(request);
-          testlib::WriteBytes(pki_->Path("req.der"), request);
-          std::filesystem::remove(pki_->Path("resp.der"));
-          pki_->Run("openssl ocsp -index index.txt -CA ca.crt -rsigner ca.crt -rkey ca.key "
-                    "-reqin req.der -respout resp.der -nmin " + std::to_string(nmin_));
-          done(testlib::ReadBytes(pki_->Path("resp.der")));
+          done(pki_->OcspRespond(request, "ca", "-nmin " + std::to_string(nmin_)));
         },
         rng_, clock_, cache_limit);
   }
