@@ -899,7 +899,8 @@ Result<std::string> NewPasswordHash() {
   return crypto::HashPassword(password, rng);
 }
 
-int AddStakeholder(const std::string& data, const std::string& name, bool password_stdin) {
+int AddStakeholder(const std::string& data, const std::string& name, bool password_stdin,
+                   bool is_admin) {
   if (!password_stdin) return Die("give the password on standard input with --password-stdin");
   if (auto v = crypto::CheckIdentifier(name, "stakeholder name"); !v || name.size() > 64) {
     return Die("stakeholder name must be 1..64 printable ASCII characters without spaces");
@@ -912,7 +913,15 @@ int AddStakeholder(const std::string& data, const std::string& name, bool passwo
   auto id = ctx->store->AddStakeholder(name, *hash, now,
                                       {0, now, "admin", "stakeholder.add", name, ""});
   if (!id) return Die(id.error());
-  std::printf("added stakeholder %s (id %lld)\n", name.c_str(), static_cast<long long>(*id));
+  if (is_admin) {
+    if (auto ok = ctx->store->SetStakeholderAdmin(name, true,
+                                                  {0, now, "admin", "stakeholder.admin", name, "on"});
+        !ok) {
+      return Die(ok.error());
+    }
+  }
+  std::printf("added %s %s (id %lld)\n", is_admin ? "administrator" : "stakeholder", name.c_str(),
+              static_cast<long long>(*id));
   return 0;
 }
 
@@ -1065,11 +1074,6 @@ struct AuditFilter {
   bool json = false;
 };
 
-nlohmann::json AuditJson(const store::AuditEntry& a) {
-  return {{"id", a.id},        {"at", Time(a.at)},           {"actor", a.actor},
-          {"action", a.action}, {"subject", a.subject}, {"detail", a.detail}};
-}
-
 int ListAudit(const std::string& data, const AuditFilter& filter) {
   const auto since = ParseTimeArg(filter.since), until = ParseTimeArg(filter.until);
   if ((!filter.since.empty() && !since) || (!filter.until.empty() && !until)) {
@@ -1086,7 +1090,7 @@ int ListAudit(const std::string& data, const AuditFilter& filter) {
     if (a.subject.find(filter.subject) == std::string::npos) continue;
     if ((since && a.at < *since) || (until && a.at > *until)) continue;
     if (filter.json) {
-      std::printf("%s\n", AuditJson(a).dump().c_str());
+      std::printf("%s\n", AuditEntryJson(a).dump().c_str());
     } else {
       std::printf("%s %-22s %-24s %s %s\n", Time(a.at).c_str(), a.actor.c_str(),
                   a.action.c_str(), a.subject.c_str(), a.detail.c_str());
@@ -1148,16 +1152,17 @@ int ListStakeholders(const std::string& data, bool json) {
   std::map<int64_t, int> count;
   for (const auto& e : *enrolees) ++count[e.stakeholder_id];
   nlohmann::json out = nlohmann::json::array();
-  if (!json) std::printf("%-4s %-32s %-8s %s\n", "ID", "NAME", "ENROLEES", "CREATED");
+  if (!json) std::printf("%-4s %-32s %-6s %-8s %s\n", "ID", "NAME", "ADMIN", "ENROLEES", "CREATED");
   for (const auto& s : *stakeholders) {  // never the password hash
     if (json) {
       out.push_back({{"id", s.id},
                      {"name", s.name},
+                     {"admin", s.is_admin},
                      {"enrolees", count[s.id]},
                      {"createdAt", Time(s.created_at)}});
     } else {
-      std::printf("%-4lld %-32s %-8d %s\n", static_cast<long long>(s.id), s.name.c_str(),
-                  count[s.id], Time(s.created_at).c_str());
+      std::printf("%-4lld %-32s %-6s %-8d %s\n", static_cast<long long>(s.id), s.name.c_str(),
+                  s.is_admin ? "yes" : "no", count[s.id], Time(s.created_at).c_str());
     }
   }
   if (json) std::printf("%s\n", out.dump(2).c_str());
@@ -1304,8 +1309,11 @@ int main(int argc, char** argv) {
   stakeholder->require_subcommand(1);
   std::string stakeholder_name;
   bool password_stdin = false;
+  bool stakeholder_admin = false;
   auto* stakeholder_add = stakeholder->add_subcommand("add", "Add an account");
   stakeholder_add->add_option("NAME", stakeholder_name, "account name")->required();
+  stakeholder_add->add_flag("--admin", stakeholder_admin,
+                            "an administrator: sees every stakeholder's enrolees and the audit log");
   stakeholder_add->add_flag("--password-stdin", password_stdin,
                             "read the password from standard input");
   auto* stakeholder_passwd = stakeholder->add_subcommand(
@@ -1413,7 +1421,9 @@ int main(int argc, char** argv) {
   if (device_ca_add->parsed()) return AddDeviceCa(admin_data, ca_args);
   if (device_ca_list->parsed()) return ListDeviceCas(admin_data, ca_list_json);
   if (device_ca_remove->parsed()) return RemoveDeviceCa(admin_data, ca_remove_name);
-  if (stakeholder_add->parsed()) return AddStakeholder(admin_data, stakeholder_name, password_stdin);
+  if (stakeholder_add->parsed()) {
+    return AddStakeholder(admin_data, stakeholder_name, password_stdin, stakeholder_admin);
+  }
   if (enrolee_add->parsed()) {
     return AddEnrolee(admin_data, en_stakeholder, en_device, en_code, en_code_stdin, en_label);
   }

@@ -94,6 +94,11 @@ Result<Revocation> RevokeEnrolee(store::Store& store, const crypto::KeyEncryptio
   }
 }
 
+nlohmann::json AuditEntryJson(const store::AuditEntry& entry) {
+  return {{"id", entry.id},         {"at", Time(entry.at)},          {"actor", entry.actor},
+          {"action", entry.action}, {"subject", entry.subject}, {"detail", entry.detail}};
+}
+
 nlohmann::json EnroleeJson(const store::EnroleeRecord& e) {
   return {
       {"id", e.id},

@@ -46,6 +46,9 @@ Result<Revocation> RevokeEnrolee(store::Store& store, const crypto::KeyEncryptio
                                  int64_t enrolee_id, int64_t now, std::string_view actor,
                                  std::string_view detail);
 
+// An audit entry as JSON: {"id","at" (RFC 3339),"actor","action","subject","detail"}.
+nlohmann::json AuditEntryJson(const store::AuditEntry& entry);
+
 // The public JSON view of an enrolee (no secrets).
 nlohmann::json EnroleeJson(const store::EnroleeRecord& enrolee);
 

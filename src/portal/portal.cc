@@ -124,12 +124,20 @@ proto::HttpResponse Portal::Handle(const proto::HttpRequest& request,
     return Login(request, peer_address);
   }
   constexpr std::string_view kEnrolees = "/api/v1/enrolees";
-  if (target.substr(0, kEnrolees.size()) != kEnrolees) return ErrorJson(404, "no such resource");
+  const bool audit = target == "/api/v1/audit";
+  if (!audit && target.substr(0, kEnrolees.size()) != kEnrolees) {
+    return ErrorJson(404, "no such resource");
+  }
   auto who = Authenticate(request);
   if (!who) {
     auto response = ErrorJson(401, who.error().detail);
     response.headers.Set("WWW-Authenticate", "Bearer realm=\"openmte\"");
     return response;
+  }
+  if (audit) {
+    if (request.method != "GET") return ErrorJson(405, "use GET");
+    if (!who->is_admin) return ErrorJson(403, "the audit log needs the admin role");
+    return Audit();
   }
   std::string_view rest = target.substr(kEnrolees.size());
   if (rest.empty()) {
@@ -364,8 +372,8 @@ Result<store::EnroleeRecord> Portal::OwnEnrolee(std::string_view id_text,
     return Fail(ErrorKind::kPeerProtocol, Errc::kNotFound, "no such enrolee");
   }
   MTE_TRY_ASSIGN(auto enrolee, store_.GetEnrolee(id));
-  // Another stakeholder's enrolee is indistinguishable from a missing one.
-  if (!enrolee.has_value() || enrolee->stakeholder_id != who.id) {
+  // Another stakeholder's enrolee is indistinguishable from a missing one (but for admins).
+  if (!enrolee.has_value() || (enrolee->stakeholder_id != who.id && !who.is_admin)) {
     return Fail(ErrorKind::kPeerProtocol, Errc::kNotFound, "no such enrolee");
   }
   return std::move(*enrolee);
@@ -407,11 +415,19 @@ proto::HttpResponse Portal::IssueToken(std::string_view id_text,
 }
 
 proto::HttpResponse Portal::ListEnrolees(const store::StakeholderRecord& who) {
-  auto list = store_.ListEnrolees(who.id);
+  auto list = store_.ListEnrolees(who.is_admin ? std::nullopt : std::optional<int64_t>(who.id));
   if (!list) return ErrorJson(500, "internal error");
   nlohmann::json items = nlohmann::json::array();
   for (const auto& e : *list) items.push_back(EnroleeJson(e));
   return Json(200, {{"enrolees", items}});
+}
+
+proto::HttpResponse Portal::Audit() {
+  auto entries = store_.ListAudit();
+  if (!entries) return ErrorJson(500, "internal error");
+  nlohmann::json items = nlohmann::json::array();
+  for (const auto& a : *entries) items.push_back(AuditEntryJson(a));
+  return Json(200, {{"entries", items}});
 }
 
 proto::HttpResponse Portal::GetEnrolee(std::string_view id_text,

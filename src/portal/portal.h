@@ -41,6 +41,7 @@ class Portal {
 
  private:
   proto::HttpResponse Health();
+  proto::HttpResponse Audit();  // the whole audit log (admins)
   proto::HttpResponse Login(const proto::HttpRequest& request, const std::string& peer_address);
   Result<store::StakeholderRecord> Authenticate(const proto::HttpRequest& request);
   proto::HttpResponse AddEnrolee(const proto::HttpRequest& request,

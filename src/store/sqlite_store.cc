@@ -209,13 +209,14 @@ DeviceCaRecord ReadDeviceCa(const Statement& row) {
   return ca;
 }
 
-// Columns: id, name, password_hash, created_at.
+// Columns: id, name, password_hash, created_at, is_admin.
 StakeholderRecord ReadStakeholder(const Statement& row) {
   StakeholderRecord stakeholder;
   stakeholder.id = row.Int64(0);
   stakeholder.name = row.Text(1);
   stakeholder.password_hash = row.Text(2);
   stakeholder.created_at = row.Int64(3);
+  stakeholder.is_admin = row.Int64(4) != 0;
   return stakeholder;
 }
 
@@ -448,6 +449,8 @@ class SqliteStore final : public Store {
   Result<void> SetStakeholderPassword(std::string_view name, std::string_view password_hash,
                                       const AuditEntry& audit) override;
   Result<void> RemoveStakeholder(std::string_view name, const AuditEntry& audit) override;
+  Result<void> SetStakeholderAdmin(std::string_view name, bool is_admin,
+                                   const AuditEntry& audit) override;
   Result<void> DeleteEnrolee(int64_t enrolee_id, const AuditEntry& audit) override;
 
   std::mutex mu_;
@@ -723,7 +726,7 @@ Result<int64_t> SqliteStore::AddStakeholder(std::string_view name, std::string_v
 Result<std::optional<StakeholderRecord>> SqliteStore::FindStakeholder(std::string_view name) {
   return FindOne<StakeholderRecord>(
       "find stakeholder",
-      "SELECT id, name, password_hash, created_at FROM stakeholders WHERE name = ?1",
+      "SELECT id, name, password_hash, created_at, is_admin FROM stakeholders WHERE name = ?1",
       ReadStakeholder, name);
 }
 
@@ -742,7 +745,8 @@ Result<OutboxStatus> SqliteStore::GetOutboxStatus() {
 Result<std::vector<StakeholderRecord>> SqliteStore::ListStakeholders() {
   constexpr std::string_view kOp = "list stakeholders";
   return Read(kOp, [&]() -> Result<std::vector<StakeholderRecord>> {
-    MTE_TRY_ASSIGN(auto all, Prepare("SELECT id, name, password_hash, created_at FROM stakeholders"
+    MTE_TRY_ASSIGN(auto all, Prepare("SELECT id, name, password_hash, created_at, is_admin"
+                                     " FROM stakeholders"
                                      " ORDER BY id",
                                      kOp));
     std::vector<StakeholderRecord> out;
@@ -774,6 +778,22 @@ Result<void> SqliteStore::SetStakeholderPassword(std::string_view name,
                            kOp));
     MTE_TRY(sessions.BindAll(name));
     MTE_TRY(sessions.Run());
+    return AppendAudit(kOp, audit);
+  });
+}
+
+Result<void> SqliteStore::SetStakeholderAdmin(std::string_view name, bool is_admin,
+                                              const AuditEntry& audit) {
+  constexpr std::string_view kOp = "set stakeholder admin";
+  return Write(kOp, [&]() -> Result<void> {
+    MTE_TRY_ASSIGN(auto update,
+                   Prepare("UPDATE stakeholders SET is_admin = ?2 WHERE name = ?1", kOp));
+    MTE_TRY(update.BindAll(name, int64_t{is_admin ? 1 : 0}));
+    MTE_TRY(update.Run());
+    if (sqlite3_changes(db()) != 1) {
+      return Fail(NotFoundError(std::string(kOp) + ": stakeholder " + Quoted(name) +
+                                " not found"));
+    }
     return AppendAudit(kOp, audit);
   });
 }
@@ -839,7 +859,7 @@ Result<std::optional<StakeholderRecord>> SqliteStore::FindSession(ByteSpan token
                                                                   int64_t now) {
   return FindOne<StakeholderRecord>(
       "find session",
-      "SELECT s.id, s.name, s.password_hash, s.created_at FROM sessions x"
+      "SELECT s.id, s.name, s.password_hash, s.created_at, s.is_admin FROM sessions x"
       " JOIN stakeholders s ON s.id = x.stakeholder_id"
       " WHERE x.token_hash = ?1 AND x.expires_at > ?2",
       ReadStakeholder, token_hash, now);

@@ -74,6 +74,7 @@ struct StakeholderRecord {
   std::string name;
   std::string password_hash;  // Argon2id PHC string
   int64_t created_at = 0;
+  bool is_admin = false;  // sees every stakeholder's enrolees and the whole audit log
 };
 
 enum class EnroleeState { kPending, kEnrolled, kRevoked };
@@ -230,6 +231,9 @@ class Store {
   // Removes an account that has no enrolees, with its sessions. kNotFound for an unknown name;
   // kConflict while it has enrolees.
   virtual Result<void> RemoveStakeholder(std::string_view name, const AuditEntry& audit = {}) = 0;
+  // Makes an account an administrator or not. kNotFound for an unknown name.
+  virtual Result<void> SetStakeholderAdmin(std::string_view name, bool is_admin,
+                                           const AuditEntry& audit = {}) = 0;
   virtual Result<void> AddSession(ByteSpan token_hash, int64_t stakeholder_id, int64_t expires_at,
                                   const AuditEntry& audit = {}) = 0;
   // The stakeholder of an unexpired session, or nullopt.

@@ -284,6 +284,40 @@ TEST_F(PortalTest, StakeholdersSeeOnlyTheirOwnEnrolees) {
   }
 }
 
+TEST_F(PortalTest, AnAdminSeesEveryEnroleeAndTheAuditLogOthersDoNot) {
+  std::string alice = TokenFor("alice", kAlicePassword);
+  ASSERT_EQ(AddEnrolee(alice, {{"deviceId", kDevice1}, {"claimCode", kCode1}}).status, 201);
+  world_.AddStakeholder("root", "the admin's passphrase");
+  ASSERT_TRUE(Ok(world_.store->SetStakeholderAdmin("root", true)));
+  std::string root = TokenFor("root", "the admin's passphrase");
+  std::string bob = TokenFor("bob", kBobPassword);
+
+  EXPECT_EQ(JsonBody(Get(root, "/api/v1/enrolees"))["enrolees"].size(), 1u);
+  EXPECT_EQ(JsonBody(Get(bob, "/api/v1/enrolees"))["enrolees"].size(), 0u);
+  EXPECT_EQ(Get(root, "/api/v1/enrolees/1").status, 200);
+  EXPECT_EQ(Get(bob, "/api/v1/enrolees/1").status, 404);
+
+  proto::HttpResponse audit = Get(root, "/api/v1/audit");
+  ASSERT_EQ(audit.status, 200) << audit.body;
+  bool claim_seen = false;
+  const nlohmann::json entries = JsonBody(audit)["entries"];
+  for (const auto& entry : entries) {
+    claim_seen |= entry.value("action", "") == "enrolee.add" &&
+                  entry.value("actor", "") == "stakeholder:alice";
+    EXPECT_EQ(entry.size(), 6u);  // id, at, actor, action, subject, detail
+  }
+  EXPECT_TRUE(claim_seen) << audit.body;
+  EXPECT_EQ(Get(alice, "/api/v1/audit").status, 403);
+  EXPECT_EQ(Handle(JsonRequest("GET", "/api/v1/audit", "", "")).status, 401);
+  proto::HttpRequest post = JsonRequest("POST", "/api/v1/audit", "{}");
+  post.headers.Set("Authorization", "Bearer " + root);
+  EXPECT_EQ(Handle(post).status, 405);
+  // The role can be taken away; the session then sees only its own (none).
+  ASSERT_TRUE(Ok(world_.store->SetStakeholderAdmin("root", false)));
+  EXPECT_EQ(Get(root, "/api/v1/audit").status, 403);
+  EXPECT_EQ(Get(root, "/api/v1/enrolees/1").status, 404);
+}
+
 TEST_F(PortalTest, ExpiredSessionTokenIs401) {
   std::string token = TokenFor("alice", kAlicePassword);
   world_.clock.Advance(kSession - 1);
