@@ -961,12 +961,7 @@ int DeleteEnroleeCommand(const std::string& data, int64_t id) {
   if (!enrolee) return Die(enrolee.error());
   if (!*enrolee) return Die("enrolee " + std::to_string(id) + " not found");
   int64_t now = UnixSeconds(std::chrono::system_clock::now());
-  if (auto ok = ctx->store->DeleteEnrolee(
-          id, {0, now, "admin", "enrolee.delete",
-               "enrolee " + std::to_string(id) +
-                   ((*enrolee)->device_id.empty() ? "" : " device " + (*enrolee)->device_id),
-               "was " + std::string(store::ToString((*enrolee)->state))});
-      !ok) {
+  if (auto ok = DeleteEnrolee(*ctx->store, **enrolee, now, "admin"); !ok) {
     return Die(ok.error());
   }
   std::printf("deleted enrolee %lld\n", static_cast<long long>(id));

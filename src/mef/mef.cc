@@ -1,7 +1,5 @@
 #include "mef/mef.h"
 
-#include "mte/enrolees.h"
-
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
@@ -327,14 +325,13 @@ Result<proto::HttpResponse> Mef::Commit(const Request& parsed, const crypto::Tls
   int64_t now = UnixSeconds(clock_.Now());
   int64_t expires_at = now + settings_.enrolment_expiry_seconds;
   int64_t generation = enrolee->generation + 1;
-  std::string gen_aad = std::to_string(enrolee->id) + "|" + std::to_string(generation);
 
   store::EnrolmentCommit commit;
   commit.enrolee_id = enrolee->id;
   commit.expected_generation = enrolee->generation;
   commit.rspf = device.rspf;
   commit.ke_id = ke_id;
-  MTE_TRY_ASSIGN(commit.ke_sealed, kek_.Seal(key.ke, "ke|" + gen_aad, rng_));
+  MTE_TRY_ASSIGN(commit.ke_sealed, kek_.Seal(key.ke, "ke|" + std::to_string(enrolee->id) + "|" + std::to_string(generation), rng_));
   commit.ke_expires_at = expires_at;
   commit.now = now;
   if (flow_b != nullptr) {
@@ -361,7 +358,7 @@ Result<proto::HttpResponse> Mef::Commit(const Request& parsed, const crypto::Tls
     commit.outbox.enrolee_id = enrolee->id;
     commit.outbox.generation = generation;
     commit.outbox.target = "maf";
-    MTE_TRY_ASSIGN(commit.outbox.payload_sealed, kek_.Seal(plain, "outbox|" + gen_aad, rng_));
+    MTE_TRY_ASSIGN(commit.outbox.payload_sealed, kek_.Seal(plain, store::OutboxAad(enrolee->id, generation), rng_));
     commit.outbox.next_attempt_at = now;
     instructions.push_back({{"type", "mafEnrolment"},
                             {"credentialType", "symmetricKey"},

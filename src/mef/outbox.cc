@@ -60,9 +60,7 @@ int OutboxWorker::RunOnce() {
   std::vector<int64_t> delivered;
   std::vector<const store::OutboxItem*> delivered_items;
   for (const auto& item : *due) {
-    std::string aad =
-        "outbox|" + std::to_string(item.enrolee_id) + "|" + std::to_string(item.generation);
-    auto payload = kek_.Open(item.payload_sealed, aad);
+    auto payload = kek_.Open(item.payload_sealed, store::OutboxAad(item.enrolee_id, item.generation));
     Result<void> sent = payload ? deliver_(*payload) : Result<void>(Fail(payload.error()));
     if (sent) {
       MTE_FAILPOINT_HIT("outbox-after-send");

@@ -48,9 +48,7 @@ Result<store::OutboxItem> MafRetirement(const crypto::KeyEncryptionKey& kek, Rng
   item.generation = generation;
   item.target = "maf";
   MTE_TRY_ASSIGN(item.payload_sealed,
-                 kek.Seal(plain, "outbox|" + std::to_string(enrolee_id) + "|" +
-                                     std::to_string(generation),
-                          rng));
+                 kek.Seal(plain, store::OutboxAad(enrolee_id, generation), rng));
   item.next_attempt_at = now;
   return item;
 }
@@ -75,9 +73,7 @@ Result<Revocation> RevokeEnrolee(store::Store& store, const crypto::KeyEncryptio
     }
     auto revoked = store.RevokeEnrolee(
         enrolee_id, enrolee->generation, retire, now,
-        {0, now, std::string(actor), "enrolee.revoke",
-         "enrolee " + std::to_string(enrolee_id) +
-             (enrolee->device_id.empty() ? "" : " device " + enrolee->device_id),
+        {0, now, std::string(actor), "enrolee.revoke", EnroleeSubject(*enrolee),
          "generation " + std::to_string(generation) +
              (retire.target.empty() ? ", nothing at the MAF" : ", MAF retirement queued") +
              (detail.empty() ? "" : ", " + std::string(detail))});
@@ -92,6 +88,18 @@ Result<Revocation> RevokeEnrolee(store::Store& store, const crypto::KeyEncryptio
     }
     return Revocation{*after, *revoked};
   }
+}
+
+std::string EnroleeSubject(const store::EnroleeRecord& enrolee) {
+  return "enrolee " + std::to_string(enrolee.id) +
+         (enrolee.device_id.empty() ? "" : " device " + enrolee.device_id);
+}
+
+Result<void> DeleteEnrolee(store::Store& store, const store::EnroleeRecord& enrolee, int64_t now,
+                           std::string_view actor) {
+  return store.DeleteEnrolee(enrolee.id, {0, now, std::string(actor), "enrolee.delete",
+                                          EnroleeSubject(enrolee),
+                                          "was " + std::string(store::ToString(enrolee.state))});
 }
 
 nlohmann::json AuditEntryJson(const store::AuditEntry& entry) {

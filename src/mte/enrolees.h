@@ -46,6 +46,14 @@ Result<Revocation> RevokeEnrolee(store::Store& store, const crypto::KeyEncryptio
                                  int64_t enrolee_id, int64_t now, std::string_view actor,
                                  std::string_view detail);
 
+// "enrolee <id>[ device <device id>]", the audit subject of lifecycle entries.
+std::string EnroleeSubject(const store::EnroleeRecord& enrolee);
+
+// Deletes an entry that is not enrolled (store::Store::DeleteEnrolee), audited as
+// enrolee.delete by `actor`. kNotFound, kConflict as the store says.
+Result<void> DeleteEnrolee(store::Store& store, const store::EnroleeRecord& enrolee, int64_t now,
+                           std::string_view actor);
+
 // An audit entry as JSON: {"id","at" (RFC 3339),"actor","action","subject","detail"}.
 nlohmann::json AuditEntryJson(const store::AuditEntry& entry);
 

@@ -340,11 +340,7 @@ proto::HttpResponse Portal::DeleteEnrolee(std::string_view id_text,
   auto enrolee = OwnEnrolee(id_text, who);
   if (!enrolee) return ErrorFrom(enrolee.error());
   const int64_t now = UnixSeconds(clock_.Now());
-  auto deleted = store_.DeleteEnrolee(
-      enrolee->id, {0, now, "stakeholder:" + who.name, "enrolee.delete",
-                    "enrolee " + std::to_string(enrolee->id) +
-                        (enrolee->device_id.empty() ? "" : " device " + enrolee->device_id),
-                    std::string("was ") + std::string(store::ToString(enrolee->state))});
+  auto deleted = mte::DeleteEnrolee(store_, *enrolee, now, "stakeholder:" + who.name);
   if (!deleted) return ErrorFrom(deleted.error());
   spdlog::info("portal: '{}' deleted enrolee {}", who.name, enrolee->id);
   return Json(200, {{"deleted", enrolee->id}});

@@ -109,6 +109,12 @@ struct OutboxStatus {
   int64_t oldest_created_at = 0;    // Unix seconds the oldest of them was written; 0 if none
 };
 
+// The AAD an outbox payload is sealed with: "outbox|<enrolee id>|<generation>"
+// (docs/protocol.md §14.1).
+inline std::string OutboxAad(int64_t enrolee_id, int64_t generation) {
+  return "outbox|" + std::to_string(enrolee_id) + "|" + std::to_string(generation);
+}
+
 // A message to deliver to an enrolment target (the MAF), written in the enrolment transaction.
 struct OutboxItem {
   int64_t id = 0;
