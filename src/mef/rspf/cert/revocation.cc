@@ -102,11 +102,8 @@ void RevocationChecker::CheckCrl(const crypto::VerifiedChain& chain,
   if (crl->next_update() < now) {
     return done(Unavailable(policy, "the CRL of device CA '" + policy.ca_name + "' is stale"));
   }
-  // VerifyDeviceChain fills in the issuer and serial, which spares parsing the leaf again.
-  const bool have_ids = !chain.leaf_issuer_name_der.empty() && !chain.leaf_serial_der.empty();
-  done(Judge(have_ids ? crl->Status(chain.leaf_issuer_name_der, chain.leaf_serial_der)
-                      : crl->Status(chain.leaf_der),
-             "CRL", ""));
+  // The issuer and serial the chain check took from the leaf: no second parse of it.
+  done(Judge(crl->Status(chain.leaf_issuer_name_der, chain.leaf_serial_der), "CRL", ""));
 }
 
 void RevocationChecker::Check(const crypto::VerifiedChain& chain, const RevocationPolicy& policy,

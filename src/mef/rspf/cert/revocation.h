@@ -52,7 +52,8 @@ class RevocationChecker {
   RevocationChecker(OcspTransport transport, Rng& rng, const Clock& clock,
                     size_t cache_limit = 10000);
 
-  // Decides on `chain` (its leaf and issuer). `done` gets the audit line, or the refusal.
+  // Decides on `chain`, as VerifyDeviceChain or CheckPinnedLeaf made it (its leaf, issuer, and
+  // the leaf's issuer Name and serial). `done` gets the audit line, or the refusal.
   void Check(const crypto::VerifiedChain& chain, const RevocationPolicy& policy,
              std::function<void(Result<std::string>)> done);
 
