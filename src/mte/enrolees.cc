@@ -124,6 +124,7 @@ nlohmann::json EnroleeJson(const store::EnroleeRecord& e) {
       {"createdAt", Time(e.created_at)},
       {"updatedAt", Time(e.updated_at)},
       {"enrolledAt", Time(e.enrolled_at)},
+      {"tokenExpiresAt", Time(e.token_expires_at)},
   };
 }
 

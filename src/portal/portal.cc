@@ -52,6 +52,8 @@ int StatusFor(const Error& error) {
       return 409;
     case Errc::kRateLimited:
       return 429;
+    case Errc::kConfig:  // only for what this portal was not configured to do
+      return 503;
     default:
       return 500;
   }
@@ -104,6 +106,8 @@ Result<std::string> StringMember(const nlohmann::json& j, const char* name, size
 
 }  // namespace
 
+int Portal::StatusOf(const Error& error) { return StatusFor(error); }
+
 Portal::Portal(store::Store& store, const crypto::KeyEncryptionKey& kek, Rng& rng,
                const Clock& clock, PortalSettings settings)
     : store_(store),
@@ -118,14 +122,25 @@ proto::HttpResponse Portal::Handle(const proto::HttpRequest& request,
                                    const std::string& peer_address) {
   std::string_view target = request.target;
   target = target.substr(0, target.find('?'));
+  constexpr std::string_view kApi = "/api/";
+  if (target.substr(0, kApi.size()) == kApi) return HandleApi(request, target, peer_address);
+  return HandleWeb(request, target, peer_address);
+}
+
+proto::HttpResponse Portal::HandleApi(const proto::HttpRequest& request, std::string_view target,
+                                      const std::string& peer_address) {
   if (target == "/api/v1/health" && request.method == "GET") return Health();
   if (target == "/api/v1/login") {
     if (request.method != "POST") return ErrorJson(405, "use POST");
     return Login(request, peer_address);
   }
   constexpr std::string_view kEnrolees = "/api/v1/enrolees";
+  constexpr std::string_view kAccount = "/api/v1/account";
   const bool audit = target == "/api/v1/audit";
-  if (!audit && target.substr(0, kEnrolees.size()) != kEnrolees) {
+  const bool logout = target == "/api/v1/logout";
+  const bool account = target.substr(0, kAccount.size()) == kAccount &&
+                       (target.size() == kAccount.size() || target[kAccount.size()] == '/');
+  if (!audit && !logout && !account && target.substr(0, kEnrolees.size()) != kEnrolees) {
     return ErrorJson(404, "no such resource");
   }
   auto who = Authenticate(request);
@@ -139,6 +154,21 @@ proto::HttpResponse Portal::Handle(const proto::HttpRequest& request,
     if (!who->is_admin) return ErrorJson(403, "the audit log needs the admin role");
     return Audit();
   }
+  if (logout) {
+    if (request.method != "POST") return ErrorJson(405, "use POST");
+    auto header = request.headers.Get("Authorization");
+    std::string_view token = header->substr(7);
+    if (token.substr(0, kApiTokenPrefix.size()) == kApiTokenPrefix) {
+      return ErrorJson(400, "an API token is not a session: revoke it instead");
+    }
+    auto ended = store_.DeleteSession(
+        crypto::Sha256(AsBytes(token)),
+        {0, UnixSeconds(clock_.Now()), "stakeholder:" + who->name, "portal.logout",
+         "stakeholder " + who->name, "from " + peer_address});
+    if (!ended) return ErrorJson(500, "internal error");
+    return Json(200, {{"loggedOut", true}});
+  }
+  if (account) return Account(request, target.substr(kAccount.size()), *who, peer_address);
   std::string_view rest = target.substr(kEnrolees.size());
   if (rest.empty()) {
     if (request.method == "POST") return AddEnrolee(request, *who, peer_address);
@@ -150,7 +180,7 @@ proto::HttpResponse Portal::Handle(const proto::HttpRequest& request,
     if (request.method != "GET") return ErrorJson(405, "use GET or DELETE");
     return GetEnrolee(rest.substr(1), *who);
   }
-  // /{id}/tokens and /{id}/revoke: POST only.
+  // /{id}/tokens and /{id}/revoke: POST; /{id}/timeline: GET.
   const size_t slash = rest.find('/', 1);
   if (rest.front() == '/' && slash != std::string_view::npos && slash > 1 &&
       rest.find('/', slash + 1) == std::string_view::npos) {
@@ -159,6 +189,10 @@ proto::HttpResponse Portal::Handle(const proto::HttpRequest& request,
     if (action == "tokens" || action == "revoke") {
       if (request.method != "POST") return ErrorJson(405, "use POST");
       return action == "tokens" ? IssueToken(id, *who) : Revoke(id, *who, peer_address);
+    }
+    if (action == "timeline") {
+      if (request.method != "GET") return ErrorJson(405, "use GET");
+      return EnroleeTimeline(id, *who);
     }
   }
   return ErrorJson(404, "no such resource");
@@ -179,6 +213,63 @@ proto::HttpResponse Portal::Health() {
                     {"outbox", {{"pending", outbox->pending}, {"oldestPendingSeconds", age}}}});
 }
 
+Result<store::StakeholderRecord> Portal::CheckLogin(const std::string& name,
+                                                    const SecretString& password,
+                                                    const std::string& peer_address,
+                                                    int64_t* retry_after) {
+  int64_t now = UnixSeconds(clock_.Now());
+  std::string account_key = "account:" + name;
+  std::string address_key = "address:" + peer_address;
+  // An address that keeps failing is locked out whatever account it names. A locked account is
+  // locked only for addresses that have failed recently: its owner, from an address that has
+  // not, still gets to give the password (and a failure there marks that address too).
+  int64_t wait = failures_.RetryAfter(address_key, now);
+  if (wait == 0 && failures_.HasFailures(address_key, now)) {
+    wait = failures_.RetryAfter(account_key, now);
+  }
+  if (wait > 0) {
+    spdlog::warn("portal: login for '{}' from {} refused for {} s: locked after repeated failures",
+                 log::Printable(name), peer_address, wait);
+    *retry_after = wait;
+    return Fail(ErrorKind::kPeerAuth, Errc::kRateLimited,
+                "too many failed logins; try again later");
+  }
+  MTE_TRY_ASSIGN(auto stakeholder, store_.FindStakeholder(name));
+  bool ok = stakeholder.has_value() ? crypto::VerifyPassword(password, stakeholder->password_hash)
+                                    : crypto::VerifyAgainstNothing(password);
+  if (!stakeholder.has_value() || !ok) {
+    failures_.RecordFailure(account_key, now);
+    failures_.RecordFailure(address_key, now);
+    spdlog::info("portal: failed login for '{}' from {}", log::Printable(name), peer_address);
+    return Fail(ErrorKind::kPeerAuth, Errc::kAuthFailed, "name or password is wrong");
+  }
+  failures_.Clear(account_key);
+  return std::move(*stakeholder);
+}
+
+Result<std::string> Portal::StartSession(const store::StakeholderRecord& who,
+                                         store::SessionKind kind,
+                                         const std::string& peer_address, int64_t* expires_at) {
+  Bytes token(kTokenBytes);
+  rng_.Fill(token);
+  std::string token_text = Base64UrlEncode(token);
+  SecureWipe(token.data(), token.size());
+  const int64_t now = UnixSeconds(clock_.Now());
+  *expires_at = now + settings_.session_seconds;
+  const bool browser = kind == store::SessionKind::kBrowser;
+  store::SessionSpec spec{kind, now, *expires_at, browser ? settings_.browser_idle_seconds : 0};
+  auto added = store_.AddSession(crypto::Sha256(AsBytes(token_text)), who.id, spec,
+                                 {0, now, "stakeholder:" + who.name, "portal.login",
+                                  "stakeholder " + who.name,
+                                  std::string(browser ? "browser" : "bearer") + " session from " +
+                                      peer_address});
+  if (!added) {
+    SecureWipe(token_text.data(), token_text.size());
+    return Fail(added.error());
+  }
+  return token_text;
+}
+
 proto::HttpResponse Portal::Login(const proto::HttpRequest& request,
                                   const std::string& peer_address) {
   auto j = ParseObject(request);
@@ -190,50 +281,22 @@ proto::HttpResponse Portal::Login(const proto::HttpRequest& request,
   SecretString password(std::move(*password_text));
   SecureWipe((*j)["password"].get_ptr<std::string*>()->data(),
              (*j)["password"].get_ptr<std::string*>()->size());
-  int64_t now = UnixSeconds(clock_.Now());
-  std::string account_key = "account:" + *name;
-  std::string address_key = "address:" + peer_address;
-  // An address that keeps failing is locked out whatever account it names. A locked account is
-  // locked only for addresses that have failed recently: its owner, from an address that has
-  // not, still gets to give the password (and a failure there marks that address too).
-  int64_t wait = failures_.RetryAfter(address_key, now);
-  if (wait == 0 && failures_.HasFailures(address_key, now)) {
-    wait = failures_.RetryAfter(account_key, now);
+  int64_t retry_after = 0;
+  auto who = CheckLogin(*name, password, peer_address, &retry_after);
+  if (!who) {
+    if (who.error().code == Errc::kRateLimited) {
+      return TooMany(who.error().detail, retry_after);
+    }
+    return ErrorFrom(who.error());
   }
-  if (wait > 0) {
-    spdlog::warn("portal: login for '{}' from {} refused for {} s: locked after repeated failures",
-                 log::Printable(*name), peer_address, wait);
-    return TooMany("too many failed logins; try again later", wait);
-  }
-  auto stakeholder = store_.FindStakeholder(*name);
-  if (!stakeholder) return ErrorJson(500, "internal error");
-  bool ok = stakeholder->has_value()
-                ? crypto::VerifyPassword(password, (*stakeholder)->password_hash)
-                : crypto::VerifyAgainstNothing(password);
-  if (!stakeholder->has_value() || !ok) {
-    failures_.RecordFailure(account_key, now);
-    failures_.RecordFailure(address_key, now);
-    spdlog::info("portal: failed login for '{}' from {}", log::Printable(*name), peer_address);
-    return ErrorJson(401, "name or password is wrong");
-  }
-  failures_.Clear(account_key);
-  Bytes token(kTokenBytes);
-  rng_.Fill(token);
-  std::string token_text = Base64UrlEncode(token);
-  SecureWipe(token.data(), token.size());
-  auto hash = crypto::Sha256(AsBytes(token_text));
-  int64_t expires_at = now + settings_.session_seconds;
-  if (auto added = store_.AddSession(
-          hash, (*stakeholder)->id, expires_at,
-          {0, now, "stakeholder:" + *name, "portal.login", "from " + peer_address, ""});
-      !added) {
-    return ErrorJson(500, "internal error");
-  }
+  int64_t expires_at = 0;
+  auto token_text = StartSession(*who, store::SessionKind::kBearer, peer_address, &expires_at);
+  if (!token_text) return ErrorJson(500, "internal error");
   char buf[32];
-  auto response = Json(200, {{"token", token_text},
+  auto response = Json(200, {{"token", *token_text},
                              {"tokenType", "Bearer"},
                              {"expiresAt", std::string(FormatRfc3339(expires_at, buf))}});
-  SecureWipe(token_text.data(), token_text.size());
+  SecureWipe(token_text->data(), token_text->size());
   return response;
 }
 
@@ -245,12 +308,84 @@ Result<store::StakeholderRecord> Portal::Authenticate(const proto::HttpRequest& 
     return Fail(ErrorKind::kPeerAuth, Errc::kAuthFailed,
                 "missing bearer token (POST /api/v1/login first)");
   }
-  auto hash = crypto::Sha256(AsBytes(header->substr(kBearer.size())));
-  MTE_TRY_ASSIGN(auto who, store_.FindSession(hash, UnixSeconds(clock_.Now())));
+  std::string_view token = header->substr(kBearer.size());
+  auto hash = crypto::Sha256(AsBytes(token));
+  const int64_t now = UnixSeconds(clock_.Now());
+  // A personal API token (kApiTokenPrefix) or a login session.
+  const bool api_token = token.substr(0, kApiTokenPrefix.size()) == kApiTokenPrefix;
+  MTE_TRY_ASSIGN(auto who,
+                 api_token ? store_.FindApiToken(hash, now) : store_.FindSession(hash, now));
   if (!who) {
-    return Fail(ErrorKind::kPeerAuth, Errc::kAuthFailed, "invalid or expired bearer token");
+    return Fail(ErrorKind::kPeerAuth, Errc::kAuthFailed,
+                api_token ? "invalid, expired or revoked API token"
+                          : "invalid or expired bearer token");
   }
   return std::move(*who);
+}
+
+Result<store::EnroleeRecord> Portal::Claim(const store::StakeholderRecord& who,
+                                           const std::string& device_id,
+                                           const SecretString& code, const std::string& label,
+                                           const std::string& peer_address,
+                                           int64_t* retry_after) {
+  int64_t now = UnixSeconds(clock_.Now());
+  std::string limiter_key = "claim:" + peer_address;
+  std::string account_key = "claim-account:" + who.name;
+  if (int64_t wait = std::max(failures_.RetryAfter(limiter_key, now),
+                               failures_.RetryAfter(account_key, now));
+      wait > 0) {
+    *retry_after = wait;
+    return Fail(ErrorKind::kPeerAuth, Errc::kRateLimited,
+                "too many failed claims; try again later");
+  }
+  auto enrolee = ClaimDevice(store_, who, device_id, code, label, now);
+  if (!enrolee) {
+    if (enrolee.error().code == Errc::kForbidden) {
+      failures_.RecordFailure(limiter_key, now);
+      failures_.RecordFailure(account_key, now);
+    }
+    spdlog::info("portal: '{}' could not add device '{}': {}", who.name, log::Printable(device_id),
+                 Describe(enrolee.error()));
+    return enrolee;
+  }
+  spdlog::info("portal: '{}' added enrolee {} for device '{}'", who.name, enrolee->id,
+               enrolee->device_id);
+  return enrolee;
+}
+
+Result<store::EnroleeRecord> Portal::AddFlowBEntry(const store::StakeholderRecord& who,
+                                                   const std::string& label,
+                                                   const std::string& info,
+                                                   const std::string& device_id) {
+  auto malformed = [](std::string detail) {
+    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, std::move(detail));
+  };
+  if (label.size() > kMaxLabelLength) return malformed("the label is too long");
+  if (info.size() > kMaxDeviceInfoLength) return malformed("the device information is too long");
+  if (device_id.size() > 255) return malformed("the device ID is too long");
+  if (label.empty() && info.empty()) {
+    return malformed("give a label or deviceInfo to identify the enrolee later");
+  }
+  std::optional<std::string_view> device;
+  if (!device_id.empty()) {
+    if (!crypto::CheckIdentifier(device_id, "deviceId")) {
+      return malformed("deviceId must be printable ASCII without spaces");
+    }
+    device = device_id;
+  }
+  int64_t now = UnixSeconds(clock_.Now());
+  auto enrolee = store_.AddEnroleeEntry(
+      who.id, device, label, info, now,
+      {0, now, "stakeholder:" + who.name, "enrolee.add", "enrolee {id} (flow B entry)", ""});
+  if (!enrolee) {
+    // An entry naming a device is no claim: do not reveal whether that device exists.
+    if (enrolee.error().code == Errc::kNotFound || enrolee.error().code == Errc::kConflict) {
+      return Fail(ErrorKind::kPeerProtocol, Errc::kConflict, "that device cannot be added");
+    }
+    return enrolee;
+  }
+  spdlog::info("portal: '{}' added enrolee entry {} (flow B)", who.name, enrolee->id);
+  return enrolee;
 }
 
 proto::HttpResponse Portal::AddEnrolee(const proto::HttpRequest& request,
@@ -258,78 +393,39 @@ proto::HttpResponse Portal::AddEnrolee(const proto::HttpRequest& request,
                                        const std::string& peer_address) {
   auto j = ParseObject(request);
   if (!j) return ErrorJson(400, j.error().detail);
-  // Without a claim code this is a Flow B entry (seed 8.y.4 steps 5-6): proof of control is
-  // given to the OBF, and the device is identified when it enrols.
-  if (!j->contains("claimCode")) return AddEntry(*j, who);
-  auto device_id = StringMember(*j, "deviceId", 255, true);
-  if (!device_id) return ErrorJson(400, device_id.error().detail);
-  auto code_text = StringMember(*j, "claimCode", kMaxClaimCodeLength, true);
-  if (!code_text) return ErrorJson(400, code_text.error().detail);
-  auto label = StringMember(*j, "label", kMaxLabelLength, false);
-  if (!label) return ErrorJson(400, label.error().detail);
-  SecretString code(std::move(*code_text));
-  SecureWipe((*j)["claimCode"].get_ptr<std::string*>()->data(),
-             (*j)["claimCode"].get_ptr<std::string*>()->size());
-  int64_t now = UnixSeconds(clock_.Now());
-  std::string limiter_key = "claim:" + peer_address;
-  std::string account_key = "claim-account:" + who.name;
-  if (int64_t wait = std::max(failures_.RetryAfter(limiter_key, now),
-                               failures_.RetryAfter(account_key, now));
-      wait > 0) {
-    return TooMany("too many failed claims; try again later", wait);
-  }
-  auto enrolee = ClaimDevice(store_, who, *device_id, code, *label, now);
-  if (!enrolee) {
-    if (enrolee.error().code == Errc::kForbidden) {
-      failures_.RecordFailure(limiter_key, now);
-      failures_.RecordFailure(account_key, now);
+  Result<store::EnroleeRecord> enrolee = store::EnroleeRecord{};
+  if (!j->contains("claimCode")) {
+    // Without a claim code this is a Flow B entry (seed 8.y.4 steps 5-6): proof of control is
+    // given to the OBF, and the device is identified when it enrols.
+    for (auto it = j->begin(); it != j->end(); ++it) {
+      if (it.key() != "label" && it.key() != "deviceInfo" && it.key() != "deviceId") {
+        return ErrorJson(400, "unknown member '" + it.key().substr(0, 64) + "'");
+      }
     }
-    spdlog::info("portal: '{}' could not add device '{}': {}", who.name, log::Printable(*device_id),
-                 Describe(enrolee.error()));
-    return ErrorFrom(enrolee.error());
-  }
-  spdlog::info("portal: '{}' added enrolee {} for device '{}'", who.name, enrolee->id,
-               enrolee->device_id);
-  auto response = Json(201, EnroleeJson(*enrolee));
-  response.headers.Set("Location", "/api/v1/enrolees/" + std::to_string(enrolee->id));
-  return response;
-}
-
-proto::HttpResponse Portal::AddEntry(const nlohmann::json& body,
-                                     const store::StakeholderRecord& who) {
-  for (auto it = body.begin(); it != body.end(); ++it) {
-    if (it.key() != "label" && it.key() != "deviceInfo" && it.key() != "deviceId") {
-      return ErrorJson(400, "unknown member '" + it.key().substr(0, 64) + "'");
+    auto label = StringMember(*j, "label", kMaxLabelLength, false);
+    if (!label) return ErrorJson(400, label.error().detail);
+    auto info = StringMember(*j, "deviceInfo", kMaxDeviceInfoLength, false);
+    if (!info) return ErrorJson(400, info.error().detail);
+    auto device_id = StringMember(*j, "deviceId", 255, false);
+    if (!device_id) return ErrorJson(400, device_id.error().detail);
+    enrolee = AddFlowBEntry(who, *label, *info, *device_id);
+  } else {
+    auto device_id = StringMember(*j, "deviceId", 255, true);
+    if (!device_id) return ErrorJson(400, device_id.error().detail);
+    auto code_text = StringMember(*j, "claimCode", kMaxClaimCodeLength, true);
+    if (!code_text) return ErrorJson(400, code_text.error().detail);
+    auto label = StringMember(*j, "label", kMaxLabelLength, false);
+    if (!label) return ErrorJson(400, label.error().detail);
+    SecretString code(std::move(*code_text));
+    SecureWipe((*j)["claimCode"].get_ptr<std::string*>()->data(),
+               (*j)["claimCode"].get_ptr<std::string*>()->size());
+    int64_t retry_after = 0;
+    enrolee = Claim(who, *device_id, code, *label, peer_address, &retry_after);
+    if (!enrolee && enrolee.error().code == Errc::kRateLimited) {
+      return TooMany(enrolee.error().detail, retry_after);
     }
   }
-  auto label = StringMember(body, "label", kMaxLabelLength, false);
-  if (!label) return ErrorJson(400, label.error().detail);
-  auto info = StringMember(body, "deviceInfo", kMaxDeviceInfoLength, false);
-  if (!info) return ErrorJson(400, info.error().detail);
-  auto device_id = StringMember(body, "deviceId", 255, false);
-  if (!device_id) return ErrorJson(400, device_id.error().detail);
-  if (label->empty() && info->empty()) {
-    return ErrorJson(400, "give a label or deviceInfo to identify the enrolee later");
-  }
-  std::optional<std::string_view> device;
-  if (!device_id->empty()) {
-    if (!crypto::CheckIdentifier(*device_id, "deviceId")) {
-      return ErrorJson(400, "deviceId must be printable ASCII without spaces");
-    }
-    device = *device_id;
-  }
-  int64_t now = UnixSeconds(clock_.Now());
-  auto enrolee = store_.AddEnroleeEntry(
-      who.id, device, *label, *info, now,
-      {0, now, "stakeholder:" + who.name, "enrolee.add", "enrolee {id} (flow B entry)", ""});
-  if (!enrolee) {
-    // An entry naming a device is no claim: do not reveal whether that device exists.
-    if (enrolee.error().code == Errc::kNotFound || enrolee.error().code == Errc::kConflict) {
-      return ErrorJson(409, "that device cannot be added");
-    }
-    return ErrorJson(500, "internal error");
-  }
-  spdlog::info("portal: '{}' added enrolee entry {} (flow B)", who.name, enrolee->id);
+  if (!enrolee) return ErrorFrom(enrolee.error());
   auto response = Json(201, EnroleeJson(*enrolee));
   response.headers.Set("Location", "/api/v1/enrolees/" + std::to_string(enrolee->id));
   return response;
@@ -375,13 +471,12 @@ Result<store::EnroleeRecord> Portal::OwnEnrolee(std::string_view id_text,
   return std::move(*enrolee);
 }
 
-proto::HttpResponse Portal::IssueToken(std::string_view id_text,
-                                       const store::StakeholderRecord& who) {
-  auto enrolee = OwnEnrolee(id_text, who);
-  if (!enrolee) return ErrorFrom(enrolee.error());
-  int64_t id = enrolee->id;
+Result<nlohmann::json> Portal::NewTokenBundle(const store::EnroleeRecord& enrolee,
+                                              const store::StakeholderRecord& who) {
+  const int64_t id = enrolee.id;
   if (settings_.mef_uri.empty() || settings_.mef_trust_anchors.empty()) {
-    return ErrorJson(503, "this portal has no MEF configured for Enrolment-Tokens");
+    return Fail(ErrorKind::kLocalUsage, Errc::kConfig,
+                "this portal has no MEF configured for Enrolment-Tokens");
   }
   // Seed 8.y.4 step 7: a single-use random token; only its SHA-256 is stored.
   Bytes token(proto::kTokenBytes);
@@ -395,7 +490,10 @@ proto::HttpResponse Portal::IssueToken(std::string_view id_text,
       id, hash, now, expires_at,
       {0, now, "stakeholder:" + who.name, "token.issue",
        "enrolee " + std::to_string(id) + " token {id}", "previous unused tokens revoked"});
-  if (!issued) return ErrorJson(500, "internal error");
+  if (!issued) {
+    SecureWipe(token_text.data(), token_text.size());
+    return Fail(issued.error());
+  }
   spdlog::info("portal: '{}' issued Enrolment-Token {} for enrolee {}", who.name, issued->id, id);
   char buf[32];
   // Step 8: token, MTE-selected MEF URI and MEF trust anchors.
@@ -405,9 +503,179 @@ proto::HttpResponse Portal::IssueToken(std::string_view id_text,
                            {"mefTrustAnchors", settings_.mef_trust_anchors},
                            {"expiresAt", std::string(FormatRfc3339(expires_at, buf))},
                            {"enroleeId", id}};
-  auto response = Json(201, bundle);
   SecureWipe(token_text.data(), token_text.size());
+  return bundle;
+}
+
+proto::HttpResponse Portal::IssueToken(std::string_view id_text,
+                                       const store::StakeholderRecord& who) {
+  auto enrolee = OwnEnrolee(id_text, who);
+  if (!enrolee) return ErrorFrom(enrolee.error());
+  auto bundle = NewTokenBundle(*enrolee, who);
+  if (!bundle) return ErrorFrom(bundle.error());
+  auto response = Json(201, *bundle);
+  auto* token = (*bundle)["token"].get_ptr<std::string*>();
+  SecureWipe(token->data(), token->size());
   return response;
+}
+
+Result<std::pair<store::ApiTokenRecord, std::string>> Portal::NewApiToken(
+    const store::StakeholderRecord& who, const std::string& name) {
+  if (name.empty() || name.size() > kMaxNameLength ||
+      !crypto::CheckIdentifier(name, "token name")) {
+    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
+                "a token name is 1-64 printable ASCII characters without spaces");
+  }
+  Bytes token(kTokenBytes);
+  rng_.Fill(token);
+  std::string token_text = std::string(kApiTokenPrefix) + Base64UrlEncode(token);
+  SecureWipe(token.data(), token.size());
+  const int64_t now = UnixSeconds(clock_.Now());
+  const int64_t expires_at =
+      settings_.api_token_seconds > 0 ? now + settings_.api_token_seconds : 0;
+  auto added = store_.AddApiToken(who.id, name, crypto::Sha256(AsBytes(token_text)), now,
+                                  expires_at,
+                                  {0, now, "stakeholder:" + who.name, "apitoken.create",
+                                   "stakeholder " + who.name + " API token {id}",
+                                   "name " + name});
+  if (!added) {
+    SecureWipe(token_text.data(), token_text.size());
+    if (added.error().code == Errc::kConflict) {
+      return Fail(ErrorKind::kPeerProtocol, Errc::kConflict,
+                  "you already have a token of that name");
+    }
+    return Fail(added.error());
+  }
+  spdlog::info("portal: '{}' created API token {} ('{}')", who.name, added->id, name);
+  return std::make_pair(std::move(*added), std::move(token_text));
+}
+
+Result<void> Portal::ChangePassword(const store::StakeholderRecord& who,
+                                    const SecretString& current, const SecretString& replacement,
+                                    const std::string& peer_address) {
+  int64_t retry_after = 0;
+  auto checked = CheckLogin(who.name, current, peer_address, &retry_after);
+  if (!checked) {
+    if (checked.error().code == Errc::kAuthFailed) {
+      return Fail(ErrorKind::kPeerAuth, Errc::kForbidden, "the current password is wrong");
+    }
+    return Fail(checked.error());
+  }
+  if (replacement.size() < 12 || replacement.size() > kMaxPasswordLength) {
+    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
+                "a new password is 12 to 256 characters");
+  }
+  MTE_TRY_ASSIGN(auto hash, crypto::HashPassword(replacement, rng_));
+  const int64_t now = UnixSeconds(clock_.Now());
+  MTE_TRY(store_.SetStakeholderPassword(who.name, hash,
+                                        {0, now, "stakeholder:" + who.name, "stakeholder.passwd",
+                                         "stakeholder " + who.name,
+                                         "from " + peer_address + "; every session ended"}));
+  spdlog::info("portal: '{}' changed their password; their sessions ended", who.name);
+  return {};
+}
+
+Result<std::vector<store::AuditEntry>> Portal::Timeline(const store::EnroleeRecord& enrolee) {
+  MTE_TRY_ASSIGN(auto all, store_.ListAudit());
+  // Lifecycle subjects are "enrolee <id>" alone or followed by a space (EnroleeSubject).
+  const std::string subject = "enrolee " + std::to_string(enrolee.id);
+  std::vector<store::AuditEntry> out;
+  for (auto& entry : all) {
+    if (entry.subject == subject ||
+        (entry.subject.size() > subject.size() && entry.subject.starts_with(subject) &&
+         entry.subject[subject.size()] == ' ')) {
+      out.push_back(std::move(entry));
+    }
+  }
+  return out;
+}
+
+proto::HttpResponse Portal::EnroleeTimeline(std::string_view id_text,
+                                            const store::StakeholderRecord& who) {
+  auto enrolee = OwnEnrolee(id_text, who);
+  if (!enrolee) return ErrorFrom(enrolee.error());
+  auto entries = Timeline(*enrolee);
+  if (!entries) return ErrorJson(500, "internal error");
+  nlohmann::json items = nlohmann::json::array();
+  for (const auto& a : *entries) items.push_back(AuditEntryJson(a));
+  return Json(200, {{"enroleeId", enrolee->id}, {"entries", items}});
+}
+
+nlohmann::json ApiTokenJson(const store::ApiTokenRecord& t) {
+  char created[32], used[32], expires[32];
+  return {{"id", t.id},
+          {"name", t.name},
+          {"createdAt", std::string(FormatRfc3339(t.created_at, created))},
+          {"lastUsedAt", t.last_used_at ? std::string(FormatRfc3339(t.last_used_at, used)) : ""},
+          {"expiresAt", t.expires_at ? std::string(FormatRfc3339(t.expires_at, expires)) : ""}};
+}
+
+// /api/v1/account/tokens[/{id}] and /api/v1/account/password.
+proto::HttpResponse Portal::Account(const proto::HttpRequest& request, std::string_view rest,
+                                    const store::StakeholderRecord& who,
+                                    const std::string& peer_address) {
+  if (rest == "/tokens") {
+    if (request.method == "GET") {
+      auto tokens = store_.ListApiTokens(who.id);
+      if (!tokens) return ErrorJson(500, "internal error");
+      nlohmann::json items = nlohmann::json::array();
+      for (const auto& t : *tokens) items.push_back(ApiTokenJson(t));
+      return Json(200, {{"tokens", items}});
+    }
+    if (request.method != "POST") return ErrorJson(405, "use GET or POST");
+    auto j = ParseObject(request);
+    if (!j) return ErrorJson(400, j.error().detail);
+    auto name = StringMember(*j, "name", kMaxNameLength, true);
+    if (!name) return ErrorJson(400, name.error().detail);
+    auto created = NewApiToken(who, *name);
+    if (!created) return ErrorFrom(created.error());
+    nlohmann::json body = ApiTokenJson(created->first);
+    body["token"] = created->second;
+    auto response = Json(201, body);
+    SecureWipe(created->second.data(), created->second.size());
+    auto* text = body["token"].get_ptr<std::string*>();
+    SecureWipe(text->data(), text->size());
+    return response;
+  }
+  constexpr std::string_view kTokens = "/tokens/";
+  if (rest.substr(0, kTokens.size()) == kTokens) {
+    if (request.method != "DELETE") return ErrorJson(405, "use DELETE");
+    std::string_view id_text = rest.substr(kTokens.size());
+    int64_t id = 0;
+    auto [ptr, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+    if (ec != std::errc() || ptr != id_text.data() + id_text.size() || id <= 0) {
+      return ErrorJson(404, "no such API token");
+    }
+    const int64_t now = UnixSeconds(clock_.Now());
+    auto revoked = store_.RevokeApiToken(
+        who.id, id,
+        {0, now, "stakeholder:" + who.name, "apitoken.revoke",
+         "stakeholder " + who.name + " API token " + std::to_string(id), "from " + peer_address});
+    if (!revoked) {
+      return revoked.error().code == Errc::kNotFound ? ErrorJson(404, "no such API token")
+                                                     : ErrorJson(500, "internal error");
+    }
+    return Json(200, {{"revoked", id}});
+  }
+  if (rest == "/password") {
+    if (request.method != "POST") return ErrorJson(405, "use POST");
+    auto j = ParseObject(request);
+    if (!j) return ErrorJson(400, j.error().detail);
+    auto current = StringMember(*j, "currentPassword", kMaxPasswordLength, true);
+    if (!current) return ErrorJson(400, current.error().detail);
+    auto replacement = StringMember(*j, "newPassword", kMaxPasswordLength, true);
+    if (!replacement) return ErrorJson(400, replacement.error().detail);
+    SecretString current_secret(std::move(*current));
+    SecretString replacement_secret(std::move(*replacement));
+    for (const char* member : {"currentPassword", "newPassword"}) {
+      auto* text = (*j)[member].get_ptr<std::string*>();
+      SecureWipe(text->data(), text->size());
+    }
+    auto changed = ChangePassword(who, current_secret, replacement_secret, peer_address);
+    if (!changed) return ErrorFrom(changed.error());
+    return Json(200, {{"changed", true}, {"sessionsEnded", true}});
+  }
+  return ErrorJson(404, "no such resource");
 }
 
 proto::HttpResponse Portal::ListEnrolees(const store::StakeholderRecord& who) {

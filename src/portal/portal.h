@@ -1,17 +1,23 @@
-// The Enrolment Portal's REST API (seed 8.y.3 steps 1-4): stakeholder login (Argon2id) with
-// bearer tokens stored as SHA-256 hashes, proof of control (device ID + claim code), and the
-// stakeholder's own view of the MTE Enrolee Database (tenant isolation).
+// The Enrolment Portal (seed 8.y.3 steps 1-4, 8.y.4 steps 2-8): a REST API under /api/v1/ and
+// a server-rendered web application under / for the same operations. Stakeholder login
+// (Argon2id) with bearer tokens, personal API tokens and browser sessions (cookies), all stored
+// as SHA-256 hashes; proof of control (device ID + claim code); Flow B entries and
+// Enrolment-Tokens; revocation; and the stakeholder's own view of the MTE Enrolee Database
+// (tenant isolation). portal.cc holds the REST API and the operations both share; web.cc the
+// HTML pages.
 //
 // Pure request -> response handler; blocking (Argon2id, database): worker threads only.
 // Thread-safety: safe to call concurrently.
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "base/clock.h"
+#include "base/secret.h"
 #include "crypto/aead.h"
 #include "mte/lockout.h"
 #include "proto/http.h"
@@ -29,7 +35,14 @@ struct PortalSettings {
   int max_failures = 5;              // per account and per client address ...
   int64_t lockout_seconds = 300;     // ... then locked for this long, the first time; every
   int64_t max_lockout_seconds = 3600;  // further lock of the same key doubles, up to this
+  // Browser sessions end after session_seconds (absolute) or this long without a request.
+  int64_t browser_idle_seconds = 30 * 60;
+  int64_t api_token_seconds = 0;  // lifetime of a personal API token; 0 = until revoked
 };
+
+// The prefix of a personal API token's text, so that scanners and people can tell one apart
+// from a login token.
+inline constexpr std::string_view kApiTokenPrefix = "mtept_";
 
 class Portal {
  public:
@@ -40,10 +53,50 @@ class Portal {
   proto::HttpResponse Handle(const proto::HttpRequest& request, const std::string& peer_address);
 
  private:
+  // --- operations shared by the REST API and the web pages (portal.cc) ---
+  // Checks a password login with lockout. kRateLimited with *retry_after set while the address
+  // (or, for an address that has failed, the account) is locked; kAuthFailed for a wrong name
+  // or password.
+  Result<store::StakeholderRecord> CheckLogin(const std::string& name,
+                                              const SecretString& password,
+                                              const std::string& peer_address,
+                                              int64_t* retry_after);
+  // A new session of `kind` for `who`; the token text, which only its holder ever sees.
+  Result<std::string> StartSession(const store::StakeholderRecord& who, store::SessionKind kind,
+                                   const std::string& peer_address, int64_t* expires_at);
+  Result<store::EnroleeRecord> Claim(const store::StakeholderRecord& who,
+                                     const std::string& device_id, const SecretString& code,
+                                     const std::string& label, const std::string& peer_address,
+                                     int64_t* retry_after);
+  Result<store::EnroleeRecord> AddFlowBEntry(const store::StakeholderRecord& who,
+                                             const std::string& label, const std::string& info,
+                                             const std::string& device_id);
+  // The token bundle (docs/protocol.md §9.1) of a new Enrolment-Token for `enrolee`.
+  Result<nlohmann::json> NewTokenBundle(const store::EnroleeRecord& enrolee,
+                                        const store::StakeholderRecord& who);
+  // A new personal API token: its record and its text (shown once).
+  Result<std::pair<store::ApiTokenRecord, std::string>> NewApiToken(
+      const store::StakeholderRecord& who, const std::string& name);
+  Result<void> ChangePassword(const store::StakeholderRecord& who, const SecretString& current,
+                              const SecretString& replacement, const std::string& peer_address);
+  // The audit entries of one enrolee, oldest first.
+  Result<std::vector<store::AuditEntry>> Timeline(const store::EnroleeRecord& enrolee);
+
+  // The HTTP status for an error of the operations above (500 hides the detail).
+  static int StatusOf(const Error& error);
+
+  // --- the REST API (portal.cc) ---
+  proto::HttpResponse HandleApi(const proto::HttpRequest& request, std::string_view target,
+                                const std::string& peer_address);
   proto::HttpResponse Health();
   proto::HttpResponse Audit();  // the whole audit log (admins)
   proto::HttpResponse Login(const proto::HttpRequest& request, const std::string& peer_address);
   Result<store::StakeholderRecord> Authenticate(const proto::HttpRequest& request);
+  proto::HttpResponse Account(const proto::HttpRequest& request, std::string_view rest,
+                              const store::StakeholderRecord& who,
+                              const std::string& peer_address);
+  proto::HttpResponse EnroleeTimeline(std::string_view id_text,
+                                      const store::StakeholderRecord& who);
   proto::HttpResponse AddEnrolee(const proto::HttpRequest& request,
                                  const store::StakeholderRecord& who,
                                  const std::string& peer_address);
@@ -57,6 +110,12 @@ class Portal {
   // The stakeholder's own enrolee by id text; kNotFound also for another stakeholder's.
   Result<store::EnroleeRecord> OwnEnrolee(std::string_view id_text,
                                           const store::StakeholderRecord& who);
+
+  // --- the web pages (web.cc) ---
+  proto::HttpResponse HandleWeb(const proto::HttpRequest& request, std::string_view target,
+                                const std::string& peer_address);
+  class Web;
+  friend class Web;
 
   store::Store& store_;
   const crypto::KeyEncryptionKey& kek_;

@@ -221,26 +221,25 @@ StakeholderRecord ReadStakeholder(const Statement& row) {
 }
 
 // The enrolee queries share one column list, in the order ReadEnrolee expects.
+#define MTE_SELECT_ENROLEE                                                                     \
+  "SELECT e.id, e.stakeholder_id, s.name, e.device_id, e.label, e.state, e.generation, e.rspf," \
+  " e.ke_id, e.ke_sealed, e.ke_expires_at, e.maf_delivery, e.created_at, e.updated_at,"         \
+  " e.enrolled_at, e.device_info, coalesce((SELECT max(t.expires_at) FROM tokens t"             \
+  " WHERE t.enrolee_id = e.id AND t.state = 'active'), 0)"                                     \
+  " FROM enrolees e JOIN stakeholders s ON s.id = e.stakeholder_id"
 constexpr const char* kSelectEnroleeById =
-    "SELECT e.id, e.stakeholder_id, s.name, e.device_id, e.label, e.state, e.generation, e.rspf,"
-    " e.ke_id, e.ke_sealed, e.ke_expires_at, e.maf_delivery, e.created_at, e.updated_at,"
-    " e.enrolled_at, e.device_info FROM enrolees e JOIN stakeholders s ON s.id = e.stakeholder_id"
+    MTE_SELECT_ENROLEE
     " WHERE e.id = ?1";
 constexpr const char* kSelectEnroleeByDevice =
-    "SELECT e.id, e.stakeholder_id, s.name, e.device_id, e.label, e.state, e.generation, e.rspf,"
-    " e.ke_id, e.ke_sealed, e.ke_expires_at, e.maf_delivery, e.created_at, e.updated_at,"
-    " e.enrolled_at, e.device_info FROM enrolees e JOIN stakeholders s ON s.id = e.stakeholder_id"
+    MTE_SELECT_ENROLEE
     " WHERE e.device_id = ?1";
 constexpr const char* kSelectAllEnrolees =
-    "SELECT e.id, e.stakeholder_id, s.name, e.device_id, e.label, e.state, e.generation, e.rspf,"
-    " e.ke_id, e.ke_sealed, e.ke_expires_at, e.maf_delivery, e.created_at, e.updated_at,"
-    " e.enrolled_at, e.device_info FROM enrolees e JOIN stakeholders s ON s.id = e.stakeholder_id"
+    MTE_SELECT_ENROLEE
     " ORDER BY e.id";
 constexpr const char* kSelectEnroleesOfStakeholder =
-    "SELECT e.id, e.stakeholder_id, s.name, e.device_id, e.label, e.state, e.generation, e.rspf,"
-    " e.ke_id, e.ke_sealed, e.ke_expires_at, e.maf_delivery, e.created_at, e.updated_at,"
-    " e.enrolled_at, e.device_info FROM enrolees e JOIN stakeholders s ON s.id = e.stakeholder_id"
+    MTE_SELECT_ENROLEE
     " WHERE e.stakeholder_id = ?1 ORDER BY e.id";
+#undef MTE_SELECT_ENROLEE
 
 Result<EnroleeRecord> ReadEnrolee(const Statement& row) {
   EnroleeRecord enrolee;
@@ -260,6 +259,7 @@ Result<EnroleeRecord> ReadEnrolee(const Statement& row) {
   enrolee.updated_at = row.Int64(13);
   enrolee.enrolled_at = row.Int64(14);
   enrolee.device_info = row.Text(15);
+  enrolee.token_expires_at = row.Int64(16);
   return enrolee;
 }
 
@@ -326,9 +326,17 @@ class SqliteStore final : public Store {
   Result<int64_t> AddStakeholder(std::string_view name, std::string_view password_hash, int64_t now,
                                  const AuditEntry& audit) override;
   Result<std::optional<StakeholderRecord>> FindStakeholder(std::string_view name) override;
-  Result<void> AddSession(ByteSpan token_hash, int64_t stakeholder_id, int64_t expires_at,
+  Result<void> AddSession(ByteSpan token_hash, int64_t stakeholder_id, const SessionSpec& spec,
                           const AuditEntry& audit) override;
   Result<std::optional<StakeholderRecord>> FindSession(ByteSpan token_hash, int64_t now) override;
+  Result<bool> DeleteSession(ByteSpan token_hash, const AuditEntry& audit) override;
+  Result<ApiTokenRecord> AddApiToken(int64_t stakeholder_id, std::string_view name,
+                                     ByteSpan token_hash, int64_t now, int64_t expires_at,
+                                     const AuditEntry& audit) override;
+  Result<std::vector<ApiTokenRecord>> ListApiTokens(int64_t stakeholder_id) override;
+  Result<void> RevokeApiToken(int64_t stakeholder_id, int64_t token_id,
+                              const AuditEntry& audit) override;
+  Result<std::optional<StakeholderRecord>> FindApiToken(ByteSpan token_hash, int64_t now) override;
 
   Result<EnroleeRecord> AddEnrolee(int64_t stakeholder_id, std::string_view device_id,
                                    std::string_view label, int64_t now,
@@ -829,7 +837,7 @@ Result<void> SqliteStore::RemoveStakeholder(std::string_view name, const AuditEn
 }
 
 Result<void> SqliteStore::AddSession(ByteSpan token_hash, int64_t stakeholder_id,
-                                     int64_t expires_at, const AuditEntry& audit) {
+                                     const SessionSpec& spec, const AuditEntry& audit) {
   constexpr std::string_view kOp = "add session";
   return Write(kOp, [&]() -> Result<void> {
     MTE_TRY_ASSIGN(const bool stakeholder,
@@ -845,11 +853,13 @@ Result<void> SqliteStore::AddSession(ByteSpan token_hash, int64_t stakeholder_id
       // The token hash itself stays out of the detail.
       return Fail(ConflictError(std::string(kOp) + ": session token hash exists"));
     }
-    MTE_TRY_ASSIGN(auto insert, Prepare("INSERT INTO sessions (token_hash,"
-                                        " stakeholder_id, expires_at)"
-                                        " VALUES (?1, ?2, ?3)",
+    MTE_TRY_ASSIGN(auto insert, Prepare("INSERT INTO sessions (token_hash, stakeholder_id,"
+                                        " expires_at, kind, created_at, last_used_at,"
+                                        " idle_seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
                                         kOp));
-    MTE_TRY(insert.BindAll(token_hash, stakeholder_id, expires_at));
+    const char* kind = spec.kind == SessionKind::kBrowser ? "browser" : "bearer";
+    MTE_TRY(insert.BindAll(token_hash, stakeholder_id, spec.expires_at, std::string_view(kind),
+                           spec.created_at, spec.idle_seconds));
     MTE_TRY(insert.Run());
     return AppendAudit(kOp, audit);
   });
@@ -857,12 +867,165 @@ Result<void> SqliteStore::AddSession(ByteSpan token_hash, int64_t stakeholder_id
 
 Result<std::optional<StakeholderRecord>> SqliteStore::FindSession(ByteSpan token_hash,
                                                                   int64_t now) {
-  return FindOne<StakeholderRecord>(
-      "find session",
-      "SELECT s.id, s.name, s.password_hash, s.created_at, s.is_admin FROM sessions x"
-      " JOIN stakeholders s ON s.id = x.stakeholder_id"
-      " WHERE x.token_hash = ?1 AND x.expires_at > ?2",
-      ReadStakeholder, token_hash, now);
+  constexpr std::string_view kOp = "find session";
+  struct Found {
+    StakeholderRecord who;
+    int64_t last_used_at;
+  };
+  MTE_TRY_ASSIGN(
+      auto found,
+      FindOne<Found>(
+          kOp,
+          "SELECT s.id, s.name, s.password_hash, s.created_at, s.is_admin, x.last_used_at"
+          " FROM sessions x JOIN stakeholders s ON s.id = x.stakeholder_id"
+          " WHERE x.token_hash = ?1 AND x.expires_at > ?2"
+          " AND (x.idle_seconds = 0 OR x.last_used_at + x.idle_seconds > ?2)",
+          [](const Statement& row) { return Found{ReadStakeholder(row), row.Int64(5)}; },
+          token_hash, now));
+  if (!found) return std::optional<StakeholderRecord>();
+  if (now - found->last_used_at >= kLastUseResolutionSeconds) {
+    auto touched = Write(kOp, [&]() -> Result<void> {
+      MTE_TRY_ASSIGN(auto touch, Prepare("UPDATE sessions SET last_used_at = ?2"
+                                         " WHERE token_hash = ?1 AND last_used_at < ?2",
+                                         kOp));
+      MTE_TRY(touch.BindAll(token_hash, now));
+      return touch.Run();
+    }, Durability::kRelaxed);
+    if (!touched) return Fail(touched.error());
+  }
+  return std::optional<StakeholderRecord>(std::move(found->who));
+}
+
+Result<bool> SqliteStore::DeleteSession(ByteSpan token_hash, const AuditEntry& audit) {
+  constexpr std::string_view kOp = "delete session";
+  return Write(kOp, [&]() -> Result<bool> {
+    MTE_TRY_ASSIGN(auto remove, Prepare("DELETE FROM sessions WHERE token_hash = ?1", kOp));
+    MTE_TRY(remove.BindAll(token_hash));
+    MTE_TRY(remove.Run());
+    if (sqlite3_changes(db()) == 0) return false;
+    MTE_TRY(AppendAudit(kOp, audit));
+    return true;
+  });
+}
+
+namespace {
+
+// Columns: id, stakeholder_id, name, created_at, last_used_at, expires_at.
+ApiTokenRecord ReadApiToken(const Statement& row) {
+  ApiTokenRecord token;
+  token.id = row.Int64(0);
+  token.stakeholder_id = row.Int64(1);
+  token.name = row.Text(2);
+  token.created_at = row.Int64(3);
+  token.last_used_at = row.Int64(4);
+  token.expires_at = row.Int64(5);
+  return token;
+}
+
+}  // namespace
+
+Result<ApiTokenRecord> SqliteStore::AddApiToken(int64_t stakeholder_id, std::string_view name,
+                                                ByteSpan token_hash, int64_t now,
+                                                int64_t expires_at, const AuditEntry& audit) {
+  constexpr std::string_view kOp = "add API token";
+  return Write(kOp, [&]() -> Result<ApiTokenRecord> {
+    MTE_TRY_ASSIGN(const bool stakeholder,
+                   Exists(kOp, "SELECT 1 FROM stakeholders WHERE id = ?1", stakeholder_id));
+    if (!stakeholder) {
+      return Fail(NotFoundError(std::string(kOp) + ": stakeholder " +
+                                std::to_string(stakeholder_id) + " not found"));
+    }
+    MTE_TRY_ASSIGN(auto find, Prepare("SELECT 1 FROM api_tokens WHERE"
+                                      " (stakeholder_id = ?1 AND name = ?2) OR token_hash = ?3",
+                                      kOp));
+    MTE_TRY(find.BindAll(stakeholder_id, name, token_hash));
+    MTE_TRY_ASSIGN(const bool exists, find.Step());
+    if (exists) {
+      return Fail(ConflictError(std::string(kOp) + ": a token named " + Quoted(name) +
+                                " exists"));
+    }
+    MTE_TRY_ASSIGN(auto insert,
+                   Prepare("INSERT INTO api_tokens (stakeholder_id, name, token_hash, created_at,"
+                           " expires_at) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                           kOp));
+    MTE_TRY(insert.BindAll(stakeholder_id, name, token_hash, now, expires_at));
+    MTE_TRY_ASSIGN(const bool row, insert.Step());
+    if (!row) return Fail(StorageError(std::string(kOp) + ": no id returned"));
+    ApiTokenRecord token;
+    token.id = insert.Int64(0);
+    MTE_TRY_ASSIGN(const bool more, insert.Step());  // finishes the statement
+    static_cast<void>(more);
+    token.stakeholder_id = stakeholder_id;
+    token.name = std::string(name);
+    token.created_at = now;
+    token.expires_at = expires_at;
+    MTE_TRY(AppendAudit(kOp, audit, token.id));
+    return token;
+  });
+}
+
+Result<std::vector<ApiTokenRecord>> SqliteStore::ListApiTokens(int64_t stakeholder_id) {
+  constexpr std::string_view kOp = "list API tokens";
+  return Read(kOp, [&]() -> Result<std::vector<ApiTokenRecord>> {
+    MTE_TRY_ASSIGN(auto all, Prepare("SELECT id, stakeholder_id, name, created_at, last_used_at,"
+                                     " expires_at FROM api_tokens WHERE stakeholder_id = ?1"
+                                     " ORDER BY id",
+                                     kOp));
+    MTE_TRY(all.BindAll(stakeholder_id));
+    std::vector<ApiTokenRecord> out;
+    while (true) {
+      MTE_TRY_ASSIGN(const bool row, all.Step());
+      if (!row) break;
+      out.push_back(ReadApiToken(all));
+    }
+    return out;
+  });
+}
+
+Result<void> SqliteStore::RevokeApiToken(int64_t stakeholder_id, int64_t token_id,
+                                         const AuditEntry& audit) {
+  constexpr std::string_view kOp = "revoke API token";
+  return Write(kOp, [&]() -> Result<void> {
+    MTE_TRY_ASSIGN(auto remove,
+                   Prepare("DELETE FROM api_tokens WHERE id = ?1 AND stakeholder_id = ?2", kOp));
+    MTE_TRY(remove.BindAll(token_id, stakeholder_id));
+    MTE_TRY(remove.Run());
+    if (sqlite3_changes(db()) != 1) {
+      return Fail(NotFoundError(std::string(kOp) + ": token " + std::to_string(token_id) +
+                                " not found"));
+    }
+    return AppendAudit(kOp, audit);
+  });
+}
+
+Result<std::optional<StakeholderRecord>> SqliteStore::FindApiToken(ByteSpan token_hash,
+                                                                   int64_t now) {
+  constexpr std::string_view kOp = "find API token";
+  struct Found {
+    StakeholderRecord who;
+    int64_t last_used_at;
+  };
+  MTE_TRY_ASSIGN(
+      auto found,
+      FindOne<Found>(
+          kOp,
+          "SELECT s.id, s.name, s.password_hash, s.created_at, s.is_admin, t.last_used_at"
+          " FROM api_tokens t JOIN stakeholders s ON s.id = t.stakeholder_id"
+          " WHERE t.token_hash = ?1 AND (t.expires_at = 0 OR t.expires_at > ?2)",
+          [](const Statement& row) { return Found{ReadStakeholder(row), row.Int64(5)}; },
+          token_hash, now));
+  if (!found) return std::optional<StakeholderRecord>();
+  if (now - found->last_used_at >= kLastUseResolutionSeconds) {
+    auto touched = Write(kOp, [&]() -> Result<void> {
+      MTE_TRY_ASSIGN(auto touch, Prepare("UPDATE api_tokens SET last_used_at = ?2"
+                                         " WHERE token_hash = ?1 AND last_used_at < ?2",
+                                         kOp));
+      MTE_TRY(touch.BindAll(token_hash, now));
+      return touch.Run();
+    }, Durability::kRelaxed);
+    if (!touched) return Fail(touched.error());
+  }
+  return std::optional<StakeholderRecord>(std::move(found->who));
 }
 
 // --- enrolees ---------------------------------------------------------------------------------

@@ -69,6 +69,30 @@ struct DeviceCaRecord {
 inline constexpr size_t kMaxDeviceCaNameLength = 64;
 inline constexpr int kMaxDeviceCaChainDepth = 8;
 
+// A portal session: a bearer login (POST /api/v1/login) or a browser sign-in (cookie).
+enum class SessionKind { kBearer, kBrowser };
+
+struct SessionSpec {
+  SessionKind kind = SessionKind::kBearer;
+  int64_t created_at = 0;
+  int64_t expires_at = 0;    // absolute expiry, Unix seconds
+  int64_t idle_seconds = 0;  // also ends this long after its last use; 0 = no idle expiry
+};
+
+// How often a session's or API token's last use is written back: at most once per this many
+// seconds of use, so a busy script does not turn every request into a database write.
+inline constexpr int64_t kLastUseResolutionSeconds = 15;
+
+// A personal API token (named, long-lived bearer credential); only its SHA-256 is stored.
+struct ApiTokenRecord {
+  int64_t id = 0;
+  int64_t stakeholder_id = 0;
+  std::string name;
+  int64_t created_at = 0;
+  int64_t last_used_at = 0;  // 0 = never used
+  int64_t expires_at = 0;    // 0 = never expires
+};
+
 struct StakeholderRecord {
   int64_t id = 0;
   std::string name;
@@ -101,6 +125,7 @@ struct EnroleeRecord {
   int64_t created_at = 0;
   int64_t updated_at = 0;
   int64_t enrolled_at = 0;  // 0 = never
+  int64_t token_expires_at = 0;  // expiry of its active Enrolment-Token; 0 = none active
 };
 
 // The undelivered part of the outbox, for health reports.
@@ -240,11 +265,32 @@ class Store {
   // Makes an account an administrator or not. kNotFound for an unknown name.
   virtual Result<void> SetStakeholderAdmin(std::string_view name, bool is_admin,
                                            const AuditEntry& audit = {}) = 0;
-  virtual Result<void> AddSession(ByteSpan token_hash, int64_t stakeholder_id, int64_t expires_at,
-                                  const AuditEntry& audit = {}) = 0;
-  // The stakeholder of an unexpired session, or nullopt.
+  // kConflict if the hash exists; kNotFound for an unknown stakeholder.
+  virtual Result<void> AddSession(ByteSpan token_hash, int64_t stakeholder_id,
+                                  const SessionSpec& spec, const AuditEntry& audit = {}) = 0;
+  // The stakeholder of a session that has neither expired nor been idle too long, or nullopt.
+  // Records the use (to kLastUseResolutionSeconds).
   virtual Result<std::optional<StakeholderRecord>> FindSession(ByteSpan token_hash,
                                                                int64_t now) = 0;
+  // Ends a session (logout); `audit` is appended only when there was one. Returns whether
+  // there was.
+  virtual Result<bool> DeleteSession(ByteSpan token_hash, const AuditEntry& audit = {}) = 0;
+
+  // --- personal API tokens ---
+  // kConflict if the stakeholder has a token of that name (or the hash exists).
+  virtual Result<ApiTokenRecord> AddApiToken(int64_t stakeholder_id, std::string_view name,
+                                             ByteSpan token_hash, int64_t now,
+                                             int64_t expires_at,
+                                             const AuditEntry& audit = {}) = 0;
+  // The stakeholder's tokens, ordered by id.
+  virtual Result<std::vector<ApiTokenRecord>> ListApiTokens(int64_t stakeholder_id) = 0;
+  // kNotFound unless the stakeholder has a token with that id.
+  virtual Result<void> RevokeApiToken(int64_t stakeholder_id, int64_t token_id,
+                                      const AuditEntry& audit = {}) = 0;
+  // The stakeholder of an unexpired token, or nullopt. Records the use (to
+  // kLastUseResolutionSeconds).
+  virtual Result<std::optional<StakeholderRecord>> FindApiToken(ByteSpan token_hash,
+                                                                int64_t now) = 0;
 
   // --- enrolees (the MTE Enrolee Database) ---
   // kNotFound if the device is not in the manifest; kConflict if it already has an enrolee entry.

@@ -292,10 +292,14 @@ TEST_P(StoreTest, DuplicateStakeholderIsAConflict) {
   EXPECT_EQ((*found)->password_hash, "$argon2id$a");
 }
 
+SessionSpec BearerUntil(int64_t expires_at) {
+  return {SessionKind::kBearer, 0, expires_at, 0};
+}
+
 TEST_P(StoreTest, SessionsExpire) {
   const int64_t alice = AddStakeholder("alice");
   const Bytes token = SomeBytes("token-hash");
-  ASSERT_TRUE(Ok(store().AddSession(token, alice, 500)));
+  ASSERT_TRUE(Ok(store().AddSession(token, alice, BearerUntil(500))));
 
   auto live = store().FindSession(token, 499);
   ASSERT_TRUE(Ok(live));
@@ -316,15 +320,112 @@ TEST_P(StoreTest, SessionsExpire) {
 TEST_P(StoreTest, SessionErrors) {
   const int64_t alice = AddStakeholder("alice");
   const Bytes token = SomeBytes("token-hash");
-  EXPECT_TRUE(IsError(store().AddSession(token, alice + 100, 500), ErrorKind::kLocalUsage,
+  EXPECT_TRUE(IsError(store().AddSession(token, alice + 100, BearerUntil(500)), ErrorKind::kLocalUsage,
                       Errc::kNotFound, std::to_string(alice + 100)));
-  ASSERT_TRUE(Ok(store().AddSession(token, alice, 500)));
+  ASSERT_TRUE(Ok(store().AddSession(token, alice, BearerUntil(500))));
   EXPECT_TRUE(
-      IsError(store().AddSession(token, alice, 900), ErrorKind::kLocalUsage, Errc::kConflict));
+      IsError(store().AddSession(token, alice, BearerUntil(900)), ErrorKind::kLocalUsage, Errc::kConflict));
   // The first session's expiry is unchanged.
   auto after = store().FindSession(token, 600);
   ASSERT_TRUE(Ok(after));
   EXPECT_FALSE(after->has_value());
+}
+
+TEST_P(StoreTest, BrowserSessionsEndWhenIdleAndAtTheirAbsoluteExpiry) {
+  const int64_t alice = AddStakeholder("alice");
+  const Bytes token = SomeBytes("browser");
+  ASSERT_TRUE(Ok(store().AddSession(token, alice, {SessionKind::kBrowser, 1000, 5000, 100})));
+  // Each use within the idle time keeps it alive, past the first idle deadline.
+  for (int64_t now : {1050, 1099, 1180, 1270}) {
+    auto live = store().FindSession(token, now);
+    ASSERT_TRUE(Ok(live));
+    EXPECT_TRUE(live->has_value()) << now;
+  }
+  // 100 s after the last recorded use it is gone, and later uses do not bring it back.
+  for (int64_t now : {1370, 1371, 1400}) {
+    auto idle = store().FindSession(token, now);
+    ASSERT_TRUE(Ok(idle));
+    EXPECT_FALSE(idle->has_value()) << now;
+  }
+  // Used all the time, it still ends at its absolute expiry.
+  const Bytes busy = SomeBytes("busy");
+  ASSERT_TRUE(Ok(store().AddSession(busy, alice, {SessionKind::kBrowser, 1000, 1200, 100})));
+  for (int64_t now = 1000; now < 1200; now += 20) {
+    auto live = store().FindSession(busy, now);
+    ASSERT_TRUE(Ok(live));
+    EXPECT_TRUE(live->has_value()) << now;
+  }
+  auto ended = store().FindSession(busy, 1200);
+  ASSERT_TRUE(Ok(ended));
+  EXPECT_FALSE(ended->has_value());
+}
+
+TEST_P(StoreTest, DeleteSessionEndsItOnce) {
+  const int64_t alice = AddStakeholder("alice");
+  const Bytes token = SomeBytes("logout");
+  ASSERT_TRUE(Ok(store().AddSession(token, alice, BearerUntil(5000))));
+  auto first = store().DeleteSession(token, {0, 10, "stakeholder:alice", "portal.logout", "s", ""});
+  ASSERT_TRUE(Ok(first));
+  EXPECT_TRUE(*first);
+  auto gone = store().FindSession(token, 20);
+  ASSERT_TRUE(Ok(gone));
+  EXPECT_FALSE(gone->has_value());
+  auto again = store().DeleteSession(token, {0, 11, "stakeholder:alice", "portal.logout", "s", ""});
+  ASSERT_TRUE(Ok(again));
+  EXPECT_FALSE(*again);
+  auto audit = store().ListAudit();
+  ASSERT_TRUE(Ok(audit));
+  int logouts = 0;
+  for (const auto& a : *audit) logouts += a.action == "portal.logout";
+  EXPECT_EQ(logouts, 1);
+}
+
+// A 32-octet stand-in for a token's SHA-256, distinct per seed.
+Bytes TokenHash(std::string_view seed) {
+  Bytes out(32, 0x5a);
+  for (size_t i = 0; i < seed.size() && i < out.size(); ++i) out[i] ^= static_cast<uint8_t>(seed[i]);
+  return out;
+}
+
+TEST_P(StoreTest, ApiTokensAreNamedListedUsedAndRevoked) {
+  const int64_t alice = AddStakeholder("alice");
+  const int64_t bob = AddStakeholder("bob");
+  auto ci = store().AddApiToken(alice, "ci", TokenHash("ci-token"), 100, 0);
+  ASSERT_TRUE(Ok(ci));
+  EXPECT_EQ(ci->name, "ci");
+  auto short_lived = store().AddApiToken(alice, "short", TokenHash("short-token"), 100, 200);
+  ASSERT_TRUE(Ok(short_lived));
+  // Names are per stakeholder; hashes are unique everywhere.
+  EXPECT_TRUE(IsError(store().AddApiToken(alice, "ci", TokenHash("other"), 101, 0),
+                      ErrorKind::kLocalUsage, Errc::kConflict));
+  EXPECT_TRUE(Ok(store().AddApiToken(bob, "ci", TokenHash("bob-ci"), 101, 0)));
+  EXPECT_TRUE(IsError(store().AddApiToken(bob, "again", TokenHash("ci-token"), 101, 0),
+                      ErrorKind::kLocalUsage, Errc::kConflict));
+
+  auto who = store().FindApiToken(TokenHash("ci-token"), 1000);
+  ASSERT_TRUE(Ok(who));
+  ASSERT_TRUE(who->has_value());
+  EXPECT_EQ((*who)->id, alice);
+  auto expired = store().FindApiToken(TokenHash("short-token"), 200);
+  ASSERT_TRUE(Ok(expired));
+  EXPECT_FALSE(expired->has_value());
+
+  auto list = store().ListApiTokens(alice);
+  ASSERT_TRUE(Ok(list));
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].name, "ci");
+  EXPECT_EQ((*list)[0].last_used_at, 1000);
+  EXPECT_EQ((*list)[1].last_used_at, 0);
+
+  // Bob cannot revoke Alice's token; Alice can, once.
+  EXPECT_TRUE(IsError(store().RevokeApiToken(bob, ci->id), ErrorKind::kLocalUsage,
+                      Errc::kNotFound));
+  ASSERT_TRUE(Ok(store().RevokeApiToken(alice, ci->id)));
+  EXPECT_TRUE(IsError(store().RevokeApiToken(alice, ci->id), ErrorKind::kLocalUsage,
+                      Errc::kNotFound));
+  auto revoked = store().FindApiToken(TokenHash("ci-token"), 1001);
+  ASSERT_TRUE(Ok(revoked));
+  EXPECT_FALSE(revoked->has_value());
 }
 
 // enrolees
