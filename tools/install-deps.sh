@@ -7,10 +7,16 @@ build_pkgs=(g++ cmake ninja-build make pkg-config
   libssl-dev openssl libboost1.81-dev libexpected-dev nlohmann-json3-dev
   libsqlite3-dev sqlite3 libspdlog-dev libfmt-dev libcli11-dev libargon2-dev
   libgtest-dev libgmock-dev libbenchmark-dev)
-test_pkgs=(gnutls-bin curl procps python3 jq)
+# The browser tests: Debian's Chromium driven by playwright-core (from npm, below), zbarimg to read
+# QR codes independently, tesseract to read the screenshots back.
+test_pkgs=(gnutls-bin curl procps python3 jq chromium zbar-tools tesseract-ocr tesseract-ocr-eng)
 
 want=("${build_pkgs[@]}")
-if [[ "${1:-}" == "--test" ]]; then want+=("${test_pkgs[@]}"); fi
+if [[ "${1:-}" == "--test" ]]; then
+  want+=("${test_pkgs[@]}")
+  # Node.js 20 or later comes with the machine; Debian's own is only a fallback.
+  command -v npm >/dev/null || want+=(nodejs npm)
+fi
 
 missing=()
 for p in "${want[@]}"; do
@@ -18,11 +24,21 @@ for p in "${want[@]}"; do
     missing+=("$p")
   fi
 done
-[[ ${#missing[@]} -eq 0 ]] && exit 0
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "install-deps: installing ${missing[*]}" >&2
+  sudo_cmd=()
+  if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 
-echo "install-deps: installing ${missing[*]}" >&2
-sudo_cmd=()
-if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
-export DEBIAN_FRONTEND=noninteractive
-"${sudo_cmd[@]}" apt-get update -qq
-"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# playwright-core, pinned by tests/browser/package-lock.json (it uses /usr/bin/chromium; it never
+# downloads a browser of its own).
+if [[ "${1:-}" == "--test" ]]; then
+  browser_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+  if [[ ! -f "$browser_dir/node_modules/playwright-core/package.json" ]]; then
+    echo "install-deps: npm ci in tests/browser" >&2
+    (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+fi

@@ -27,6 +27,8 @@ proto::HttpResponse Json(int status, const nlohmann::json& body) {
   response.headers.Set("Cache-Control", "no-store");
   response.headers.Set("X-Content-Type-Options", "nosniff");
   response.headers.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
+  response.headers.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains");
+  response.headers.Set("Referrer-Policy", "no-referrer");
   response.body = body.dump();
   return response;
 }
