@@ -6,8 +6,10 @@ set -euo pipefail
 build_pkgs=(g++ cmake ninja-build make pkg-config
   libssl-dev openssl libboost1.81-dev libexpected-dev nlohmann-json3-dev
   libsqlite3-dev sqlite3 libspdlog-dev libfmt-dev libcli11-dev libargon2-dev
-  libgtest-dev libgmock-dev libbenchmark-dev)
-test_pkgs=(gnutls-bin curl procps python3)
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libqrencode-dev libzbar-dev libpng-dev libjpeg62-turbo-dev)
+test_pkgs=(gnutls-bin curl procps python3
+  qrencode zbar-tools netpbm libjpeg-turbo-progs librsvg2-bin file)
 
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" == "--test" ]]; then want+=("${test_pkgs[@]}"); fi
