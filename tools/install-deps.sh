@@ -6,10 +6,14 @@ set -euo pipefail
 build_pkgs=(g++ cmake ninja-build make pkg-config
   libssl-dev openssl libboost1.81-dev libexpected-dev nlohmann-json3-dev
   libsqlite3-dev sqlite3 libspdlog-dev libfmt-dev libcli11-dev libargon2-dev
-  libgtest-dev libgmock-dev libbenchmark-dev)
-# The browser tests: Debian's Chromium driven by playwright-core (from npm, below), zbarimg to read
-# QR codes independently, tesseract to read the screenshots back.
-test_pkgs=(gnutls-bin curl procps python3 jq chromium zbar-tools tesseract-ocr tesseract-ocr-eng)
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libqrencode-dev libzbar-dev libpng-dev libjpeg62-turbo-dev)
+# Independent QR tools (qrencode, zbarimg, netpbm, cjpeg, rsvg-convert) for the QR tests; the
+# browser tests: Debian's Chromium driven by playwright-core (from npm, below), and tesseract to
+# read the screenshots back.
+test_pkgs=(gnutls-bin curl procps python3 jq
+  qrencode zbar-tools netpbm libjpeg-turbo-progs librsvg2-bin file
+  chromium tesseract-ocr tesseract-ocr-eng)
 
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" == "--test" ]]; then
