@@ -18,6 +18,7 @@
 #include "crypto/keys.h"
 #include "mte/enrolees.h"
 #include "portal/portal.h"
+#include "qr/image.h"
 
 namespace mte {
 namespace {
@@ -26,6 +27,8 @@ constexpr std::string_view kSessionCookie = "__Host-mte_session";
 constexpr std::string_view kLoginCookie = "__Host-mte_login";
 constexpr size_t kMaxFormBytes = 16 * 1024;
 constexpr size_t kMaxFormFields = 16;
+constexpr std::string_view kBase64Url =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 // --- HTTP pieces --------------------------------------------------------------------------------
 
@@ -37,7 +40,9 @@ void SecurityHeaders(proto::HttpResponse& response) {
                        " frame-ancestors 'none'");
   response.headers.Set("X-Content-Type-Options", "nosniff");
   response.headers.Set("X-Frame-Options", "DENY");
-  response.headers.Set("Referrer-Policy", "no-referrer");
+  // same-origin, not no-referrer: under no-referrer a browser sends "Origin: null" with its form
+  // posts, and the origin check below could not tell our own forms from a sandboxed attacker.
+  response.headers.Set("Referrer-Policy", "same-origin");
   response.headers.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains");
   response.headers.Set("Cross-Origin-Opener-Policy", "same-origin");
   response.headers.Set("Cache-Control", "no-store");
@@ -248,7 +253,8 @@ button:focus-visible, a:focus-visible, input:focus-visible { outline: 3px solid 
 .notice { padding: .6rem .8rem; border-radius: 4px; background: var(--panel);
   border-left: 4px solid var(--accent); margin: .5rem 0 1rem; }
 .error { border-left-color: var(--bad); }
-.qr { max-width: 22rem; width: 100%; height: auto; background: #fff; }
+.qr { max-width: 30rem; background: #fff; }
+.qr svg { display: block; width: 100%; height: auto; }
 .secret { font-family: ui-monospace, monospace; overflow-wrap: anywhere; background: var(--panel);
   padding: .4rem .6rem; border-radius: 4px; }
 .muted { color: var(--muted); font-size: .9rem; }
@@ -318,14 +324,17 @@ class Portal::Web {
       return Message(403, "Forbidden", "The form came from another site.");
     }
     if (!SignedIn()) {
-      if (method == "GET" && (target == "/" || target == "/enrolees" || target == "/account" ||
-                              target == "/audit" || target.starts_with("/enrolees/"))) {
+      // The pages lead to the sign-in page; anything else (a favicon, say) is not found, so
+      // that no stray request replaces the sign-in page's cookie.
+      if (target == "/" || target == "/enrolees" || target == "/account" || target == "/audit" ||
+          target == "/logout" || target.starts_with("/enrolees/") ||
+          target.starts_with("/account/")) {
         return SeeOther("/login");
       }
       if (target == "/states" || target == "/audit.jsonl") {
         return Message(401, "Signed out", "Sign in first.");
       }
-      return SeeOther("/login");
+      return NotFound();
     }
     if (method == "POST") {
       form_ = ParseForm(request_.body);
@@ -395,11 +404,19 @@ class Portal::Web {
   }
 
   proto::HttpResponse LoginPage(int status, std::string_view error) {
-    // A fresh sign-in secret per page: the login form's CSRF token is bound to it.
-    Bytes secret(32);
-    p_.rng_.Fill(secret);
-    std::string secret_text = Base64UrlEncode(secret);
-    SecureWipe(secret.data(), secret.size());
+    // The sign-in secret the login form's CSRF token is bound to: the browser's own while it
+    // has one (so that two open sign-in pages both work), else a fresh one.
+    std::string secret_text;
+    if (auto held = CookieValue(request_, kLoginCookie); held && held->size() == 43 &&
+                                                           held->find_first_not_of(kBase64Url) ==
+                                                               std::string::npos) {
+      secret_text = std::move(*held);
+    } else {
+      Bytes secret(32);
+      p_.rng_.Fill(secret);
+      secret_text = Base64UrlEncode(secret);
+      SecureWipe(secret.data(), secret.size());
+    }
     std::string body = Layout("Sign in", false, [&](std::string& out) {
       out += "<h1>Sign in</h1>";
       if (!error.empty()) {
@@ -624,6 +641,10 @@ class Portal::Web {
       return EnroleePage(e, status, bundle.error().detail, true);
     }
     std::string bundle_text = bundle->dump();
+    auto svg = qr::BundleQrSvg(*bundle);
+    // The entry as the token left it (re-armed when it was revoked, with its token's expiry).
+    store::EnroleeRecord now_e = e;
+    if (auto fresh = p_.store_.GetEnrolee(e.id); fresh && fresh->has_value()) now_e = **fresh;
     auto* token = (*bundle)["token"].get_ptr<std::string*>();
     SecureWipe(token->data(), token->size());
     const std::string id = std::to_string(e.id);
@@ -634,7 +655,18 @@ class Portal::Web {
              "Function now. It expires at <time id=\"token-expiry\">" +
              Escape(bundle->value("expiresAt", "")) +
              "</time>. Issuing another token revokes this one.</p>";
-      out += "<p>Enrolee state: " + StateBadge(e) + "</p>";
+      out += "<p>Enrolee state: " + StateBadge(now_e) + "</p>";
+      if (svg) {
+        out += "<figure><div id=\"bundle-qr\" class=\"qr\" role=\"img\" aria-label=\"QR code "
+               "of the token bundle\">" +
+               *svg +
+               "</div><figcaption class=\"muted\">Scan it with the On-Boarding Function, or "
+               "photograph it for <code>mte-obf deliver --qr PHOTO</code>.</figcaption></figure>";
+        SecureWipe(svg->data(), svg->size());
+      } else {
+        spdlog::warn("portal: no QR code for enrolee {}: {}", e.id, Describe(svg.error()));
+        out += "<p class=\"notice error\">No QR code: " + Escape(svg.error().detail) + "</p>";
+      }
       out += "<p><a id=\"bundle-download\" download=\"enrolment-bundle-" + id +
              ".json\" href=\"data:application/json;charset=utf-8," +
              PercentEncode(bundle_text) +

@@ -81,7 +81,7 @@ try {
   await page.waitForSelector('#bundle-qr svg');
   await shoot(page, '04-token', ['Enrolment-Token for enrolee', 'token issued', 'Download the token bundle']);
   const qrPhoto = join(shots, 'bundle-qr.png');
-  await page.locator('#bundle-qr').screenshot({ path: qrPhoto });
+  await page.locator('#bundle-qr svg').screenshot({ path: qrPhoto });
   result.qrPhoto = qrPhoto;
   if (process.env.QR_DECODED_CHECK) {
     execFileSync('bash', [process.env.QR_DECODED_CHECK, qrPhoto], { stdio: 'inherit' });

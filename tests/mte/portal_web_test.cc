@@ -121,7 +121,7 @@ class Browser {
     EXPECT_EQ(csp.find("unsafe-inline"), std::string::npos) << target;
     EXPECT_EQ(csp.find("unsafe-eval"), std::string::npos) << target;
     EXPECT_EQ(Header(response, "X-Content-Type-Options"), "nosniff") << target;
-    EXPECT_EQ(Header(response, "Referrer-Policy"), "no-referrer") << target;
+    EXPECT_EQ(Header(response, "Referrer-Policy"), "same-origin") << target;
     EXPECT_NE(Header(response, "Strict-Transport-Security").find("max-age="), std::string::npos)
         << target;
     if (Header(response, "Content-Type").starts_with("text/html")) {
@@ -161,16 +161,17 @@ class Browser {
 
 class PortalWebTest : public ::testing::Test {
  protected:
-  PortalWebTest() : portal_(*world_.store, world_.kek, world_.rng, world_.clock, Settings()) {}
+  PortalWebTest()
+      : portal_(*world_.store, world_.kek, world_.rng, world_.clock, Settings(world_)) {}
 
-  static PortalSettings Settings() {
+  static PortalSettings Settings(ServiceWorld& world) {
     PortalSettings settings;
     settings.session_seconds = kSession;
     settings.browser_idle_seconds = kIdle;
     settings.lockout_seconds = kLockout;
     settings.mef_uri = "https://mef.example.com:8443";
     settings.mef_fqdn = "mef.example.com";
-    settings.mef_trust_anchors = {"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"};
+    settings.mef_trust_anchors = {world.FlowBCaPem()};
     return settings;
   }
 
@@ -307,6 +308,9 @@ TEST_F(PortalWebTest, EveryStateChangingFormNeedsTheSessionsCsrfToken) {
   auto issued = alice.Post(e + "/tokens", {}, good);
   EXPECT_EQ(issued.status, 201) << issued.body;
   EXPECT_NE(issued.body.find("expires at"), std::string::npos);
+  EXPECT_NE(issued.body.find("<div id=\"bundle-qr\""), std::string::npos);
+  EXPECT_NE(issued.body.find("<svg xmlns=\"http://www.w3.org/2000/svg\""), std::string::npos);
+  EXPECT_NE(issued.body.find("href=\"data:application/json;charset=utf-8,"), std::string::npos);
   auto revoked = alice.Post(e + "/revoke", {}, good);
   EXPECT_EQ(revoked.status, 200);
   auto after = world_.store->GetEnrolee(id);
@@ -317,10 +321,12 @@ TEST_F(PortalWebTest, EveryStateChangingFormNeedsTheSessionsCsrfToken) {
 TEST_F(PortalWebTest, AFormFromAnotherOriginIsRefused) {
   Browser alice(portal_, kPeer);
   AliceWithEntry(alice);
-  alice.set_origin("https://evil.example.net");
-  auto refused = alice.Post("/enrolees", {{"flow", "B"}, {"label", "from elsewhere"}});
-  EXPECT_EQ(refused.status, 403);
-  EXPECT_EQ(EnroleeCount(), 1u);
+  for (const char* origin : {"https://evil.example.net", "null", "http://portal.example.com:8443"}) {
+    alice.set_origin(origin);
+    auto refused = alice.Post("/enrolees", {{"flow", "B"}, {"label", "from elsewhere"}});
+    EXPECT_EQ(refused.status, 403) << origin;
+    EXPECT_EQ(EnroleeCount(), 1u);
+  }
   alice.set_origin(std::string("https://") + kHost);
   EXPECT_EQ(alice.Post("/enrolees", {{"flow", "B"}, {"label", "from here"}}).status, 303);
   EXPECT_EQ(EnroleeCount(), 2u);
