@@ -7,6 +7,8 @@
 #include <sstream>
 
 #include "mte/enrolee.h"
+#include "qr/image.h"
+#include "qr/payload.h"
 
 namespace {
 
@@ -176,12 +178,29 @@ int main(int argc, char** argv) {
   check_cmd->add_option("--timeout-ms", check.timeout_ms, "overall deadline")->default_val(15000);
 
   auto* code_cmd = app.add_subcommand(
-      "new-setup-code", "Print a new random setup code for a device label (128 bits, base32).");
+      "new-setup-code",
+      "Print a new random setup code for a device label (128 bits, base32); with --qr-png, also\n"
+      "write the label's QR code (MTS1: payload) as a PNG (mode 0600).");
+  std::string qr_png;
+  code_cmd->add_option("--qr-png", qr_png, "write the setup code's label QR code to this PNG");
 
   CLI11_PARSE(app, argc, argv);
 
   if (code_cmd->parsed()) {
-    std::printf("%s\n", mte::enrolee::NewSetupCode().c_str());
+    std::string code = mte::enrolee::NewSetupCode();
+    if (!qr_png.empty()) {
+      auto payload = mte::qr::EncodeSetupCodePayload(code);
+      auto written = payload ? mte::qr::WritePng(*payload, qr_png) : mte::Result<void>(
+                                                                          mte::Fail(payload.error()));
+      if (payload) Wipe(*payload);
+      if (!written) {
+        Wipe(code);
+        std::fprintf(stderr, "mte-enrolee: %s\n", mte::Describe(written.error()).c_str());
+        return 1;
+      }
+    }
+    std::printf("%s\n", code.c_str());
+    Wipe(code);
     return 0;
   }
   if (enrol_cmd->parsed()) {

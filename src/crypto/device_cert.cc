@@ -379,6 +379,23 @@ Result<std::vector<Bytes>> CertificatesFromPem(std::string_view pem) {
   return out;
 }
 
+Result<std::string> CertificateToPem(ByteSpan der) {
+  ERR_clear_error();
+  const unsigned char* p = der.data();
+  X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  if (!cert || p != der.data() + der.size()) {
+    ERR_clear_error();
+    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, "certificate DER does not decode");
+  }
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_X509(bio.get(), cert.get()) != 1) {
+    return Fail(OsslError("PEM_write_bio_X509"));
+  }
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, n > 0 ? static_cast<size_t>(n) : 0);
+}
+
 namespace {
 
 Result<void> IssuerAndSerial(const X509* leaf, VerifiedChain& out) {

@@ -68,6 +68,9 @@ Result<CertFacts> DescribeCertificate(ByteSpan der);
 // block does not decode; at most kMaxDeviceChainCerts.
 Result<std::vector<Bytes>> CertificatesFromPem(std::string_view pem);
 
+// One DER certificate as a PEM block. kPeerProtocol/kMalformed when it does not decode.
+Result<std::string> CertificateToPem(ByteSpan der);
+
 // DescribeCertificate for a PEM text holding exactly one certificate (a device certificate file).
 // Errors: kLocalUsage/kConfig (no certificate, more than one, larger than kMaxDeviceCertSize).
 Result<CertFacts> DescribePemCertificate(const std::string& pem);

@@ -4,8 +4,10 @@
 #include <openssl/tls1.h>
 #include <strings.h>
 
+#include <algorithm>
 #include <cstring>
 
+#include "crypto/keys.h"
 #include "crypto/ossl.h"
 #include "crypto/tls_profile.h"
 
@@ -28,6 +30,7 @@ int EngineIndex() {
 struct TlsContext::Impl {
   SslCtxPtr ctx;
   OcspStapleSource ocsp_staple;
+  std::vector<Bytes> trust_spki_sha256;  // client: verify by pinned key (TlsClientOptions)
 };
 
 struct TlsEngine::Impl {
@@ -38,6 +41,7 @@ struct TlsEngine::Impl {
   PskLookup psk_lookup;
   std::optional<SecretBytes> client_psk;
   Bytes plaintext;
+  X509StackPtr pinned_anchors;  // the presented certificates a pin named (VerifyPinned)
   bool handshake_done = false;
   bool peer_closed = false;
   bool dead = false;
@@ -108,6 +112,48 @@ struct TlsCallbacks {
     }
     copy.release();  // now owned by the SSL
     return SSL_TLSEXT_ERR_OK;
+  }
+
+  // The server chain of a client that trusts pinned keys (TlsClientOptions::trust_spki_sha256):
+  // the presented certificates whose SubjectPublicKeyInfo hashes to a pin become the trust
+  // anchors of an otherwise ordinary verification (X509_V_FLAG_PARTIAL_CHAIN, so that a pinned
+  // intermediate or leaf can end the path). The host name check is the one SSL_set1_host set.
+  static int VerifyPinned(X509_STORE_CTX* store_ctx, void* /*arg*/) {
+    auto* ssl = static_cast<SSL*>(
+        X509_STORE_CTX_get_ex_data(store_ctx, SSL_get_ex_data_X509_STORE_CTX_idx()));
+    TlsEngine* engine = EngineOf(ssl);
+    const auto& pins = engine->impl_->context->impl().trust_spki_sha256;
+    X509StackPtr anchors(sk_X509_new_null());
+    if (!anchors) return 0;
+    STACK_OF(X509)* presented = X509_STORE_CTX_get0_untrusted(store_ctx);
+    for (int i = 0; presented != nullptr && i < sk_X509_num(presented); ++i) {
+      X509* cert = sk_X509_value(presented, i);
+      unsigned char* der = nullptr;
+      int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
+      if (len <= 0) continue;
+      OpensslBytesPtr owned(der);
+      auto digest = Sha256(ByteSpan(der, static_cast<size_t>(len)));
+      for (const Bytes& pin : pins) {
+        if (pin.size() != digest.size() || !std::equal(pin.begin(), pin.end(), digest.begin())) {
+          continue;
+        }
+        if (X509_up_ref(cert) != 1) return 0;
+        X509Ptr held(cert);
+        if (sk_X509_push(anchors.get(), held.get()) <= 0) return 0;
+        held.release();  // now owned by `anchors`
+        break;
+      }
+    }
+    if (sk_X509_num(anchors.get()) == 0) {
+      engine->failure_ = "no certificate the server presented has a pinned key (SPKI SHA-256)";
+      X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_CERT_UNTRUSTED);
+      return 0;
+    }
+    X509_STORE_CTX_set0_trusted_stack(store_ctx, anchors.get());
+    X509_VERIFY_PARAM_set_flags(X509_STORE_CTX_get0_param(store_ctx), X509_V_FLAG_PARTIAL_CHAIN);
+    // The context only borrows the stack; the engine keeps it until it goes away.
+    engine->impl_->pinned_anchors = std::move(anchors);
+    return X509_verify_cert(store_ctx) == 1 ? 1 : 0;
   }
 
   static unsigned int ClientPsk(SSL* ssl, const char* /*hint*/, char* identity,
@@ -241,7 +287,17 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::Client(const TlsClientOpti
     return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "TLS client needs a server name (SNI)");
   }
   bool psk = !options.psk_identity.empty();
-  bool verify = !options.trust_pem_file.empty() || !options.trust_pem.empty();
+  bool pinned = !options.trust_spki_sha256.empty();
+  bool verify = !options.trust_pem_file.empty() || !options.trust_pem.empty() || pinned;
+  if (pinned && (!options.trust_pem_file.empty() || !options.trust_pem.empty())) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kConfig,
+                "TLS client trusts either anchors or pinned keys, not both");
+  }
+  for (const Bytes& pin : options.trust_spki_sha256) {
+    if (pin.size() != 32) {
+      return Fail(ErrorKind::kLocalUsage, Errc::kConfig, "a pinned key digest must be 32 octets");
+    }
+  }
   if (!psk && !verify) {
     return Fail(ErrorKind::kLocalUsage, Errc::kConfig,
                 "TLS client needs trust anchors or a PSK identity");
@@ -269,6 +325,7 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::Client(const TlsClientOpti
   // A PSK-only client has no trust anchors: with SSL_VERIFY_PEER and an empty store, a server
   // that answers with a certificate instead of the PSK fails verification.
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  if (pinned) SSL_CTX_set_cert_verify_callback(ctx.get(), &TlsCallbacks::VerifyPinned, nullptr);
   if (!options.cert_chain_pem_file.empty()) {
     MTE_TRY(LoadCertAndKey(ctx.get(), options.cert_chain_pem_file, options.key_pem_file));
   }
@@ -279,6 +336,7 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::Client(const TlsClientOpti
   context->request_ocsp_staple_ = options.request_ocsp_staple;
   context->impl_ = std::make_unique<Impl>();
   context->impl_->ctx = std::move(ctx);
+  context->impl_->trust_spki_sha256 = options.trust_spki_sha256;
   return std::shared_ptr<const TlsContext>(std::move(context));
 }
 

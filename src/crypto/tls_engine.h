@@ -63,6 +63,11 @@ struct TlsClientOptions {
   std::string server_name;      // SNI; also the name verified in the server certificate
   std::string trust_pem_file;   // verify the server certificate against these anchors
   std::string trust_pem;        // ... or against these (PEM text); either or both may be set
+  // ... or, with neither set, by key: SHA-256 digests (32 octets each) of DER
+  // SubjectPublicKeyInfos. A certificate of the presented chain whose key is listed becomes the
+  // only trust anchor (partial chain), and the path from the leaf to it is verified as usual
+  // (signatures, validity, the name). No CA store is involved.
+  std::vector<Bytes> trust_spki_sha256;
   std::string cert_chain_pem_file;  // client certificate (mutual TLS)
   std::string key_pem_file;
   std::string psk_identity;     // PSK mode when non-empty

@@ -25,6 +25,7 @@
 #include "proto/onem2m.h"
 #include "proto/rspf/cert_device.h"
 #include "proto/rspf/ppsk_device.h"
+#include "qr/payload.h"
 
 namespace mte::enrolee {
 namespace {
@@ -173,27 +174,49 @@ struct ParsedBundle {
   client::Endpoint mef;
 };
 
-// {"token","mefUri":"https://HOST:PORT[/...]","mefFqdn"?,"mefTrustAnchors":[PEM],...}
-Result<ParsedBundle> ParseBundle(const std::string& json) {
-  if (json.size() > kMaxBundleBytes) {
+// {"token","mefUri":"https://HOST:PORT[/...]","mefFqdn"?,"mefTrustAnchors":[PEM],...}, with
+// "mefTrustAnchorPins":[base64url SHA-256] instead of the anchors, or the same as an MTB1 QR
+// payload (docs/qr.md).
+Result<ParsedBundle> ParseBundle(const std::string& text) {
+  if (text.size() > kMaxBundleBytes) {
     return Fail(ErrorKind::kLocalUsage, Errc::kTooLarge, "token bundle larger than 64 KiB");
   }
-  auto j = nlohmann::json::parse(json, nullptr, false);
   auto bad = [](const std::string& what) {
     return Fail(ErrorKind::kLocalUsage, Errc::kMalformed, "token bundle: " + what);
   };
+  nlohmann::json j;
+  if (qr::IsBundlePayload(text)) {
+    auto decoded = qr::DecodeBundlePayload(text);
+    if (!decoded) return bad(decoded.error().detail);
+    j = std::move(*decoded);
+  } else {
+    j = nlohmann::json::parse(text, nullptr, false);
+  }
   if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
   if (!j.contains("token") || !j["token"].is_string()) return bad("missing token");
   if (!j.contains("mefUri") || !j["mefUri"].is_string()) return bad("missing mefUri");
-  if (!j.contains("mefTrustAnchors") || !j["mefTrustAnchors"].is_array() ||
-      j["mefTrustAnchors"].empty()) {
+  bool anchors = j.contains("mefTrustAnchors");
+  bool pins = j.contains("mefTrustAnchorPins");
+  if (anchors && pins) return bad("give mefTrustAnchors or mefTrustAnchorPins, not both");
+  if (!pins && (!anchors || !j["mefTrustAnchors"].is_array() || j["mefTrustAnchors"].empty())) {
     return bad("missing mefTrustAnchors");
   }
   ParsedBundle out;
   out.bundle.token = j["token"].get<std::string>();
-  for (const auto& pem : j["mefTrustAnchors"]) {
-    if (!pem.is_string()) return bad("mefTrustAnchors must be PEM strings");
-    out.bundle.mef_trust_pem += pem.get<std::string>();
+  if (anchors) {
+    for (const auto& pem : j["mefTrustAnchors"]) {
+      if (!pem.is_string()) return bad("mefTrustAnchors must be PEM strings");
+      out.bundle.mef_trust_pem += pem.get<std::string>();
+    }
+  } else {
+    const auto& list = j["mefTrustAnchorPins"];
+    if (!list.is_array() || list.empty()) return bad("mefTrustAnchorPins must be a non-empty array");
+    for (const auto& pin : list) {
+      if (!pin.is_string()) return bad("mefTrustAnchorPins must be strings");
+      auto digest = qr::DecodePin(pin.get<std::string>());
+      if (!digest) return bad(digest.error().detail);
+      out.bundle.mef_spki_pins.push_back(std::move(*digest));
+    }
   }
   std::string uri = j["mefUri"].get<std::string>();
   constexpr std::string_view kScheme = "https://";

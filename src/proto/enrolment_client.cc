@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "crypto/device_cert.h"
 #include "crypto/keys.h"
 #include "proto/enrolment.h"
 #include "proto/mef_status.h"
@@ -60,9 +61,14 @@ Result<std::unique_ptr<EnrolmentClient>> EnrolmentClient::ViaToken(
   if (bundle.token.empty() || bundle.token.size() > 128) {
     return Fail(ErrorKind::kLocalUsage, Errc::kMalformed, "the bundle's token is malformed");
   }
+  if (bundle.mef_trust_pem.empty() == bundle.mef_spki_pins.empty()) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kMalformed,
+                "the bundle needs MEF trust anchors or pinned keys (exactly one of them)");
+  }
   crypto::TlsClientOptions options;
   options.server_name = bundle.mef_fqdn;
   options.trust_pem = bundle.mef_trust_pem;
+  options.trust_spki_sha256 = bundle.mef_spki_pins;
   options.request_ocsp_staple = true;
   MTE_TRY_ASSIGN(auto context, crypto::TlsContext::Client(options));
   MTE_TRY_ASSIGN(auto engine, crypto::TlsEngine::Client(context));
@@ -76,6 +82,20 @@ Result<std::unique_ptr<EnrolmentClient>> EnrolmentClient::ViaToken(
   client->checks_ = checks;
   client->phase_ = Phase::kOuterHandshake;
   return client;
+}
+
+Result<void> EnrolmentClient::AdoptPinnedAnchor(const crypto::TlsEngine& tls) {
+  if (bundle_.mef_spki_pins.empty()) return {};
+  for (const Bytes& der : tls.peer_chain_der()) {
+    MTE_TRY_ASSIGN(auto facts, crypto::DescribeCertificate(der));
+    for (const Bytes& pin : bundle_.mef_spki_pins) {
+      if (HexLower(pin) != facts.spki_sha256) continue;
+      MTE_TRY_ASSIGN(mef_trust_pem_, crypto::CertificateToPem(der));
+      return {};
+    }
+  }
+  // The handshake verified the chain against a pinned certificate, so one is always there.
+  return Fail(ErrorKind::kInternal, Errc::kInvariant, "the pinned MEF certificate went missing");
 }
 
 Result<void> EnrolmentClient::CheckStaple(const crypto::TlsEngine& tls) {
@@ -129,6 +149,7 @@ Result<void> EnrolmentClient::Step() {
     switch (phase_) {
       case Phase::kOuterHandshake: {
         if (!stack_.TopHandshakeComplete()) return {};
+        if (auto ok = AdoptPinnedAnchor(stack_.top()); !ok) return Failed(ok.error());
         if (auto ok = CheckStaple(stack_.top()); !ok) return Failed(ok.error());
         // docs/conventions.md §2: the channel binding of the outer session, sent later inside the inner one.
         auto binding = stack_.top().Export(kChannelBindingLabel, kChannelBindingLength,

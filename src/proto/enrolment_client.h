@@ -27,10 +27,13 @@
 namespace mte::proto {
 
 // What the OBF delivers (seed 8.y.4 step 11).
+// The MEF is trusted by its anchors (mef_trust_pem) or, for a bundle from a QR code too small
+// for them, by pinned keys (mef_spki_pins; docs/qr.md): exactly one of the two is set.
 struct TokenBundle {
   std::string token;
   std::string mef_fqdn;
-  std::string mef_trust_pem;  // one or more PEM certificates
+  std::string mef_trust_pem;        // one or more PEM certificates
+  std::vector<Bytes> mef_spki_pins;  // SHA-256 of DER SubjectPublicKeyInfos, 32 octets each
 };
 
 struct EnrolmentResult {
@@ -73,7 +76,10 @@ class EnrolmentClient {
                                                          std::string mef_trust_pem,
                                                          std::unique_ptr<DeviceRspf> rspf,
                                                          MefCertificateChecks checks = {});
-  // Flow B: offers every RSPF of `rspfs` (in order) and runs the one the MEF selects.
+  // Flow B: offers every RSPF of `rspfs` (in order) and runs the one the MEF selects. With pins,
+  // the outer session accepts the MEF's chain up to a presented certificate whose key is pinned;
+  // that certificate is then the MEF trust anchor for the rest of the enrolment (the stapled
+  // OCSP response, the certificate RSPF's inner session).
   static Result<std::unique_ptr<EnrolmentClient>> ViaToken(
       TokenBundle bundle, std::vector<std::unique_ptr<DeviceRspf>> rspfs,
       MefCertificateChecks checks = {});
@@ -103,6 +109,8 @@ class EnrolmentClient {
   Result<void> SendEnrolment();
   Result<void> OnResponse(HttpResponse response);
   Result<void> Failed(Error error);
+  // With pins: the presented certificate a pin names becomes mef_trust_pem_.
+  Result<void> AdoptPinnedAnchor(const crypto::TlsEngine& tls);
   // The stapled status of a certificate-authenticated session to the MEF.
   Result<void> CheckStaple(const crypto::TlsEngine& tls);
 

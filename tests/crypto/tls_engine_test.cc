@@ -15,7 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "crypto/openssl_cli.h"
 #include "crypto/ossl.h"
+#include "testlib/temp_dir.h"
 #include "testlib/test_pki.h"
 #include "testlib/tls_pair.h"
 
@@ -496,6 +498,97 @@ TEST_P(TlsCertTest, TrustAnchorsAsPemText) {
   Pair p = Handshake(ClientEngine(o), ServerEngine(ServerOptions()));
   EXPECT_TRUE(p.outcome.BothComplete()) << Show(p.outcome);
 }
+
+// Trust by pinned key (TlsClientOptions::trust_spki_sha256). The digests come from the openssl
+// CLI: x509 -pubkey | pkey -pubin -outform DER | dgst -sha256.
+class TlsPinTest : public TlsCertTest {
+ protected:
+  static Bytes Pin(const std::string& cert_file) {
+    auto r = testlib::RunCommand("openssl x509 -in " + testlib::Q(cert_file) +
+                                 " -pubkey -noout | openssl pkey -pubin -outform DER | openssl dgst "
+                                 "-sha256 -r | cut -c1-64");
+    EXPECT_EQ(r.status, 0) << r.output;
+    return Unwrap(HexDecode(r.output.substr(0, 64)), "pin hex");
+  }
+  // A chain file: `leaf` then the CA certificate, as a MEF that sends its chain presents it.
+  std::string ChainWithCa(const std::string& leaf) {
+    std::string file = dir_.File("chain.pem");
+    testlib::WriteText(file, TestPki::ReadFile(leaf) + TestPki::ReadFile(pki_->ca_cert()));
+    return file;
+  }
+  TlsClientOptions PinnedOptions(std::vector<Bytes> pins) const {
+    TlsClientOptions o = ClientOptions("");
+    o.trust_spki_sha256 = std::move(pins);
+    return o;
+  }
+  testlib::TempDir dir_;
+};
+
+TEST_P(TlsPinTest, APinnedCaInThePresentedChainVerifiesIt) {
+  TlsServerOptions so = ServerOptions();
+  so.cert_chain_pem_file = ChainWithCa(pki_->server_cert());
+  Pair p = Handshake(ClientEngine(PinnedOptions({Pin(pki_->other_ca_cert()), Pin(pki_->ca_cert())})),
+                     ServerEngine(so));
+  ASSERT_TRUE(p.outcome.BothComplete()) << Show(p.outcome);
+  EXPECT_EQ(p.client->peer_dns_names(), std::vector<std::string>{kFqdn});
+}
+
+TEST_P(TlsPinTest, APinnedLeafKeyIsEnough) {
+  Pair p = Handshake(ClientEngine(PinnedOptions({Pin(pki_->server_cert())})),
+                     ServerEngine(ServerOptions()));
+  ASSERT_TRUE(p.outcome.BothComplete()) << Show(p.outcome);
+}
+
+TEST_P(TlsPinTest, APinOfAKeyNotPresentedFails) {
+  // The CA is pinned, but the server sends its leaf only.
+  Pair only_leaf = Handshake(ClientEngine(PinnedOptions({Pin(pki_->ca_cert())})),
+                             ServerEngine(ServerOptions()));
+  EXPECT_FALSE(only_leaf.outcome.client_complete) << Show(only_leaf.outcome);
+  EXPECT_THAT(only_leaf.client->failure(), HasSubstr("pinned key"));
+  TlsServerOptions so = ServerOptions();
+  so.cert_chain_pem_file = ChainWithCa(pki_->server_cert());
+  Pair other = Handshake(ClientEngine(PinnedOptions({Pin(pki_->other_ca_cert())})), ServerEngine(so));
+  EXPECT_FALSE(other.outcome.client_complete) << Show(other.outcome);
+  ASSERT_TRUE(other.outcome.client_error.has_value());
+  EXPECT_EQ(other.outcome.client_error->kind, ErrorKind::kPeerAuth) << Show(other.outcome);
+  EXPECT_THAT(other.client->failure(), HasSubstr("pinned key"));
+}
+
+TEST_P(TlsPinTest, APinnedCaDoesNotVouchForALeafItDidNotSign) {
+  // A self-signed leaf for the right name, with the genuine CA certificate appended.
+  std::string key = dir_.File("forged.key"), crt = dir_.File("forged.crt");
+  auto r = testlib::RunCommand(
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=" +
+      std::string(kFqdn) + " -addext subjectAltName=DNS:" + kFqdn + " -keyout " + testlib::Q(key) +
+      " -out " + testlib::Q(crt));
+  ASSERT_EQ(r.status, 0) << r.output;
+  TlsServerOptions so = ServerOptions();
+  so.cert_chain_pem_file = ChainWithCa(crt);
+  so.key_pem_file = key;
+  Pair p = Handshake(ClientEngine(PinnedOptions({Pin(pki_->ca_cert())})), ServerEngine(so));
+  EXPECT_FALSE(p.outcome.client_complete) << Show(p.outcome);
+  EXPECT_THAT(p.client->failure(), HasSubstr("certificate verification failed"));
+}
+
+TEST_P(TlsPinTest, TheNameIsStillChecked) {
+  TlsServerOptions so = ServerOptions();
+  so.cert_chain_pem_file = ChainWithCa(pki_->misnamed_server_cert());
+  so.key_pem_file = pki_->misnamed_server_key();
+  Pair p = Handshake(ClientEngine(PinnedOptions({Pin(pki_->ca_cert())})), ServerEngine(so));
+  EXPECT_FALSE(p.outcome.client_complete) << Show(p.outcome);
+  EXPECT_THAT(p.client->failure(), HasSubstr("hostname mismatch"));
+}
+
+TEST_P(TlsPinTest, PinsAreExclusiveWithAnchorsAndHaveTheSizeOfSha256) {
+  TlsClientOptions both = PinnedOptions({Pin(pki_->ca_cert())});
+  both.trust_pem_file = pki_->ca_cert();
+  EXPECT_FALSE(TlsContext::Client(both).has_value());
+  TlsClientOptions short_pin = PinnedOptions({Bytes(31, 0)});
+  EXPECT_FALSE(TlsContext::Client(short_pin).has_value());
+}
+
+INSTANTIATE_TEST_SUITE_P(Versions, TlsPinTest, ::testing::Values(Version::kTls12, Version::kTls13),
+                         ParamName);
 
 TEST_P(TlsCertTest, WrongCaFails) {
   Pair p =

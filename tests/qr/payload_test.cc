@@ -104,6 +104,28 @@ TEST_F(PayloadTest, DecodesAHandAssembledCborMap) {
   EXPECT_EQ(HexLower(*pin), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
+TEST_F(PayloadTest, KnownAnswerFromAnIndependentEncoder) {
+  // docs/qr.md §6: the CBOR (RFC 8949, members in this order) and its Base45 were computed by a
+  // separate 20-line Python encoder; the pin by the openssl CLI.
+  json bundle = {{"enroleeId", 1},
+                 {"expiresAt", "2026-12-05T08:44:59Z"},
+                 {"mefFqdn", "mef.example.com"},
+                 {"mefTrustAnchorPins", {"YhI8tfUbcKUx2tBoL-RtCQmmZ0tR6AMsT2GhXB2pTsQ"}},
+                 {"mefUri", "https://127.0.0.1:38073"},
+                 {"token", kToken}};
+  const std::string expected =
+      "MTB1:V1L1$C0LETVD9 C-SCQED7AF*ED6$CGC81VE8469%6*963W5HX6E465G75R6ZW6DJBF$D$-C3FEB/DF$DD-CB"
+      "$CBECP9ERZCUPCS$DF$D6.C6LE QEAC8NPC04EK7AF/DOGGRL5C8D7677.CWJCPN9Z8FHVE73E$W5IVEADA4$DT56V"
+      "HAMB84QE1G6R8DQG819E1QEV.C% C4 A:EDA9DIWENPEJ/5*96-/64464462A6HL6D46HM6HWE/PDK/DZL53Y6Q:6."
+      "IAYM6I4FBWE/UD.571AFUDB*X6GS8M-AL:66 APEESS81ECM3F9WE7.C";
+  auto payload = EncodeBundlePayload(bundle);
+  ASSERT_TRUE(Ok(payload));
+  EXPECT_EQ(*payload, expected);
+  auto back = DecodeBundlePayload(expected);
+  ASSERT_TRUE(Ok(back));
+  EXPECT_EQ(*back, bundle);
+}
+
 TEST_F(PayloadTest, PinsAreWhatOpensslComputes) {
   auto certs = crypto::CertificatesFromPem(p256_);
   ASSERT_TRUE(Ok(certs));

@@ -87,7 +87,10 @@ struct DirectEnrolOptions {
 MTE_EXPORT EnrolOutcome EnrolDirect(const DirectEnrolOptions& options);
 
 struct TokenEnrolOptions {
-  std::string bundle_json;  // {"token","mefUri","mefFqdn","mefTrustAnchors":[PEM],...}
+  // {"token","mefUri","mefFqdn","mefTrustAnchors":[PEM],...}, or with "mefTrustAnchorPins"
+  // (base64url SHA-256 of each anchor's SubjectPublicKeyInfo) instead of the anchors, or an
+  // MTB1 QR payload (docs/qr.md)
+  std::string bundle_json;
   Credentials credentials;
   std::string state_dir;
   int timeout_ms = 15000;
