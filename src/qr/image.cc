@@ -305,13 +305,12 @@ Result<void> WritePng(std::string_view payload, const std::string& path) {
 
 Result<std::string> DecodeQrImage(const std::string& path) {
   MTE_TRY_ASSIGN(std::string data, ReadBoundedFile(path, kMaxImageFileBytes));
-  static constexpr unsigned char kPng[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
-  static constexpr unsigned char kJpeg[] = {0xFF, 0xD8, 0xFF};
-  auto starts = [&data](const unsigned char* magic, size_t n) {
-    return data.size() >= n && std::memcmp(data.data(), magic, n) == 0;
-  };
-  Result<Grey> grey = starts(kPng, sizeof kPng)     ? ReadPng(path, data)
-                      : starts(kJpeg, sizeof kJpeg) ? ReadJpeg(path, data)
+  // Public magic numbers (PNG: RFC 2083 §12.11; JPEG: SOI then a marker).
+  constexpr std::string_view kPng("\x89PNG\r\n\x1A\n", 8);
+  constexpr std::string_view kJpeg("\xFF\xD8\xFF", 3);
+  auto starts = [&data](std::string_view magic) { return data.compare(0, magic.size(), magic) == 0; };
+  Result<Grey> grey = starts(kPng)    ? ReadPng(path, data)
+                      : starts(kJpeg) ? ReadJpeg(path, data)
                                                     : Result<Grey>(Fail(
                                                           ErrorKind::kLocalUsage, Errc::kUnsupported,
                                                           QuotedPath(path) +
