@@ -312,6 +312,12 @@ class Portal::Web {
     const std::string& method = request_.method;
     if (target == "/static/style.css") return Asset("text/css; charset=utf-8", kStyle);
     if (target == "/static/app.js") return Asset("text/javascript; charset=utf-8", kScript);
+    if (target == "/favicon.ico") {  // no icon, and no error in the browser's console either
+      proto::HttpResponse none;
+      none.status = 204;
+      SecurityHeaders(none);
+      return none;
+    }
     if (target == "/login") {
       if (method == "GET") return LoginPage(200, "");
       if (method == "POST") return LoginSubmit();

@@ -28,15 +28,16 @@ function check(condition, message) {
   if (!condition) throw new Error(message);
 }
 
-// A full-page screenshot, with the text the page showed at that moment (for the later check).
-async function shoot(page, name, mustShow) {
+// A full-page screenshot. `mustShow` is checked in the page's text now; `ocr` (default: all of
+// mustShow) is what the shell test later reads back from the picture itself.
+async function shoot(page, name, mustShow, ocr = mustShow) {
   const path = join(shots, `${name}.png`);
   await page.screenshot({ path, fullPage: true });
   const text = await page.innerText('body');
   for (const expected of mustShow) {
     check(text.includes(expected), `${name}: the page does not show "${expected}"`);
   }
-  result.screenshots.push({ name, path, mustShow });
+  result.screenshots.push({ name, path, mustShow: ocr });
 }
 
 const browser = await chromium.launch({
@@ -51,7 +52,7 @@ const browser = await chromium.launch({
 });
 let obf;
 try {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
+  const context = await browser.newContext({ viewport: { width: 1100, height: 800 }, deviceScaleFactor: 2 });
   const page = await context.newPage();
   const consoleErrors = [];
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
@@ -60,7 +61,7 @@ try {
   // Sign in.
   await page.goto(portal + '/');
   check(new URL(page.url()).pathname === '/login', `/ should lead to /login, not ${page.url()}`);
-  await shoot(page, '01-login', ['Sign in', 'Name', 'Password']);
+  await shoot(page, '01-login', ['Sign in', 'Name', 'Password'], ['Sign in', 'Password']);
   await page.getByLabel('Name').fill(env('USER_NAME'));
   await page.getByLabel('Password').fill(readFileSync(env('PASSWORD_FILE'), 'utf8').trim());
   await page.getByRole('button', { name: 'Sign in' }).click();
@@ -79,7 +80,8 @@ try {
   // The Enrolment-Token, as a QR code.
   await page.getByRole('button', { name: 'Issue an Enrolment-Token' }).click();
   await page.waitForSelector('#bundle-qr svg');
-  await shoot(page, '04-token', ['Enrolment-Token for enrolee', 'token issued', 'Download the token bundle']);
+  await shoot(page, '04-token', ['Enrolment-Token for enrolee', 'token issued', 'Download the token bundle'],
+    ['Enrolment-Token for enrolee', 'Shown once', 'Download the token bundle']);
   const qrPhoto = join(shots, 'bundle-qr.png');
   await page.locator('#bundle-qr svg').screenshot({ path: qrPhoto });
   result.qrPhoto = qrPhoto;
@@ -104,11 +106,16 @@ try {
   obf = undefined;
   writeFileSync(join(shots, 'mte-obf.log'), obfLog.join(''));
   check(obfCode === 0, `mte-obf deliver --qr exited ${obfCode}:\n${obfLog.join('')}`);
-  await shoot(page, '05-token-enrolled', ['enrolled']);
+  await shoot(page, '05-token-enrolled', ['enrolled'], ['Enrolment-Token for enrolee']);
+  // The badge that changed by itself, on its own, read back as one line of text.
+  const badgeShot = join(shots, '05b-state-badge.png');
+  await badge.screenshot({ path: badgeShot });
+  result.screenshots.push({ name: '05b-state-badge', path: badgeShot, mustShow: ['enrolled'], psm: 7, small: true });
 
   // Its timeline.
   await page.goto(`${portal}/enrolees/${enroleeId}`);
-  await shoot(page, '06-timeline', ['enrolled', 'PPSK', 'enrolee.add', 'token.issue', 'enrolment.commit']);
+  await shoot(page, '06-timeline', ['enrolled', 'PPSK', 'enrolee.add', 'token.issue', 'enrolment.commit'],
+    ['Web boiler', 'PPSK', 'Timeline', 'token.issue']);
   const keId = (await page.locator('dt:text-is("KeID") + dd').innerText()).trim();
   result.keId = keId;
 
@@ -125,7 +132,8 @@ try {
   await page.goto(`${portal}/enrolees/${enroleeId}`);
   await page.getByRole('button', { name: 'Revoke' }).click();
   await page.locator(`[data-enrolee-state="${enroleeId}"]`).filter({ hasText: 'revoked' }).waitFor();
-  await shoot(page, '08-revoked', ['Revoked:', 'revoked', 'enrolee.revoke', 'Re-arm with a new Enrolment-Token']);
+  await shoot(page, '08-revoked', ['Revoked:', 'revoked', 'enrolee.revoke', 'Re-arm with a new Enrolment-Token'],
+    ['Revoked:', 'the MAF retires its credentials', 'Timeline']);
 
   // Signing out ends the session: the enrolee page asks for a sign-in again.
   await page.getByRole('button', { name: 'Sign out' }).click();
