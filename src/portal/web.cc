@@ -496,8 +496,7 @@ class Portal::Web {
   // --- pages ---
 
   proto::HttpResponse EnroleesPage(int status, std::string_view error) {
-    auto list =
-        p_.store_.ListEnrolees(who_.is_admin ? std::nullopt : std::optional<int64_t>(who_.id));
+    auto list = VisibleEnrolees();
     if (!list) return Internal(list.error());
     std::string body = Layout("Enrolees", true, [&](std::string& out) {
       out += "<h1>Enrolees</h1>";
@@ -706,8 +705,7 @@ class Portal::Web {
   }
 
   proto::HttpResponse States() {
-    auto list =
-        p_.store_.ListEnrolees(who_.is_admin ? std::nullopt : std::optional<int64_t>(who_.id));
+    auto list = VisibleEnrolees();
     if (!list) return Internal(list.error());
     nlohmann::json states = nlohmann::json::object();
     for (const auto& e : *list) {
@@ -846,6 +844,12 @@ class Portal::Web {
   }
 
   // --- building blocks ---
+
+  // The caller's enrolees; an admin's are everyone's.
+  Result<std::vector<store::EnroleeRecord>> VisibleEnrolees() {
+    return p_.store_.ListEnrolees(who_.is_admin ? std::nullopt
+                                                : std::optional<int64_t>(who_.id));
+  }
 
   std::string StateBadge(const store::EnroleeRecord& e) const {
     DisplayState s = StateOf(e, now_);

@@ -438,6 +438,13 @@ class SqliteStore final : public Store {
     return std::optional<Row>(reader(stmt));
   }
 
+  // A session's or API token's stakeholder by `select_sql` (?1 hash, ?2 now; columns as
+  // ReadStakeholder, then last_used_at), recording the use with `touch_sql` (?1 hash, ?2 now)
+  // to kLastUseResolutionSeconds.
+  Result<std::optional<StakeholderRecord>> FindBearer(std::string_view op, const char* select_sql,
+                                                      const char* touch_sql, ByteSpan token_hash,
+                                                      int64_t now);
+
   // The following run inside a transaction the caller holds.
   template <class Key>
   Result<bool> Exists(std::string_view op, const char* sql, const Key& key);
@@ -865,9 +872,11 @@ Result<void> SqliteStore::AddSession(ByteSpan token_hash, int64_t stakeholder_id
   });
 }
 
-Result<std::optional<StakeholderRecord>> SqliteStore::FindSession(ByteSpan token_hash,
-                                                                  int64_t now) {
-  constexpr std::string_view kOp = "find session";
+Result<std::optional<StakeholderRecord>> SqliteStore::FindBearer(std::string_view op,
+                                                                 const char* select_sql,
+                                                                 const char* touch_sql,
+                                                                 ByteSpan token_hash,
+                                                                 int64_t now) {
   struct Found {
     StakeholderRecord who;
     int64_t last_used_at;
@@ -875,25 +884,31 @@ Result<std::optional<StakeholderRecord>> SqliteStore::FindSession(ByteSpan token
   MTE_TRY_ASSIGN(
       auto found,
       FindOne<Found>(
-          kOp,
-          "SELECT s.id, s.name, s.password_hash, s.created_at, s.is_admin, x.last_used_at"
-          " FROM sessions x JOIN stakeholders s ON s.id = x.stakeholder_id"
-          " WHERE x.token_hash = ?1 AND x.expires_at > ?2"
-          " AND (x.idle_seconds = 0 OR x.last_used_at + x.idle_seconds > ?2)",
+          op, select_sql,
           [](const Statement& row) { return Found{ReadStakeholder(row), row.Int64(5)}; },
           token_hash, now));
   if (!found) return std::optional<StakeholderRecord>();
   if (now - found->last_used_at >= kLastUseResolutionSeconds) {
-    auto touched = Write(kOp, [&]() -> Result<void> {
-      MTE_TRY_ASSIGN(auto touch, Prepare("UPDATE sessions SET last_used_at = ?2"
-                                         " WHERE token_hash = ?1 AND last_used_at < ?2",
-                                         kOp));
+    auto touched = Write(op, [&]() -> Result<void> {
+      MTE_TRY_ASSIGN(auto touch, Prepare(touch_sql, op));
       MTE_TRY(touch.BindAll(token_hash, now));
       return touch.Run();
     }, Durability::kRelaxed);
     if (!touched) return Fail(touched.error());
   }
   return std::optional<StakeholderRecord>(std::move(found->who));
+}
+
+Result<std::optional<StakeholderRecord>> SqliteStore::FindSession(ByteSpan token_hash,
+                                                                  int64_t now) {
+  return FindBearer("find session",
+                    "SELECT s.id, s.name, s.password_hash, s.created_at, s.is_admin,"
+                    " x.last_used_at FROM sessions x JOIN stakeholders s"
+                    " ON s.id = x.stakeholder_id WHERE x.token_hash = ?1 AND x.expires_at > ?2"
+                    " AND (x.idle_seconds = 0 OR x.last_used_at + x.idle_seconds > ?2)",
+                    "UPDATE sessions SET last_used_at = ?2"
+                    " WHERE token_hash = ?1 AND last_used_at < ?2",
+                    token_hash, now);
 }
 
 Result<bool> SqliteStore::DeleteSession(ByteSpan token_hash, const AuditEntry& audit) {
@@ -1000,32 +1015,14 @@ Result<void> SqliteStore::RevokeApiToken(int64_t stakeholder_id, int64_t token_i
 
 Result<std::optional<StakeholderRecord>> SqliteStore::FindApiToken(ByteSpan token_hash,
                                                                    int64_t now) {
-  constexpr std::string_view kOp = "find API token";
-  struct Found {
-    StakeholderRecord who;
-    int64_t last_used_at;
-  };
-  MTE_TRY_ASSIGN(
-      auto found,
-      FindOne<Found>(
-          kOp,
-          "SELECT s.id, s.name, s.password_hash, s.created_at, s.is_admin, t.last_used_at"
-          " FROM api_tokens t JOIN stakeholders s ON s.id = t.stakeholder_id"
-          " WHERE t.token_hash = ?1 AND (t.expires_at = 0 OR t.expires_at > ?2)",
-          [](const Statement& row) { return Found{ReadStakeholder(row), row.Int64(5)}; },
-          token_hash, now));
-  if (!found) return std::optional<StakeholderRecord>();
-  if (now - found->last_used_at >= kLastUseResolutionSeconds) {
-    auto touched = Write(kOp, [&]() -> Result<void> {
-      MTE_TRY_ASSIGN(auto touch, Prepare("UPDATE api_tokens SET last_used_at = ?2"
-                                         " WHERE token_hash = ?1 AND last_used_at < ?2",
-                                         kOp));
-      MTE_TRY(touch.BindAll(token_hash, now));
-      return touch.Run();
-    }, Durability::kRelaxed);
-    if (!touched) return Fail(touched.error());
-  }
-  return std::optional<StakeholderRecord>(std::move(found->who));
+  return FindBearer("find API token",
+                    "SELECT s.id, s.name, s.password_hash, s.created_at, s.is_admin,"
+                    " t.last_used_at FROM api_tokens t JOIN stakeholders s"
+                    " ON s.id = t.stakeholder_id"
+                    " WHERE t.token_hash = ?1 AND (t.expires_at = 0 OR t.expires_at > ?2)",
+                    "UPDATE api_tokens SET last_used_at = ?2"
+                    " WHERE token_hash = ?1 AND last_used_at < ?2",
+                    token_hash, now);
 }
 
 // --- enrolees ---------------------------------------------------------------------------------
