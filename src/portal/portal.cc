@@ -552,6 +552,22 @@ Result<std::pair<store::ApiTokenRecord, std::string>> Portal::NewApiToken(
   return std::make_pair(std::move(*added), std::move(token_text));
 }
 
+Result<int64_t> Portal::RevokeApiToken(const store::StakeholderRecord& who,
+                                       std::string_view id_text,
+                                       const std::string& peer_address) {
+  int64_t id = 0;
+  auto [ptr, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+  if (ec != std::errc() || ptr != id_text.data() + id_text.size() || id <= 0) {
+    return Fail(ErrorKind::kPeerProtocol, Errc::kNotFound, "no such API token");
+  }
+  const int64_t now = UnixSeconds(clock_.Now());
+  MTE_TRY(store_.RevokeApiToken(
+      who.id, id,
+      {0, now, "stakeholder:" + who.name, "apitoken.revoke",
+       "stakeholder " + who.name + " API token " + std::to_string(id), "from " + peer_address}));
+  return id;
+}
+
 Result<void> Portal::ChangePassword(const store::StakeholderRecord& who,
                                     const SecretString& current, const SecretString& replacement,
                                     const std::string& peer_address) {
@@ -643,20 +659,12 @@ proto::HttpResponse Portal::Account(const proto::HttpRequest& request, std::stri
   if (rest.substr(0, kTokens.size()) == kTokens) {
     if (request.method != "DELETE") return ErrorJson(405, "use DELETE");
     std::string_view id_text = rest.substr(kTokens.size());
-    int64_t id = 0;
-    auto [ptr, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
-    if (ec != std::errc() || ptr != id_text.data() + id_text.size() || id <= 0) {
-      return ErrorJson(404, "no such API token");
-    }
-    const int64_t now = UnixSeconds(clock_.Now());
-    auto revoked = store_.RevokeApiToken(
-        who.id, id,
-        {0, now, "stakeholder:" + who.name, "apitoken.revoke",
-         "stakeholder " + who.name + " API token " + std::to_string(id), "from " + peer_address});
+    auto revoked = RevokeApiToken(who, id_text, peer_address);
     if (!revoked) {
       return revoked.error().code == Errc::kNotFound ? ErrorJson(404, "no such API token")
                                                      : ErrorJson(500, "internal error");
     }
+    const int64_t id = *revoked;
     return Json(200, {{"revoked", id}});
   }
   if (rest == "/password") {

@@ -77,6 +77,10 @@ class Portal {
   // A new personal API token: its record and its text (shown once).
   Result<std::pair<store::ApiTokenRecord, std::string>> NewApiToken(
       const store::StakeholderRecord& who, const std::string& name);
+  // Revokes the caller's API token `id_text`; its id. kNotFound for another's, an unknown or a
+  // malformed id.
+  Result<int64_t> RevokeApiToken(const store::StakeholderRecord& who, std::string_view id_text,
+                                 const std::string& peer_address);
   Result<void> ChangePassword(const store::StakeholderRecord& who, const SecretString& current,
                               const SecretString& replacement, const std::string& peer_address);
   // The audit entries of one enrolee, oldest first.

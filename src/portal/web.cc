@@ -782,13 +782,7 @@ class Portal::Web {
   }
 
   proto::HttpResponse RevokeApiToken(std::string_view id_text) {
-    int64_t id = 0;
-    auto [ptr, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
-    if (ec != std::errc() || ptr != id_text.data() + id_text.size()) return NotFound();
-    auto revoked = p_.store_.RevokeApiToken(
-        who_.id, id,
-        {0, now_, "stakeholder:" + who_.name, "apitoken.revoke",
-         "stakeholder " + who_.name + " API token " + std::to_string(id), "from " + peer_});
+    auto revoked = p_.RevokeApiToken(who_, id_text, peer_);
     if (!revoked) {
       if (revoked.error().code == Errc::kNotFound) return NotFound();
       return Internal(revoked.error());
