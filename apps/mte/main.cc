@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -39,6 +40,7 @@
 #include "mef/rspf/ppsk/ppsk_rspf.h"
 #include "mte/config.h"
 #include "mte/enrolees.h"
+#include "mte/lockout.h"
 #include "net/http_fetch.h"
 #include "net/server.h"
 #include "portal/portal.h"
@@ -1164,6 +1166,77 @@ int ListStakeholders(const std::string& data, bool json) {
   return 0;
 }
 
+// The lockout keys of an account or an address (docs/protocol.md §12): its login and its claim
+// failures.
+std::vector<std::string> LockoutKeys(const std::string& account, const std::string& address) {
+  if (!account.empty()) return {"account:" + account, "claim-account:" + account};
+  return {"address:" + address, "claim:" + address};
+}
+
+// An IP address in the text form the portal records (RFC 5952 for IPv6); empty if it is none.
+std::string CanonicalAddress(const std::string& text) {
+  unsigned char buf[sizeof(struct in6_addr)];
+  char out[INET6_ADDRSTRLEN];
+  for (int family : {AF_INET, AF_INET6}) {
+    if (inet_pton(family, text.c_str(), buf) == 1 &&
+        inet_ntop(family, buf, out, sizeof out) != nullptr) {
+      return out;
+    }
+  }
+  return "";
+}
+
+int ListLockouts(const std::string& data, bool json) {
+  auto ctx = OpenAdmin(data);
+  if (!ctx) return Die(ctx.error());
+  auto records = ctx->store->ListFailures();
+  if (!records) return Die(records.error());
+  const int64_t now = UnixSeconds(std::chrono::system_clock::now());
+  nlohmann::json out = nlohmann::json::array();
+  if (!json) std::printf("%-40s %-8s %-6s %-9s %s\n", "KEY", "FAILURES", "LOCKS", "RETRY(s)",
+                         "LAST FAILURE");
+  for (const auto& [key, r] : *records) {
+    const int64_t retry = FailurePolicy::RetryAfter(r, now);
+    if (json) {
+      out.push_back({{"key", key},
+                     {"failures", r.count},
+                     {"locks", r.locks},
+                     {"locked", retry > 0},
+                     {"retryAfterSeconds", retry},
+                     {"lastFailureAt", Time(r.last_failure)}});
+    } else {
+      std::printf("%-40s %-8d %-6d %-9lld %s\n", log::Printable(key).c_str(), r.count, r.locks,
+                  static_cast<long long>(retry), Time(r.last_failure).c_str());
+    }
+  }
+  if (json) std::printf("%s\n", out.dump(2).c_str());
+  return 0;
+}
+
+int ClearLockout(const std::string& data, const std::string& account, std::string address,
+                 bool json) {
+  if (account.empty() == address.empty()) return Die("give --account NAME or --address IP");
+  if (!address.empty()) {
+    std::string canonical = CanonicalAddress(address);
+    if (canonical.empty()) return Die("--address: not an IPv4 or IPv6 address");
+    address = canonical;
+  }
+  auto ctx = OpenAdmin(data);
+  if (!ctx) return Die(ctx.error());
+  const int64_t now = UnixSeconds(std::chrono::system_clock::now());
+  const std::string subject = account.empty() ? "address " + address : "account " + account;
+  auto cleared = ctx->store->ClearFailures(LockoutKeys(account, address),
+                                           {0, now, "admin", "lockout.clear", subject, ""});
+  if (!cleared) return Die(cleared.error());
+  if (json) {
+    std::printf("%s\n", nlohmann::json{{"cleared", *cleared}, {"subject", subject}}.dump(2).c_str());
+  } else {
+    std::printf("cleared %d failure record%s of %s\n", *cleared, *cleared == 1 ? "" : "s",
+                log::Printable(subject).c_str());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1357,6 +1430,22 @@ int main(int argc, char** argv) {
   auto* enrolee_list = enrolee->add_subcommand("list", "List all enrolees");
   enrolee_list->add_flag("--json", list_json, "JSON output");
 
+  auto* lockout = admin->add_subcommand(
+      "lockout", "The portal's failed-login and failed-claim counters (shared by every process)");
+  lockout->require_subcommand(1);
+  bool lockout_json = false;
+  std::string lockout_account, lockout_address;
+  auto* lockout_list = lockout->add_subcommand(
+      "list", "Every counted key (account:, address:, claim-account:, claim:) and its lock");
+  lockout_list->add_flag("--json", lockout_json, "JSON output");
+  auto* lockout_clear = lockout->add_subcommand(
+      "clear", "End the lock and forget the failures of one account or one client address\n"
+               "(recorded in the audit log)");
+  auto* clear_account = lockout_clear->add_option("--account", lockout_account, "account name");
+  lockout_clear->add_option("--address", lockout_address, "client IP address")
+      ->excludes(clear_account);
+  lockout_clear->add_flag("--json", lockout_json, "JSON output");
+
   auto* audit = admin->add_subcommand("audit", "The append-only audit log");
   audit->require_subcommand(1);
   AuditFilter audit_filter;
@@ -1430,6 +1519,10 @@ int main(int argc, char** argv) {
   }
   if (stakeholder_remove->parsed()) return RemoveStakeholder(admin_data, stakeholder_name);
   if (audit_list->parsed()) return ListAudit(admin_data, audit_filter);
+  if (lockout_list->parsed()) return ListLockouts(admin_data, lockout_json);
+  if (lockout_clear->parsed()) {
+    return ClearLockout(admin_data, lockout_account, lockout_address, lockout_json);
+  }
   if (audit_export->parsed()) {
     audit_filter.json = true;
     return ListAudit(admin_data, audit_filter);

@@ -117,8 +117,8 @@ Portal::Portal(store::Store& store, const crypto::KeyEncryptionKey& kek, Rng& rn
       rng_(rng),
       clock_(clock),
       settings_(settings),
-      failures_({settings.max_failures, settings.lockout_seconds, /*window_seconds=*/0,
-                 settings.max_lockout_seconds}) {}
+      failures_(store, {settings.max_failures, settings.lockout_seconds, /*window_seconds=*/0,
+                        settings.max_lockout_seconds}) {}
 
 proto::HttpResponse Portal::Handle(const proto::HttpRequest& request,
                                    const std::string& peer_address) {
@@ -225,9 +225,12 @@ Result<store::StakeholderRecord> Portal::CheckLogin(const std::string& name,
   // An address that keeps failing is locked out whatever account it names. A locked account is
   // locked only for addresses that have failed recently: its owner, from an address that has
   // not, still gets to give the password (and a failure there marks that address too).
-  int64_t wait = failures_.RetryAfter(address_key, now);
-  if (wait == 0 && failures_.HasFailures(address_key, now)) {
-    wait = failures_.RetryAfter(account_key, now);
+  MTE_TRY_ASSIGN(int64_t wait, failures_.RetryAfter(address_key, now));
+  if (wait == 0) {
+    MTE_TRY_ASSIGN(const bool address_failed, failures_.HasFailures(address_key, now));
+    if (address_failed) {
+      MTE_TRY_ASSIGN(wait, failures_.RetryAfter(account_key, now));
+    }
   }
   if (wait > 0) {
     spdlog::warn("portal: login for '{}' from {} refused for {} s: locked after repeated failures",
@@ -240,12 +243,12 @@ Result<store::StakeholderRecord> Portal::CheckLogin(const std::string& name,
   bool ok = stakeholder.has_value() ? crypto::VerifyPassword(password, stakeholder->password_hash)
                                     : crypto::VerifyAgainstNothing(password);
   if (!stakeholder.has_value() || !ok) {
-    failures_.RecordFailure(account_key, now);
-    failures_.RecordFailure(address_key, now);
+    MTE_TRY(failures_.RecordFailure(account_key, now));
+    MTE_TRY(failures_.RecordFailure(address_key, now));
     spdlog::info("portal: failed login for '{}' from {}", log::Printable(name), peer_address);
     return Fail(ErrorKind::kPeerAuth, Errc::kAuthFailed, "name or password is wrong");
   }
-  failures_.Clear(account_key);
+  MTE_TRY(failures_.Clear(account_key));
   return std::move(*stakeholder);
 }
 
@@ -333,9 +336,9 @@ Result<store::EnroleeRecord> Portal::Claim(const store::StakeholderRecord& who,
   int64_t now = UnixSeconds(clock_.Now());
   std::string limiter_key = "claim:" + peer_address;
   std::string account_key = "claim-account:" + who.name;
-  if (int64_t wait = std::max(failures_.RetryAfter(limiter_key, now),
-                               failures_.RetryAfter(account_key, now));
-      wait > 0) {
+  MTE_TRY_ASSIGN(const int64_t address_wait, failures_.RetryAfter(limiter_key, now));
+  MTE_TRY_ASSIGN(const int64_t account_wait, failures_.RetryAfter(account_key, now));
+  if (int64_t wait = std::max(address_wait, account_wait); wait > 0) {
     *retry_after = wait;
     return Fail(ErrorKind::kPeerAuth, Errc::kRateLimited,
                 "too many failed claims; try again later");
@@ -343,8 +346,8 @@ Result<store::EnroleeRecord> Portal::Claim(const store::StakeholderRecord& who,
   auto enrolee = ClaimDevice(store_, who, device_id, code, label, now);
   if (!enrolee) {
     if (enrolee.error().code == Errc::kForbidden) {
-      failures_.RecordFailure(limiter_key, now);
-      failures_.RecordFailure(account_key, now);
+      MTE_TRY(failures_.RecordFailure(limiter_key, now));
+      MTE_TRY(failures_.RecordFailure(account_key, now));
     }
     spdlog::info("portal: '{}' could not add device '{}': {}", who.name, log::Printable(device_id),
                  Describe(enrolee.error()));

@@ -126,8 +126,9 @@ class Portal {
   Rng& rng_;
   const Clock& clock_;
   PortalSettings settings_;
-  // Login and claim failures, by "account:<name>", "address:<ip>" and similar keys.
-  FailureLimiter<std::string> failures_;
+  // Login and claim failures in the store, by "account:<name>", "address:<ip>",
+  // "claim:<ip>" and "claim-account:<name>" (docs/protocol.md §12, rate limits and lockout).
+  StoredFailureLimiter failures_;
 };
 
 }  // namespace mte

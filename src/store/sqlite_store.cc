@@ -337,6 +337,13 @@ class SqliteStore final : public Store {
   Result<void> RevokeApiToken(int64_t stakeholder_id, int64_t token_id,
                               const AuditEntry& audit) override;
   Result<std::optional<StakeholderRecord>> FindApiToken(ByteSpan token_hash, int64_t now) override;
+  Result<std::optional<FailureRecord>> FindFailures(std::string_view key) override;
+  Result<void> UpdateFailures(std::string_view key,
+                              const std::function<void(FailureRecord&)>& update, int64_t now,
+                              int64_t stale_before) override;
+  Result<int> ClearFailures(const std::vector<std::string>& keys,
+                            const AuditEntry& audit) override;
+  Result<std::vector<FailureKeyRecord>> ListFailures() override;
 
   Result<EnroleeRecord> AddEnrolee(int64_t stakeholder_id, std::string_view device_id,
                                    std::string_view label, int64_t now,
@@ -1023,6 +1030,100 @@ Result<std::optional<StakeholderRecord>> SqliteStore::FindApiToken(ByteSpan toke
                     "UPDATE api_tokens SET last_used_at = ?2"
                     " WHERE token_hash = ?1 AND last_used_at < ?2",
                     token_hash, now);
+}
+
+// --- lockout counters -------------------------------------------------------------------------
+
+namespace {
+
+// Columns: count, window_start, locked_until, last_failure, locks (from `first`).
+FailureRecord ReadFailures(const Statement& row, int first = 0) {
+  FailureRecord r;
+  r.count = static_cast<int>(row.Int64(first));
+  r.window_start = row.Int64(first + 1);
+  r.locked_until = row.Int64(first + 2);
+  r.last_failure = row.Int64(first + 3);
+  r.locks = static_cast<int>(row.Int64(first + 4));
+  return r;
+}
+
+constexpr size_t kMaxFailureKeyLength = 300;
+
+}  // namespace
+
+Result<std::optional<FailureRecord>> SqliteStore::FindFailures(std::string_view key) {
+  return FindOne<FailureRecord>(
+      "find failures",
+      "SELECT count, window_start, locked_until, last_failure, locks FROM login_failures"
+      " WHERE key = ?1",
+      [](const Statement& row) { return ReadFailures(row); }, key);
+}
+
+Result<void> SqliteStore::UpdateFailures(std::string_view key,
+                                         const std::function<void(FailureRecord&)>& update,
+                                         int64_t now, int64_t stale_before) {
+  constexpr std::string_view kOp = "update failures";
+  if (key.empty() || key.size() > kMaxFailureKeyLength) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kMalformed,
+                std::string(kOp) + ": key must be 1.." + std::to_string(kMaxFailureKeyLength) +
+                    " bytes");
+  }
+  return Write(kOp, [&]() -> Result<void> {
+    MTE_TRY_ASSIGN(auto prune, Prepare("DELETE FROM login_failures WHERE last_failure < ?1"
+                                       " AND locked_until <= ?2 AND key <> ?3",
+                                       kOp));
+    MTE_TRY(prune.BindAll(stale_before, now, key));
+    MTE_TRY(prune.Run());
+    MTE_TRY_ASSIGN(auto find, Prepare("SELECT count, window_start, locked_until, last_failure,"
+                                      " locks FROM login_failures WHERE key = ?1",
+                                      kOp));
+    MTE_TRY(find.BindAll(key));
+    MTE_TRY_ASSIGN(const bool found, find.Step());
+    FailureRecord record = found ? ReadFailures(find) : FailureRecord{};
+    MTE_TRY_ASSIGN(const bool more, find.Step());  // finishes the statement
+    static_cast<void>(more);
+    update(record);
+    MTE_TRY_ASSIGN(auto put, Prepare("INSERT OR REPLACE INTO login_failures (key, count,"
+                                     " window_start, locked_until, last_failure, locks)"
+                                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                                     kOp));
+    MTE_TRY(put.BindAll(key, int64_t{record.count}, record.window_start, record.locked_until,
+                        record.last_failure, int64_t{record.locks}));
+    return put.Run();
+  }, Durability::kRelaxed);
+}
+
+Result<int> SqliteStore::ClearFailures(const std::vector<std::string>& keys,
+                                       const AuditEntry& audit) {
+  constexpr std::string_view kOp = "clear failures";
+  return Write(kOp, [&]() -> Result<int> {
+    MTE_TRY_ASSIGN(auto remove, Prepare("DELETE FROM login_failures WHERE key = ?1", kOp));
+    int removed = 0;
+    for (const auto& key : keys) {
+      remove.Reset();
+      MTE_TRY(remove.BindAll(std::string_view(key)));
+      MTE_TRY(remove.Run());
+      removed += sqlite3_changes(db());
+    }
+    if (removed > 0) MTE_TRY(AppendAudit(kOp, audit));
+    return removed;
+  });
+}
+
+Result<std::vector<FailureKeyRecord>> SqliteStore::ListFailures() {
+  constexpr std::string_view kOp = "list failures";
+  return Read(kOp, [&]() -> Result<std::vector<FailureKeyRecord>> {
+    MTE_TRY_ASSIGN(auto all, Prepare("SELECT key, count, window_start, locked_until,"
+                                     " last_failure, locks FROM login_failures ORDER BY key",
+                                     kOp));
+    std::vector<FailureKeyRecord> out;
+    while (true) {
+      MTE_TRY_ASSIGN(const bool row, all.Step());
+      if (!row) break;
+      out.push_back({all.Text(0), ReadFailures(all, 1)});
+    }
+    return out;
+  });
 }
 
 // --- enrolees ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -91,6 +92,22 @@ struct ApiTokenRecord {
   int64_t created_at = 0;
   int64_t last_used_at = 0;  // 0 = never used
   int64_t expires_at = 0;    // 0 = never expires
+};
+
+// One key's failure count for lockout (mte/lockout.h): the portal's login and claim failures are
+// kept in the store, so that every portal process counts them together, a restart does not
+// forget them and an operator can clear them (`mte admin lockout clear`).
+struct FailureRecord {
+  int count = 0;              // failures counted towards the next lock
+  int64_t window_start = 0;   // start of the counting window (policies with a window)
+  int64_t locked_until = 0;   // Unix seconds; 0 = never locked
+  int64_t last_failure = 0;
+  int locks = 0;              // locks so far (for the growing duration)
+};
+
+struct FailureKeyRecord {
+  std::string key;  // e.g. "account:alice", "address:192.0.2.7"
+  FailureRecord record;
 };
 
 struct StakeholderRecord {
@@ -291,6 +308,22 @@ class Store {
   // kLastUseResolutionSeconds).
   virtual Result<std::optional<StakeholderRecord>> FindApiToken(ByteSpan token_hash,
                                                                 int64_t now) = 0;
+
+  // --- lockout counters ---
+  // The key's record, if it has one.
+  virtual Result<std::optional<FailureRecord>> FindFailures(std::string_view key) = 0;
+  // In one transaction: applies `update` to the key's record (a zero record if it has none) and
+  // stores the result; and drops the records of every key that is not locked at `now` and has
+  // not failed since `stale_before`.
+  virtual Result<void> UpdateFailures(std::string_view key,
+                                      const std::function<void(FailureRecord&)>& update,
+                                      int64_t now, int64_t stale_before) = 0;
+  // Deletes the records of `keys` (absent ones are skipped); how many there were. The audit
+  // entry is appended only when one was deleted.
+  virtual Result<int> ClearFailures(const std::vector<std::string>& keys,
+                                    const AuditEntry& audit = {}) = 0;
+  // Every key's record, ordered by key.
+  virtual Result<std::vector<FailureKeyRecord>> ListFailures() = 0;
 
   // --- enrolees (the MTE Enrolee Database) ---
   // kNotFound if the device is not in the manifest; kConflict if it already has an enrolee entry.
