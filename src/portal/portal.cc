@@ -19,6 +19,7 @@ constexpr size_t kTokenBytes = 32;
 constexpr size_t kMaxNameLength = 64;
 constexpr size_t kMaxPasswordLength = 256;
 constexpr size_t kMaxDeviceInfoLength = 1024;
+constexpr size_t kMaxCodeLength = 64;  // a TOTP code or a recovery code
 
 proto::HttpResponse Json(int status, const nlohmann::json& body) {
   proto::HttpResponse response;
@@ -215,13 +216,8 @@ proto::HttpResponse Portal::Health() {
                     {"outbox", {{"pending", outbox->pending}, {"oldestPendingSeconds", age}}}});
 }
 
-Result<store::StakeholderRecord> Portal::CheckLogin(const std::string& name,
-                                                    const SecretString& password,
-                                                    const std::string& peer_address,
-                                                    int64_t* retry_after) {
-  int64_t now = UnixSeconds(clock_.Now());
-  std::string account_key = "account:" + name;
-  std::string address_key = "address:" + peer_address;
+Result<int64_t> Portal::LockWait(const std::string& account_key, const std::string& address_key,
+                                 int64_t now) {
   // An address that keeps failing is locked out whatever account it names. A locked account is
   // locked only for addresses that have failed recently: its owner, from an address that has
   // not, still gets to give the password (and a failure there marks that address too).
@@ -232,10 +228,28 @@ Result<store::StakeholderRecord> Portal::CheckLogin(const std::string& name,
       MTE_TRY_ASSIGN(wait, failures_.RetryAfter(account_key, now));
     }
   }
+  return wait;
+}
+
+Result<void> Portal::RecordLoginFailure(const std::string& account_key,
+                                        const std::string& address_key, int64_t now) {
+  MTE_TRY(failures_.RecordFailure(account_key, now));
+  return failures_.RecordFailure(address_key, now);
+}
+
+Result<store::StakeholderRecord> Portal::CheckLogin(const std::string& name,
+                                                    const SecretString& password,
+                                                    const SecretString* code,
+                                                    const std::string& peer_address,
+                                                    LoginAttempt* attempt) {
+  int64_t now = UnixSeconds(clock_.Now());
+  std::string account_key = "account:" + name;
+  std::string address_key = "address:" + peer_address;
+  MTE_TRY_ASSIGN(const int64_t wait, LockWait(account_key, address_key, now));
   if (wait > 0) {
     spdlog::warn("portal: login for '{}' from {} refused for {} s: locked after repeated failures",
                  log::Printable(name), peer_address, wait);
-    *retry_after = wait;
+    attempt->retry_after = wait;
     return Fail(ErrorKind::kPeerAuth, Errc::kRateLimited,
                 "too many failed logins; try again later");
   }
@@ -243,10 +257,24 @@ Result<store::StakeholderRecord> Portal::CheckLogin(const std::string& name,
   bool ok = stakeholder.has_value() ? crypto::VerifyPassword(password, stakeholder->password_hash)
                                     : crypto::VerifyAgainstNothing(password);
   if (!stakeholder.has_value() || !ok) {
-    MTE_TRY(failures_.RecordFailure(account_key, now));
-    MTE_TRY(failures_.RecordFailure(address_key, now));
+    MTE_TRY(RecordLoginFailure(account_key, address_key, now));
     spdlog::info("portal: failed login for '{}' from {}", log::Printable(name), peer_address);
     return Fail(ErrorKind::kPeerAuth, Errc::kAuthFailed, "name or password is wrong");
+  }
+  if (code != nullptr) {
+    MTE_TRY_ASSIGN(auto totp, store_.FindTotp(stakeholder->id));
+    if (totp.has_value() && totp->confirmed) {
+      if (code->size() == 0) {
+        attempt->second_factor_required = true;
+        return Fail(ErrorKind::kPeerAuth, Errc::kAuthFailed,
+                    "this account needs a TOTP code or a recovery code");
+      }
+      auto second = CheckSecondFactor(*stakeholder, *code, peer_address, &attempt->retry_after);
+      if (!second) {
+        attempt->second_factor_required = second.error().code == Errc::kAuthFailed;
+        return Fail(second.error());
+      }
+    }
   }
   MTE_TRY(failures_.Clear(account_key));
   return std::move(*stakeholder);
@@ -286,11 +314,23 @@ proto::HttpResponse Portal::Login(const proto::HttpRequest& request,
   SecretString password(std::move(*password_text));
   SecureWipe((*j)["password"].get_ptr<std::string*>()->data(),
              (*j)["password"].get_ptr<std::string*>()->size());
-  int64_t retry_after = 0;
-  auto who = CheckLogin(*name, password, peer_address, &retry_after);
+  // The second factor, for an account with TOTP: "totp" (6 digits) or "recoveryCode".
+  auto totp_text = StringMember(*j, "totp", kMaxCodeLength, false);
+  if (!totp_text) return ErrorJson(400, totp_text.error().detail);
+  auto recovery_text = StringMember(*j, "recoveryCode", kMaxCodeLength, false);
+  if (!recovery_text) return ErrorJson(400, recovery_text.error().detail);
+  if (!totp_text->empty() && !recovery_text->empty()) {
+    return ErrorJson(400, "give 'totp' or 'recoveryCode', not both");
+  }
+  SecretString code(std::move(totp_text->empty() ? *recovery_text : *totp_text));
+  LoginAttempt attempt;
+  auto who = CheckLogin(*name, password, &code, peer_address, &attempt);
   if (!who) {
     if (who.error().code == Errc::kRateLimited) {
-      return TooMany(who.error().detail, retry_after);
+      return TooMany(who.error().detail, attempt.retry_after);
+    }
+    if (attempt.second_factor_required) {
+      return Json(401, {{"error", who.error().detail}, {"totpRequired", true}});
     }
     return ErrorFrom(who.error());
   }
@@ -574,8 +614,8 @@ Result<int64_t> Portal::RevokeApiToken(const store::StakeholderRecord& who,
 Result<void> Portal::ChangePassword(const store::StakeholderRecord& who,
                                     const SecretString& current, const SecretString& replacement,
                                     const std::string& peer_address) {
-  int64_t retry_after = 0;
-  auto checked = CheckLogin(who.name, current, peer_address, &retry_after);
+  LoginAttempt attempt;
+  auto checked = CheckLogin(who.name, current, nullptr, peer_address, &attempt);
   if (!checked) {
     if (checked.error().code == Errc::kAuthFailed) {
       return Fail(ErrorKind::kPeerAuth, Errc::kForbidden, "the current password is wrong");
@@ -631,7 +671,8 @@ nlohmann::json ApiTokenJson(const store::ApiTokenRecord& t) {
           {"expiresAt", t.expires_at ? std::string(FormatRfc3339(t.expires_at, expires)) : ""}};
 }
 
-// /api/v1/account/tokens[/{id}] and /api/v1/account/password.
+// /api/v1/account, .../tokens[/{id}], .../password, .../totp[/confirm|/disable] and
+// .../recovery-codes.
 proto::HttpResponse Portal::Account(const proto::HttpRequest& request, std::string_view rest,
                                     const store::StakeholderRecord& who,
                                     const std::string& peer_address) {
@@ -669,6 +710,55 @@ proto::HttpResponse Portal::Account(const proto::HttpRequest& request, std::stri
     }
     const int64_t id = *revoked;
     return Json(200, {{"revoked", id}});
+  }
+  if (rest.empty()) {
+    if (request.method != "GET") return ErrorJson(405, "use GET");
+    auto totp = store_.FindTotp(who.id);
+    if (!totp) return ErrorJson(500, "internal error");
+    const bool on = totp->has_value() && (*totp)->confirmed;
+    return Json(200, {{"name", who.name},
+                      {"admin", who.is_admin},
+                      {"totp", on},
+                      {"recoveryCodesLeft", on ? (*totp)->recovery_codes_left : 0}});
+  }
+  if (rest == "/totp") {
+    if (request.method != "POST") return ErrorJson(405, "use POST");
+    auto setup = BeginTotp(who, peer_address);
+    if (!setup) return ErrorFrom(setup.error());
+    auto response = Json(201, {{"secret", setup->secret_base32},
+                               {"otpauthUri", setup->otpauth_uri},
+                               {"algorithm", "SHA1"},
+                               {"digits", 6},
+                               {"period", 30}});
+    SecureWipe(setup->secret_base32.data(), setup->secret_base32.size());
+    SecureWipe(setup->otpauth_uri.data(), setup->otpauth_uri.size());
+    return response;
+  }
+  if (rest == "/totp/confirm" || rest == "/totp/disable" || rest == "/recovery-codes") {
+    if (request.method != "POST") return ErrorJson(405, "use POST");
+    auto j = ParseObject(request);
+    if (!j) return ErrorJson(400, j.error().detail);
+    auto code_text = StringMember(*j, "code", kMaxCodeLength, true);
+    if (!code_text) return ErrorJson(400, code_text.error().detail);
+    SecretString code(std::move(*code_text));
+    SecureWipe((*j)["code"].get_ptr<std::string*>()->data(),
+               (*j)["code"].get_ptr<std::string*>()->size());
+    int64_t retry_after = 0;
+    auto failed = [&](const Error& error) {
+      return error.code == Errc::kRateLimited ? TooMany(error.detail, retry_after)
+                                              : ErrorFrom(error);
+    };
+    if (rest == "/totp/disable") {
+      auto disabled = DisableTotp(who, code, peer_address, &retry_after);
+      if (!disabled) return failed(disabled.error());
+      return Json(200, {{"totp", false}});
+    }
+    auto codes = rest == "/totp/confirm" ? ConfirmTotp(who, code, peer_address, &retry_after)
+                                         : NewRecoveryCodes(who, code, peer_address, &retry_after);
+    if (!codes) return failed(codes.error());
+    auto response = Json(200, {{"totp", true}, {"recoveryCodes", *codes}});
+    for (auto& text : *codes) SecureWipe(text.data(), text.size());
+    return response;
   }
   if (rest == "/password") {
     if (request.method != "POST") return ErrorJson(405, "use POST");

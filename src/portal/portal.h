@@ -54,13 +54,22 @@ class Portal {
 
  private:
   // --- operations shared by the REST API and the web pages (portal.cc) ---
-  // Checks a password login with lockout. kRateLimited with *retry_after set while the address
-  // (or, for an address that has failed, the account) is locked; kAuthFailed for a wrong name
-  // or password.
+  // What a sign-in attempt learnt besides its result.
+  struct LoginAttempt {
+    int64_t retry_after = 0;              // with kRateLimited: seconds until the lock ends
+    bool second_factor_required = false;  // with kAuthFailed: the password was right, but the
+                                          // account has TOTP and no code was given
+  };
+  // Checks a password login with lockout, and the second factor of an account that has TOTP
+  // confirmed: `code` is a 6-digit TOTP code or a recovery code, empty if none was given;
+  // nullptr checks the password alone (a signed-in caller confirming it). kRateLimited while
+  // the address (or, for an address that has failed, the account) is locked; kAuthFailed for a
+  // wrong name, password or code. Wrong passwords and codes count towards the lock.
   Result<store::StakeholderRecord> CheckLogin(const std::string& name,
                                               const SecretString& password,
+                                              const SecretString* code,
                                               const std::string& peer_address,
-                                              int64_t* retry_after);
+                                              LoginAttempt* attempt);
   // A new session of `kind` for `who`; the token text, which only its holder ever sees.
   Result<std::string> StartSession(const store::StakeholderRecord& who, store::SessionKind kind,
                                    const std::string& peer_address, int64_t* expires_at);
@@ -83,6 +92,45 @@ class Portal {
                                  const std::string& peer_address);
   Result<void> ChangePassword(const store::StakeholderRecord& who, const SecretString& current,
                               const SecretString& replacement, const std::string& peer_address);
+  // --- the second factor (second_factor.cc; docs/protocol.md §12) ---
+  struct TotpSetup {
+    std::string secret_base32;  // RFC 4648 base32 without padding, for typing into an app
+    std::string otpauth_uri;    // for a QR code
+  };
+  // A new unconfirmed TOTP secret for `who` (replacing an unconfirmed one). kConflict while
+  // TOTP is on.
+  Result<TotpSetup> BeginTotp(const store::StakeholderRecord& who,
+                              const std::string& peer_address);
+  // The key of the unconfirmed setup again (to retry a wrong first code). kNotFound without one.
+  Result<TotpSetup> PendingTotp(const store::StakeholderRecord& who);
+  // Turns TOTP on with the first code from the app; the new recovery codes (shown once).
+  // kAuthFailed for a wrong code (counted towards the lock); kNotFound without a setup.
+  Result<std::vector<std::string>> ConfirmTotp(const store::StakeholderRecord& who,
+                                               const SecretString& code,
+                                               const std::string& peer_address,
+                                               int64_t* retry_after);
+  // Turns TOTP off; `code` is a current TOTP code or a recovery code. (These three set
+  // *retry_after with kRateLimited, like CheckSecondFactor.)
+  Result<void> DisableTotp(const store::StakeholderRecord& who, const SecretString& code,
+                           const std::string& peer_address, int64_t* retry_after);
+  // Replaces the recovery codes; `code` is a current TOTP code or a recovery code.
+  Result<std::vector<std::string>> NewRecoveryCodes(const store::StakeholderRecord& who,
+                                                    const SecretString& code,
+                                                    const std::string& peer_address,
+                                                    int64_t* retry_after);
+  // Checks a second-factor code of `who`, whose TOTP is confirmed: a TOTP code of a step not
+  // used before, or an unused recovery code (which it uses up). kAuthFailed otherwise, with the
+  // failure counted on the account and address keys; kRateLimited (*retry_after) while locked.
+  Result<void> CheckSecondFactor(const store::StakeholderRecord& who, const SecretString& code,
+                                 const std::string& peer_address, int64_t* retry_after);
+  // Seconds until a lock on the address, or (for an address that has failed) on the account,
+  // ends; 0 if neither holds.
+  Result<int64_t> LockWait(const std::string& account_key, const std::string& address_key,
+                           int64_t now);
+  // Records a failed password or code on both keys.
+  Result<void> RecordLoginFailure(const std::string& account_key, const std::string& address_key,
+                                  int64_t now);
+
   // The audit entries of one enrolee, oldest first.
   Result<std::vector<store::AuditEntry>> Timeline(const store::EnroleeRecord& enrolee);
 

@@ -11,6 +11,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <tuple>
+#include <vector>
 #include <string>
 #include <string_view>
 
@@ -362,6 +364,10 @@ class Portal::Web {
     }
     if (target == "/account/tokens" && method == "POST") return CreateApiToken();
     if (target == "/account/password" && method == "POST") return ChangePassword();
+    if (target == "/account/totp" && method == "POST") return BeginTotp();
+    if (target == "/account/totp/confirm" && method == "POST") return ConfirmTotp();
+    if (target == "/account/totp/disable" && method == "POST") return DisableTotp();
+    if (target == "/account/recovery-codes" && method == "POST") return NewRecoveryCodes();
     constexpr std::string_view kTokens = "/account/tokens/";
     if (target.starts_with(kTokens) && target.ends_with("/revoke") && method == "POST") {
       return RevokeApiToken(
@@ -409,7 +415,7 @@ class Portal::Web {
     return true;
   }
 
-  proto::HttpResponse LoginPage(int status, std::string_view error) {
+  proto::HttpResponse LoginPage(int status, std::string_view error, bool ask_code = false) {
     // The sign-in secret the login form's CSRF token is bound to: the browser's own while it
     // has one (so that two open sign-in pages both work), else a fresh one.
     std::string secret_text;
@@ -435,6 +441,12 @@ class Portal::Web {
       out += "<label for=\"password\">Password<input id=\"password\" name=\"password\""
              " type=\"password\" autocomplete=\"current-password\" required"
              " maxlength=\"256\"></label>";
+      out += std::string("<label for=\"code\">Authentication code") +
+             (ask_code ? "" : " (only if you turned on two-step sign-in)") +
+             "<input id=\"code\" name=\"code\" autocomplete=\"one-time-code\""
+             " inputmode=\"text\" maxlength=\"64\"" + (ask_code ? " required" : "") +
+             " aria-describedby=\"code-help\"></label><p id=\"code-help\" class=\"muted\">"
+             "The 6 digits your authenticator app shows, or one of your recovery codes.</p>";
       out += "<button type=\"submit\">Sign in</button></form>";
     });
     auto response = Html(status, std::move(body));
@@ -456,14 +468,24 @@ class Portal::Web {
     if (name.empty() || name.size() > 64 || password.size() > 256) {
       return LoginPage(400, "Give your name and password.");
     }
-    int64_t retry_after = 0;
-    auto who = p_.CheckLogin(name, password, peer_, &retry_after);
+    SecretString code(std::move((*form)["code"]));
+    Portal::LoginAttempt attempt;
+    auto who = p_.CheckLogin(name, password, &code, peer_, &attempt);
     if (!who) {
       if (who.error().code == Errc::kRateLimited) {
         auto response = LoginPage(429, "Too many failed sign-ins. Try again in " +
-                                           std::to_string(retry_after) + " seconds.");
-        response.headers.Set("Retry-After", std::to_string(retry_after));
+                                           std::to_string(attempt.retry_after) + " seconds.");
+        response.headers.Set("Retry-After", std::to_string(attempt.retry_after));
         return response;
+      }
+      if (attempt.second_factor_required) {
+        return LoginPage(401,
+                         code.size() == 0
+                             ? "This account uses two-step sign-in: give your password again "
+                               "with the code from your authenticator app."
+                             : "The authentication code is wrong or has been used. Give your "
+                               "password again with the app's current code.",
+                         true);
       }
       if (who.error().code == Errc::kAuthFailed) {
         return LoginPage(401, "Name or password is wrong.");
@@ -719,9 +741,13 @@ class Portal::Web {
     return response;
   }
 
-  proto::HttpResponse AccountPage(int status, std::string_view notice, std::string_view secret) {
+  proto::HttpResponse AccountPage(int status, std::string_view notice, std::string_view secret,
+                                  const std::vector<std::string>* recovery_codes = nullptr) {
     auto tokens = p_.store_.ListApiTokens(who_.id);
     if (!tokens) return Internal(tokens.error());
+    auto totp = p_.store_.FindTotp(who_.id);
+    if (!totp) return Internal(totp.error());
+    const bool totp_on = totp->has_value() && (*totp)->confirmed;
     std::string body = Layout("Account", true, [&](std::string& out) {
       out += "<h1>Account: " + Escape(who_.name) + "</h1>";
       if (!notice.empty()) {
@@ -731,6 +757,34 @@ class Portal::Web {
         out += "<p>Your new API token, shown once (use it as <code>Authorization: Bearer "
                "&hellip;</code>):</p><p class=\"secret\" id=\"new-api-token\">" +
                Escape(secret) + "</p>";
+      }
+      if (recovery_codes != nullptr) {
+        out += "<section aria-labelledby=\"codes-title\"><h2 id=\"codes-title\">Your recovery "
+               "codes</h2><p>Shown once. Keep them somewhere safe: each signs you in once "
+               "without the app.</p><ol class=\"secret\" id=\"recovery-codes\">";
+        for (const auto& c : *recovery_codes) out += "<li>" + Escape(c) + "</li>";
+        out += "</ol></section>";
+      }
+      out += "<h2>Two-step sign-in</h2>";
+      if (totp_on) {
+        out += "<p id=\"totp-state\">On: signing in asks for a code from your authenticator app. " +
+               std::to_string((*totp)->recovery_codes_left) + " recovery codes left.</p>";
+        for (auto [action, label, button] :
+             {std::tuple{"/account/recovery-codes", "new-codes", "New recovery codes"},
+              std::tuple{"/account/totp/disable", "disable", "Turn two-step sign-in off"}}) {
+          const std::string id = std::string("code-") + label;
+          out += "<form class=\"stack\" method=\"post\" action=\"" + std::string(action) + "\">" +
+                 Hidden(csrf_) + "<label for=\"" + id + "\">Code from the app, or a recovery code"
+                 "<input id=\"" + id + "\" name=\"code\" autocomplete=\"one-time-code\""
+                 " required maxlength=\"64\"></label><button type=\"submit\"" +
+                 (std::string_view(label) == "disable" ? " class=\"danger\"" : "") + ">" +
+                 button + "</button></form>";
+        }
+      } else {
+        out += "<p id=\"totp-state\">Off. With it on, signing in also asks for a 6-digit code "
+               "from an authenticator app (TOTP, RFC 6238).</p><form method=\"post\""
+               " action=\"/account/totp\">" + Hidden(csrf_) +
+               "<button type=\"submit\">Set up two-step sign-in</button></form>";
       }
       out += "<h2>Personal API tokens</h2>";
       if (tokens->empty()) {
@@ -804,6 +858,92 @@ class Portal::Web {
              "ended. <a href=\"/login\">Sign in</a> with the new password.</p>";
     }));
     response.headers.Add("Set-Cookie", Cookie(kSessionCookie, "", 0));
+    return response;
+  }
+
+  proto::HttpResponse BeginTotp() {
+    auto setup = p_.BeginTotp(who_, peer_);
+    if (!setup) {
+      const int status = p_.StatusOf(setup.error());
+      if (status == 500) return Internal(setup.error());
+      return AccountPage(status, setup.error().detail, "");
+    }
+    auto response = TotpSetupPage(201, *setup, "");
+    SecureWipe(setup->secret_base32.data(), setup->secret_base32.size());
+    SecureWipe(setup->otpauth_uri.data(), setup->otpauth_uri.size());
+    return response;
+  }
+
+  // The QR code and the secret of an unconfirmed setup, and the form that confirms it.
+  proto::HttpResponse TotpSetupPage(int status, const Portal::TotpSetup& setup,
+                                    std::string_view error) {
+    auto svg = qr::QrSvg(setup.otpauth_uri);
+    if (!svg) return Internal(svg.error());
+    std::string body = Layout("Set up two-step sign-in", true, [&](std::string& out) {
+      out += "<h1>Set up two-step sign-in</h1>";
+      if (!error.empty()) {
+        out += "<p class=\"notice error\" role=\"alert\">" + Escape(error) + "</p>";
+      }
+      out += "<p>Scan this QR code with an authenticator app, or type the key into it (time "
+             "based, 6 digits, 30 seconds).</p><figure><div id=\"totp-qr\" class=\"qr\""
+             " role=\"img\" aria-label=\"QR code of the authenticator key\">" + *svg +
+             "</div><figcaption>Key: <span class=\"secret\" id=\"totp-secret\">" +
+             Escape(setup.secret_base32) + "</span></figcaption></figure>"
+             "<form class=\"stack\" method=\"post\" action=\"/account/totp/confirm\">" +
+             Hidden(csrf_) +
+             "<label for=\"confirm-code\">The code the app shows now<input id=\"confirm-code\""
+             " name=\"code\" autocomplete=\"one-time-code\" inputmode=\"numeric\""
+             " pattern=\"[0-9]{6}\" required maxlength=\"6\"></label>"
+             "<button type=\"submit\">Turn on</button></form>"
+             "<p class=\"muted\">Until you turn it on, signing in does not ask for a code.</p>";
+    });
+    return Html(status, std::move(body));
+  }
+
+  proto::HttpResponse ConfirmTotp() {
+    SecretString code(std::move((*form_)["code"]));
+    int64_t retry_after = 0;
+    auto codes = p_.ConfirmTotp(who_, code, peer_, &retry_after);
+    if (!codes && codes.error().code == Errc::kAuthFailed) {
+      // Same key again, so that the app need not be set up anew.
+      auto pending = p_.PendingTotp(who_);
+      if (!pending) return Internal(pending.error());
+      auto response = TotpSetupPage(401, *pending, codes.error().detail);
+      SecureWipe(pending->secret_base32.data(), pending->secret_base32.size());
+      SecureWipe(pending->otpauth_uri.data(), pending->otpauth_uri.size());
+      return response;
+    }
+    if (!codes) return SecondFactorRefused(codes.error(), retry_after);
+    auto response = AccountPage(200, "Two-step sign-in is on.", "", &*codes);
+    for (auto& c : *codes) SecureWipe(c.data(), c.size());
+    return response;
+  }
+
+  proto::HttpResponse DisableTotp() {
+    SecretString code(std::move((*form_)["code"]));
+    int64_t retry_after = 0;
+    auto disabled = p_.DisableTotp(who_, code, peer_, &retry_after);
+    if (!disabled) return SecondFactorRefused(disabled.error(), retry_after);
+    return AccountPage(200, "Two-step sign-in is off.", "");
+  }
+
+  proto::HttpResponse NewRecoveryCodes() {
+    SecretString code(std::move((*form_)["code"]));
+    int64_t retry_after = 0;
+    auto codes = p_.NewRecoveryCodes(who_, code, peer_, &retry_after);
+    if (!codes) return SecondFactorRefused(codes.error(), retry_after);
+    auto response =
+        AccountPage(200, "New recovery codes: the old ones no longer work.", "", &*codes);
+    for (auto& c : *codes) SecureWipe(c.data(), c.size());
+    return response;
+  }
+
+  // The account page with why a code was refused (429 with Retry-After while locked).
+  proto::HttpResponse SecondFactorRefused(const Error& error, int64_t retry_after) {
+    const int status = p_.StatusOf(error);
+    if (status == 500) return Internal(error);
+    auto response = AccountPage(status, error.detail, "");
+    if (status == 429) response.headers.Set("Retry-After", std::to_string(retry_after));
     return response;
   }
 

@@ -337,6 +337,18 @@ class SqliteStore final : public Store {
   Result<void> RevokeApiToken(int64_t stakeholder_id, int64_t token_id,
                               const AuditEntry& audit) override;
   Result<std::optional<StakeholderRecord>> FindApiToken(ByteSpan token_hash, int64_t now) override;
+  Result<std::optional<TotpRecord>> FindTotp(int64_t stakeholder_id) override;
+  Result<void> BeginTotp(int64_t stakeholder_id, ByteSpan secret_sealed, int64_t now,
+                         const AuditEntry& audit) override;
+  Result<void> ConfirmTotp(int64_t stakeholder_id, int64_t step,
+                           const std::vector<Bytes>& code_hashes,
+                           const AuditEntry& audit) override;
+  Result<bool> UseTotpStep(int64_t stakeholder_id, int64_t step) override;
+  Result<bool> UseRecoveryCode(int64_t stakeholder_id, ByteSpan code_hash,
+                               const AuditEntry& audit) override;
+  Result<void> ReplaceRecoveryCodes(int64_t stakeholder_id, const std::vector<Bytes>& code_hashes,
+                                    const AuditEntry& audit) override;
+  Result<bool> RemoveTotp(int64_t stakeholder_id, const AuditEntry& audit) override;
   Result<std::optional<FailureRecord>> FindFailures(std::string_view key) override;
   Result<void> UpdateFailures(std::string_view key,
                               const std::function<void(FailureRecord&)>& update, int64_t now,
@@ -455,6 +467,9 @@ class SqliteStore final : public Store {
   // The following run inside a transaction the caller holds.
   template <class Key>
   Result<bool> Exists(std::string_view op, const char* sql, const Key& key);
+  // Replaces the recovery codes of a stakeholder (inside a write transaction).
+  Result<void> PutRecoveryCodes(std::string_view op, int64_t stakeholder_id,
+                                const std::vector<Bytes>& code_hashes);
   Result<EnroleeRecord> InsertEnrolee(std::string_view op, int64_t stakeholder_id,
                                       std::optional<std::string_view> device_id,
                                       std::string_view label, std::string_view device_info,
@@ -1050,6 +1065,143 @@ FailureRecord ReadFailures(const Statement& row, int first = 0) {
 constexpr size_t kMaxFailureKeyLength = 300;
 
 }  // namespace
+
+// --- second factor -----------------------------------------------------------------------------
+
+Result<std::optional<TotpRecord>> SqliteStore::FindTotp(int64_t stakeholder_id) {
+  return FindOne<TotpRecord>(
+      "find TOTP",
+      "SELECT secret_sealed, confirmed, last_step, created_at,"
+      " (SELECT count(*) FROM recovery_codes r WHERE r.stakeholder_id = t.stakeholder_id)"
+      " FROM totp_secrets t WHERE stakeholder_id = ?1",
+      [](const Statement& row) {
+        TotpRecord totp;
+        totp.secret_sealed = row.Blob(0);
+        totp.confirmed = row.Int64(1) != 0;
+        totp.last_step = row.Int64(2);
+        totp.created_at = row.Int64(3);
+        totp.recovery_codes_left = static_cast<int>(row.Int64(4));
+        return totp;
+      },
+      stakeholder_id);
+}
+
+Result<void> SqliteStore::BeginTotp(int64_t stakeholder_id, ByteSpan secret_sealed, int64_t now,
+                                    const AuditEntry& audit) {
+  constexpr std::string_view kOp = "begin TOTP";
+  return Write(kOp, [&]() -> Result<void> {
+    MTE_TRY_ASSIGN(const bool stakeholder,
+                   Exists(kOp, "SELECT 1 FROM stakeholders WHERE id = ?1", stakeholder_id));
+    if (!stakeholder) {
+      return Fail(NotFoundError(std::string(kOp) + ": stakeholder " +
+                                std::to_string(stakeholder_id) + " not found"));
+    }
+    MTE_TRY_ASSIGN(const bool confirmed,
+                   Exists(kOp, "SELECT 1 FROM totp_secrets WHERE stakeholder_id = ?1 AND"
+                               " confirmed = 1",
+                          stakeholder_id));
+    if (confirmed) {
+      return Fail(ConflictError(std::string(kOp) + ": the account already has TOTP"));
+    }
+    MTE_TRY_ASSIGN(auto put, Prepare("INSERT OR REPLACE INTO totp_secrets (stakeholder_id,"
+                                     " secret_sealed, confirmed, last_step, created_at)"
+                                     " VALUES (?1, ?2, 0, 0, ?3)",
+                                     kOp));
+    MTE_TRY(put.BindAll(stakeholder_id, secret_sealed, now));
+    MTE_TRY(put.Run());
+    return AppendAudit(kOp, audit);
+  });
+}
+
+Result<void> SqliteStore::ConfirmTotp(int64_t stakeholder_id, int64_t step,
+                                      const std::vector<Bytes>& code_hashes,
+                                      const AuditEntry& audit) {
+  constexpr std::string_view kOp = "confirm TOTP";
+  return Write(kOp, [&]() -> Result<void> {
+    MTE_TRY_ASSIGN(auto update, Prepare("UPDATE totp_secrets SET confirmed = 1, last_step = ?2"
+                                        " WHERE stakeholder_id = ?1 AND confirmed = 0",
+                                        kOp));
+    MTE_TRY(update.BindAll(stakeholder_id, step));
+    MTE_TRY(update.Run());
+    if (sqlite3_changes(db()) != 1) {
+      return Fail(NotFoundError(std::string(kOp) + ": no TOTP setup to confirm"));
+    }
+    MTE_TRY(PutRecoveryCodes(kOp, stakeholder_id, code_hashes));
+    return AppendAudit(kOp, audit);
+  });
+}
+
+Result<void> SqliteStore::PutRecoveryCodes(std::string_view op, int64_t stakeholder_id,
+                                           const std::vector<Bytes>& code_hashes) {
+  MTE_TRY_ASSIGN(auto clear, Prepare("DELETE FROM recovery_codes WHERE stakeholder_id = ?1", op));
+  MTE_TRY(clear.BindAll(stakeholder_id));
+  MTE_TRY(clear.Run());
+  MTE_TRY_ASSIGN(auto insert, Prepare("INSERT INTO recovery_codes (stakeholder_id, code_hash)"
+                                      " VALUES (?1, ?2)",
+                                      op));
+  for (const auto& hash : code_hashes) {
+    insert.Reset();
+    MTE_TRY(insert.BindAll(stakeholder_id, ByteSpan(hash)));
+    MTE_TRY(insert.Run());
+  }
+  return {};
+}
+
+Result<bool> SqliteStore::UseTotpStep(int64_t stakeholder_id, int64_t step) {
+  constexpr std::string_view kOp = "use TOTP step";
+  return Write(kOp, [&]() -> Result<bool> {
+    MTE_TRY_ASSIGN(auto update, Prepare("UPDATE totp_secrets SET last_step = ?2"
+                                        " WHERE stakeholder_id = ?1 AND confirmed = 1"
+                                        " AND last_step < ?2",
+                                        kOp));
+    MTE_TRY(update.BindAll(stakeholder_id, step));
+    MTE_TRY(update.Run());
+    return sqlite3_changes(db()) == 1;
+  });
+}
+
+Result<bool> SqliteStore::UseRecoveryCode(int64_t stakeholder_id, ByteSpan code_hash,
+                                          const AuditEntry& audit) {
+  constexpr std::string_view kOp = "use recovery code";
+  return Write(kOp, [&]() -> Result<bool> {
+    MTE_TRY_ASSIGN(auto remove, Prepare("DELETE FROM recovery_codes WHERE stakeholder_id = ?1"
+                                        " AND code_hash = ?2",
+                                        kOp));
+    MTE_TRY(remove.BindAll(stakeholder_id, code_hash));
+    MTE_TRY(remove.Run());
+    if (sqlite3_changes(db()) != 1) return false;
+    MTE_TRY(AppendAudit(kOp, audit));
+    return true;
+  });
+}
+
+Result<void> SqliteStore::ReplaceRecoveryCodes(int64_t stakeholder_id,
+                                               const std::vector<Bytes>& code_hashes,
+                                               const AuditEntry& audit) {
+  constexpr std::string_view kOp = "replace recovery codes";
+  return Write(kOp, [&]() -> Result<void> {
+    MTE_TRY_ASSIGN(const bool confirmed,
+                   Exists(kOp, "SELECT 1 FROM totp_secrets WHERE stakeholder_id = ?1 AND"
+                               " confirmed = 1",
+                          stakeholder_id));
+    if (!confirmed) return Fail(NotFoundError(std::string(kOp) + ": the account has no TOTP"));
+    MTE_TRY(PutRecoveryCodes(kOp, stakeholder_id, code_hashes));
+    return AppendAudit(kOp, audit);
+  });
+}
+
+Result<bool> SqliteStore::RemoveTotp(int64_t stakeholder_id, const AuditEntry& audit) {
+  constexpr std::string_view kOp = "remove TOTP";
+  return Write(kOp, [&]() -> Result<bool> {
+    MTE_TRY_ASSIGN(auto remove,
+                   Prepare("DELETE FROM totp_secrets WHERE stakeholder_id = ?1", kOp));
+    MTE_TRY(remove.BindAll(stakeholder_id));
+    MTE_TRY(remove.Run());
+    if (sqlite3_changes(db()) != 1) return false;
+    MTE_TRY(AppendAudit(kOp, audit));
+    return true;
+  });
+}
 
 Result<std::optional<FailureRecord>> SqliteStore::FindFailures(std::string_view key) {
   return FindOne<FailureRecord>(

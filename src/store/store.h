@@ -110,6 +110,15 @@ struct FailureKeyRecord {
   FailureRecord record;
 };
 
+// A stakeholder's TOTP second factor (RFC 6238).
+struct TotpRecord {
+  Bytes secret_sealed;  // the KEK-sealed secret, associated data "totp|<stakeholder id>"
+  bool confirmed = false;  // the first code from the app has been given; asked for at sign-in
+  int64_t last_step = 0;   // the highest time step accepted; codes of it or earlier are refused
+  int64_t created_at = 0;
+  int recovery_codes_left = 0;
+};
+
 struct StakeholderRecord {
   int64_t id = 0;
   std::string name;
@@ -308,6 +317,32 @@ class Store {
   // kLastUseResolutionSeconds).
   virtual Result<std::optional<StakeholderRecord>> FindApiToken(ByteSpan token_hash,
                                                                 int64_t now) = 0;
+
+  // --- second factor (TOTP and recovery codes) ---
+  virtual Result<std::optional<TotpRecord>> FindTotp(int64_t stakeholder_id) = 0;
+  // Stores a new unconfirmed secret, replacing an unconfirmed one. kNotFound for an unknown
+  // stakeholder; kConflict while the account has a confirmed secret.
+  virtual Result<void> BeginTotp(int64_t stakeholder_id, ByteSpan secret_sealed, int64_t now,
+                                 const AuditEntry& audit = {}) = 0;
+  // Confirms the unconfirmed secret with its first accepted time step and sets the recovery
+  // codes (SHA-256 hashes). kNotFound without an unconfirmed secret.
+  virtual Result<void> ConfirmTotp(int64_t stakeholder_id, int64_t step,
+                                   const std::vector<Bytes>& code_hashes,
+                                   const AuditEntry& audit = {}) = 0;
+  // Accepts a time step of a confirmed secret at most once: true (and recorded) if `step` is
+  // above every step accepted before, false otherwise (a replayed or older code).
+  virtual Result<bool> UseTotpStep(int64_t stakeholder_id, int64_t step) = 0;
+  // Uses up the recovery code with that hash: true if the account had it. `audit` is appended
+  // only then.
+  virtual Result<bool> UseRecoveryCode(int64_t stakeholder_id, ByteSpan code_hash,
+                                       const AuditEntry& audit = {}) = 0;
+  // Replaces every recovery code. kNotFound without a confirmed secret.
+  virtual Result<void> ReplaceRecoveryCodes(int64_t stakeholder_id,
+                                            const std::vector<Bytes>& code_hashes,
+                                            const AuditEntry& audit = {}) = 0;
+  // Removes the secret and the recovery codes; whether there was a secret. `audit` is appended
+  // only then.
+  virtual Result<bool> RemoveTotp(int64_t stakeholder_id, const AuditEntry& audit = {}) = 0;
 
   // --- lockout counters ---
   // The key's record, if it has one.
