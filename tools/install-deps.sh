@@ -10,10 +10,10 @@ build_pkgs=(g++ cmake ninja-build make pkg-config
   libqrencode-dev libzbar-dev libpng-dev libjpeg62-turbo-dev)
 # Independent QR tools (qrencode, zbarimg, netpbm, cjpeg, rsvg-convert) for the QR tests; the
 # browser tests: Debian's Chromium driven by playwright-core (from npm, below), and tesseract to
-# read the screenshots back.
+# read the screenshots back; oathtool (RFC 4226/6238) for the second-factor tests.
 test_pkgs=(gnutls-bin curl procps python3 jq
   qrencode zbar-tools netpbm libjpeg-turbo-progs librsvg2-bin file
-  chromium tesseract-ocr tesseract-ocr-eng)
+  chromium tesseract-ocr tesseract-ocr-eng oathtool)
 
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" == "--test" ]]; then

@@ -956,6 +956,23 @@ int RemoveStakeholder(const std::string& data, const std::string& name) {
   return 0;
 }
 
+int ResetStakeholderTotp(const std::string& data, const std::string& name) {
+  auto ctx = OpenAdmin(data);
+  if (!ctx) return Die(ctx.error());
+  auto who = ctx->store->FindStakeholder(name);
+  if (!who) return Die(who.error());
+  if (!*who) return Die("stakeholder " + name + " not found");
+  int64_t now = UnixSeconds(std::chrono::system_clock::now());
+  auto removed = ctx->store->RemoveTotp(
+      (*who)->id, {0, now, "admin", "totp.reset", "stakeholder " + name,
+                   "two-step sign-in turned off by an operator"});
+  if (!removed) return Die(removed.error());
+  std::printf(*removed ? "turned off two-step sign-in for %s; it signs in with the password alone\n"
+                       : "%s has no two-step sign-in; nothing changed\n",
+              name.c_str());
+  return 0;
+}
+
 int DeleteEnroleeCommand(const std::string& data, int64_t id) {
   auto ctx = OpenAdmin(data);
   if (!ctx) return Die(ctx.error());
@@ -1149,17 +1166,25 @@ int ListStakeholders(const std::string& data, bool json) {
   std::map<int64_t, int> count;
   for (const auto& e : *enrolees) ++count[e.stakeholder_id];
   nlohmann::json out = nlohmann::json::array();
-  if (!json) std::printf("%-4s %-32s %-6s %-8s %s\n", "ID", "NAME", "ADMIN", "ENROLEES", "CREATED");
-  for (const auto& s : *stakeholders) {  // never the password hash
+  if (!json) {
+    std::printf("%-4s %-32s %-6s %-5s %-8s %s\n", "ID", "NAME", "ADMIN", "TOTP", "ENROLEES",
+                "CREATED");
+  }
+  for (const auto& s : *stakeholders) {  // never the password hash or the TOTP secret
+    auto totp = ctx->store->FindTotp(s.id);
+    if (!totp) return Die(totp.error());
+    const bool totp_on = totp->has_value() && (*totp)->confirmed;
     if (json) {
       out.push_back({{"id", s.id},
                      {"name", s.name},
                      {"admin", s.is_admin},
+                     {"totp", totp_on},
                      {"enrolees", count[s.id]},
                      {"createdAt", Time(s.created_at)}});
     } else {
-      std::printf("%-4lld %-32s %-6s %-8d %s\n", static_cast<long long>(s.id), s.name.c_str(),
-                  s.is_admin ? "yes" : "no", count[s.id], Time(s.created_at).c_str());
+      std::printf("%-4lld %-32s %-6s %-5s %-8d %s\n", static_cast<long long>(s.id),
+                  s.name.c_str(), s.is_admin ? "yes" : "no", totp_on ? "on" : "off", count[s.id],
+                  Time(s.created_at).c_str());
     }
   }
   if (json) std::printf("%s\n", out.dump(2).c_str());
@@ -1392,6 +1417,11 @@ int main(int argc, char** argv) {
   auto* stakeholder_remove = stakeholder->add_subcommand(
       "remove", "Remove an account that has no enrolees, and its sessions");
   stakeholder_remove->add_option("NAME", stakeholder_name, "account name")->required();
+  auto* stakeholder_totp_reset = stakeholder->add_subcommand(
+      "totp-reset",
+      "Turn off an account's two-step sign-in (TOTP) and its recovery codes, for an owner who\n"
+      "has lost both; the owner can set it up again from the account page");
+  stakeholder_totp_reset->add_option("NAME", stakeholder_name, "account name")->required();
   bool stakeholder_list_json = false;
   auto* stakeholder_list =
       stakeholder->add_subcommand("list", "List the accounts and how many enrolees each has");
@@ -1518,6 +1548,9 @@ int main(int argc, char** argv) {
     return SetStakeholderPassword(admin_data, stakeholder_name, password_stdin);
   }
   if (stakeholder_remove->parsed()) return RemoveStakeholder(admin_data, stakeholder_name);
+  if (stakeholder_totp_reset->parsed()) {
+    return ResetStakeholderTotp(admin_data, stakeholder_name);
+  }
   if (audit_list->parsed()) return ListAudit(admin_data, audit_filter);
   if (lockout_list->parsed()) return ListLockouts(admin_data, lockout_json);
   if (lockout_clear->parsed()) {

@@ -428,6 +428,62 @@ TEST_P(StoreTest, ApiTokensAreNamedListedUsedAndRevoked) {
   EXPECT_FALSE(revoked->has_value());
 }
 
+TEST_P(StoreTest, TotpIsConfirmedOnceAndEachStepAcceptedOnce) {
+  const int64_t alice = AddStakeholder("alice");
+  const Bytes sealed(49, 0x11);
+  EXPECT_TRUE(IsError(store().BeginTotp(9999, sealed, 100), ErrorKind::kLocalUsage,
+                      Errc::kNotFound));
+  EXPECT_TRUE(IsError(store().ConfirmTotp(alice, 5, {}), ErrorKind::kLocalUsage,
+                      Errc::kNotFound));
+  ASSERT_TRUE(Ok(store().BeginTotp(alice, sealed, 100)));
+  ASSERT_TRUE(Ok(store().BeginTotp(alice, Bytes(49, 0x22), 101)));  // replaces, unconfirmed
+  auto pending = store().FindTotp(alice);
+  ASSERT_TRUE(Ok(pending));
+  ASSERT_TRUE(pending->has_value());
+  EXPECT_FALSE((*pending)->confirmed);
+  EXPECT_EQ((*pending)->secret_sealed, Bytes(49, 0x22));
+  EXPECT_FALSE(*store().UseTotpStep(alice, 10)) << "an unconfirmed secret accepts nothing";
+
+  const std::vector<Bytes> codes = {TokenHash("r1"), TokenHash("r2"), TokenHash("r3")};
+  ASSERT_TRUE(Ok(store().ConfirmTotp(alice, 50, codes)));
+  EXPECT_TRUE(IsError(store().BeginTotp(alice, sealed, 102), ErrorKind::kLocalUsage,
+                      Errc::kConflict));
+  auto on = store().FindTotp(alice);
+  ASSERT_TRUE(Ok(on));
+  EXPECT_TRUE((*on)->confirmed);
+  EXPECT_EQ((*on)->last_step, 50);
+  EXPECT_EQ((*on)->recovery_codes_left, 3);
+
+  EXPECT_FALSE(*store().UseTotpStep(alice, 50)) << "the confirming step";
+  EXPECT_FALSE(*store().UseTotpStep(alice, 49));
+  EXPECT_TRUE(*store().UseTotpStep(alice, 51));
+  EXPECT_FALSE(*store().UseTotpStep(alice, 51));
+
+  EXPECT_TRUE(*store().UseRecoveryCode(alice, TokenHash("r2")));
+  EXPECT_FALSE(*store().UseRecoveryCode(alice, TokenHash("r2")));
+  EXPECT_FALSE(*store().UseRecoveryCode(alice, TokenHash("nope")));
+  EXPECT_EQ((*store().FindTotp(alice))->recovery_codes_left, 2);
+  ASSERT_TRUE(Ok(store().ReplaceRecoveryCodes(alice, {TokenHash("n1")})));
+  EXPECT_FALSE(*store().UseRecoveryCode(alice, TokenHash("r1")));
+  EXPECT_EQ((*store().FindTotp(alice))->recovery_codes_left, 1);
+
+  EXPECT_TRUE(*store().RemoveTotp(alice));
+  EXPECT_FALSE(*store().RemoveTotp(alice));
+  EXPECT_FALSE(store().FindTotp(alice)->has_value());
+  EXPECT_TRUE(IsError(store().ReplaceRecoveryCodes(alice, {TokenHash("n2")}),
+                      ErrorKind::kLocalUsage, Errc::kNotFound));
+}
+
+TEST_P(StoreTest, RemovingAStakeholderRemovesItsTotp) {
+  const int64_t bob = AddStakeholder("bob");
+  ASSERT_TRUE(Ok(store().BeginTotp(bob, Bytes(49, 1), 100)));
+  ASSERT_TRUE(Ok(store().ConfirmTotp(bob, 7, {TokenHash("c")})));
+  ASSERT_TRUE(Ok(store().RemoveStakeholder("bob")));
+  const int64_t again = AddStakeholder("bob");
+  EXPECT_FALSE(store().FindTotp(again)->has_value());
+  EXPECT_FALSE(store().FindTotp(bob)->has_value());
+}
+
 // enrolees
 
 TEST_P(StoreTest, AddsAndReadsEnrolee) {
