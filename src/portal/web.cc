@@ -479,7 +479,8 @@ class Portal::Web {
         return response;
       }
       if (attempt.second_factor_required) {
-        return LoginPage(401,
+        // The next step of a sign-in rather than a failure when no code was given yet.
+        return LoginPage(code.size() == 0 ? 200 : 401,
                          code.size() == 0
                              ? "This account uses two-step sign-in: give your password again "
                                "with the code from your authenticator app."

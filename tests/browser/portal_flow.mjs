@@ -2,7 +2,7 @@
 // the real device and OBF: sign in; add a Flow B entry; issue an Enrolment-Token; photograph the
 // QR code on the page and hand the photo to `mte-obf deliver --qr` next to a waiting
 // `mte-enrolee await-obf`; watch the entry turn "enrolled" without a reload; open its timeline;
-// create an API token; revoke the enrolee. A screenshot of every page is kept.
+// create an API token; turn on two-step sign-in; revoke the enrolee; sign in with a code. A screenshot of every page is kept.
 //
 // Run by tests/integration/browser_portal_test.sh, which starts `mte serve` and the device and
 // passes everything in the environment:
@@ -127,6 +127,30 @@ try {
   check(apiToken.startsWith('mtept_'), 'an API token starts with mtept_');
   await shoot(page, '07-account', ['Personal API tokens', 'browser-test', 'Change password']);
 
+  // Two-step sign-in: the key as a QR code (read back with zbarimg), the first code from
+  // oathtool, then the recovery codes, shown once.
+  await page.getByRole('button', { name: 'Set up two-step sign-in' }).click();
+  await page.waitForSelector('#totp-qr svg');
+  const totpSecret = (await page.locator('#totp-secret').innerText()).trim();
+  check(/^[A-Z2-7]{32}$/.test(totpSecret), `a base32 TOTP key, not ${totpSecret}`);
+  await shoot(page, '07b-totp-setup', ['Set up two-step sign-in', totpSecret, 'Turn on'],
+    ['Set up two-step sign-in', 'authenticator app']);
+  const totpQr = join(shots, 'totp-qr.png');
+  await page.locator('#totp-qr svg').screenshot({ path: totpQr });
+  const otpauth = execFileSync('zbarimg', ['--quiet', '--raw', totpQr], { encoding: 'utf8' }).trim();
+  check(otpauth === `otpauth://totp/OpenMTE:${env('USER_NAME')}?secret=${totpSecret}` +
+    '&issuer=OpenMTE&algorithm=SHA1&digits=6&period=30', `the QR code holds ${otpauth}`);
+  const totpAt = (seconds) => execFileSync('oathtool',
+    ['--totp', '-b', totpSecret, '--now', `@${Math.floor(Date.now() / 1000) + seconds}`],
+    { encoding: 'utf8' }).trim();
+  await page.getByLabel('The code the app shows now').fill(totpAt(0));
+  await page.getByRole('button', { name: 'Turn on' }).click();
+  await page.waitForSelector('#recovery-codes li');
+  const recoveryCodes = await page.locator('#recovery-codes li').allInnerTexts();
+  check(recoveryCodes.length === 10, `ten recovery codes, not ${recoveryCodes.length}`);
+  await shoot(page, '07c-recovery-codes', ['Two-step sign-in is on', 'Your recovery codes', '10 recovery codes left'],
+    ['Your recovery codes', 'recovery codes left']);
+
   // Before the revocation the credential works (BEFORE_REVOKE checks the MAF); then revoke.
   execFileSync('bash', [env('BEFORE_REVOKE')], { stdio: 'inherit' });
   await page.goto(`${portal}/enrolees/${enroleeId}`);
@@ -141,6 +165,20 @@ try {
   await page.goto(`${portal}/enrolees/${enroleeId}`);
   check(new URL(page.url()).pathname === '/login', 'after sign-out the pages need a sign-in');
   await shoot(page, '09-signed-out', ['Sign in']);
+
+  // With two-step sign-in on, the password alone is not enough; with the app's next code it is.
+  await page.getByLabel('Name').fill(env('USER_NAME'));
+  await page.getByLabel('Password').fill(readFileSync(env('PASSWORD_FILE'), 'utf8').trim());
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByText('This account uses two-step sign-in').waitFor();
+  await shoot(page, '10-login-needs-code', ['two-step sign-in', 'Authentication code'],
+    ['Sign in', 'Authentication code']);
+  await page.getByLabel('Name').fill(env('USER_NAME'));
+  await page.getByLabel('Password').fill(readFileSync(env('PASSWORD_FILE'), 'utf8').trim());
+  await page.getByLabel('Authentication code').fill(totpAt(30));
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL('**/enrolees');
+  await shoot(page, '11-signed-in-with-code', ['Enrolees', 'Web boiler']);
 
   check(consoleErrors.length === 0, `the pages logged errors: ${consoleErrors.join('; ')}`);
   writeFileSync(env('RESULT'), JSON.stringify(result, null, 2));
