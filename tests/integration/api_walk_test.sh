@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # docs/api.md cannot drift: every ```sh block of it runs, in order, in one shell against a real
-# `mte serve` (curl + jq only), and what each block prints is compared with the block shown after
+# `mte serve` (curl + jq only, and oathtool as the authenticator app), and what each block prints is compared with the block shown after
 # it in the document (JSON member by member, with times, URIs and the MEF name made neutral).
 source "$(dirname "$0")/lib.sh"
 
 DOC="$(cd "$(dirname "$0")/../.." && pwd)/docs/api.md"
 command -v jq >/dev/null || fail "jq is missing (tools/install-deps.sh --test installs it)"
+command -v oathtool >/dev/null || fail "oathtool is missing (tools/install-deps.sh --test installs it)"
 
 init_mte
 CLAIM="CLAIM-$(openssl rand -hex 6)"
