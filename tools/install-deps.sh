@@ -37,11 +37,16 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# playwright-core, pinned by tests/browser/package-lock.json (it uses /usr/bin/chromium; it never
-# downloads a browser of its own).
+# The Node test packages, pinned by tests/browser/package-lock.json: playwright-core (it uses
+# /usr/bin/chromium; it never downloads a browser of its own), @apidevtools/swagger-parser and ajv
+# (the OpenAPI document's test).
 if [[ "${1:-}" == "--test" ]]; then
   browser_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
-  if [[ ! -f "$browser_dir/node_modules/playwright-core/package.json" ]]; then
+  node_missing=0
+  for pkg in playwright-core @apidevtools/swagger-parser ajv; do
+    [[ -f "$browser_dir/node_modules/$pkg/package.json" ]] || node_missing=1
+  done
+  if [[ $node_missing -eq 1 ]]; then
     echo "install-deps: npm ci in tests/browser" >&2
     (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   fi

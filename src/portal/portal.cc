@@ -10,6 +10,7 @@
 #include "crypto/keys.h"
 #include "crypto/password.h"
 #include "mte/enrolees.h"
+#include "portal/openapi.inc.h"
 #include "proto/enrolment.h"
 
 namespace mte {
@@ -132,7 +133,18 @@ proto::HttpResponse Portal::Handle(const proto::HttpRequest& request,
 
 proto::HttpResponse Portal::HandleApi(const proto::HttpRequest& request, std::string_view target,
                                       const std::string& peer_address) {
-  if (target == "/api/v1/health" && request.method == "GET") return Health();
+  if (target == "/api/v1/health") {
+    if (request.method != "GET") return ErrorJson(405, "use GET");
+    return Health();
+  }
+  if (target == "/api/v1/openapi.json") {
+    if (request.method != "GET") return ErrorJson(405, "use GET");
+    // The OpenAPI 3.1 document of this API (src/portal/openapi.json), byte for byte.
+    proto::HttpResponse response = Json(200, nullptr);
+    response.headers.Set("Cache-Control", "no-cache");
+    response.body = std::string(kOpenApiDocument);
+    return response;
+  }
   if (target == "/api/v1/login") {
     if (request.method != "POST") return ErrorJson(405, "use POST");
     return Login(request, peer_address);
