@@ -39,4 +39,8 @@ Result<Bytes> Base32Decode(std::string_view text);
 // RFC 4648 §5 base64url without padding.
 std::string Base64UrlEncode(ByteSpan bytes);
 
+// RFC 3986 §2.1: every octet but the unreserved characters (ALPHA DIGIT - . _ ~) as %XX (upper
+// case hex), e.g. for a URI component.
+std::string PercentEncode(std::string_view text);
+
 }  // namespace mte

@@ -6,31 +6,10 @@
 
 #include <array>
 
+#include "base/bytes.h"
 #include "crypto/ossl.h"
 
 namespace mte::crypto {
-namespace {
-
-std::string PercentEncode(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : text) {
-    const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-                            (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-                            c == '~';
-    if (unreserved) {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
 Result<std::string> Hotp(const SecretBytes& key, uint64_t counter, int digits,
                          std::string_view hash) {
   if (digits < 6 || digits > 8 || (hash != "SHA1" && hash != "SHA256" && hash != "SHA512")) {

@@ -228,8 +228,9 @@ proto::HttpResponse Portal::Health() {
                     {"outbox", {{"pending", outbox->pending}, {"oldestPendingSeconds", age}}}});
 }
 
-Result<int64_t> Portal::LockWait(const std::string& account_key, const std::string& address_key,
-                                 int64_t now) {
+Result<void> Portal::RefuseWhileLocked(const std::string& account_key,
+                                       const std::string& address_key, int64_t now,
+                                       std::string_view what, int64_t* retry_after) {
   // An address that keeps failing is locked out whatever account it names. A locked account is
   // locked only for addresses that have failed recently: its owner, from an address that has
   // not, still gets to give the password (and a failure there marks that address too).
@@ -240,7 +241,12 @@ Result<int64_t> Portal::LockWait(const std::string& account_key, const std::stri
       MTE_TRY_ASSIGN(wait, failures_.RetryAfter(account_key, now));
     }
   }
-  return wait;
+  if (wait == 0) return {};
+  spdlog::warn("portal: {} refused for {} s: {} locked after repeated failures", address_key,
+               wait, log::Printable(account_key));
+  *retry_after = wait;
+  return Fail(ErrorKind::kPeerAuth, Errc::kRateLimited,
+              "too many " + std::string(what) + "; try again later");
 }
 
 Result<void> Portal::RecordLoginFailure(const std::string& account_key,
@@ -257,14 +263,8 @@ Result<store::StakeholderRecord> Portal::CheckLogin(const std::string& name,
   int64_t now = UnixSeconds(clock_.Now());
   std::string account_key = "account:" + name;
   std::string address_key = "address:" + peer_address;
-  MTE_TRY_ASSIGN(const int64_t wait, LockWait(account_key, address_key, now));
-  if (wait > 0) {
-    spdlog::warn("portal: login for '{}' from {} refused for {} s: locked after repeated failures",
-                 log::Printable(name), peer_address, wait);
-    attempt->retry_after = wait;
-    return Fail(ErrorKind::kPeerAuth, Errc::kRateLimited,
-                "too many failed logins; try again later");
-  }
+  MTE_TRY(RefuseWhileLocked(account_key, address_key, now, "failed logins",
+                            &attempt->retry_after));
   MTE_TRY_ASSIGN(auto stakeholder, store_.FindStakeholder(name));
   bool ok = stakeholder.has_value() ? crypto::VerifyPassword(password, stakeholder->password_hash)
                                     : crypto::VerifyAgainstNothing(password);

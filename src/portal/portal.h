@@ -123,10 +123,10 @@ class Portal {
   // failure counted on the account and address keys; kRateLimited (*retry_after) while locked.
   Result<void> CheckSecondFactor(const store::StakeholderRecord& who, const SecretString& code,
                                  const std::string& peer_address, int64_t* retry_after);
-  // Seconds until a lock on the address, or (for an address that has failed) on the account,
-  // ends; 0 if neither holds.
-  Result<int64_t> LockWait(const std::string& account_key, const std::string& address_key,
-                           int64_t now);
+  // kRateLimited ("too many <what>; try again later", *retry_after set) while the address, or
+  // (for an address that has failed) the account, is locked.
+  Result<void> RefuseWhileLocked(const std::string& account_key, const std::string& address_key,
+                                 int64_t now, std::string_view what, int64_t* retry_after);
   // Records a failed password or code on both keys.
   Result<void> RecordLoginFailure(const std::string& account_key, const std::string& address_key,
                                   int64_t now);

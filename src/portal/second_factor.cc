@@ -99,11 +99,7 @@ Result<std::vector<std::string>> Portal::ConfirmTotp(const store::StakeholderRec
   const int64_t now = UnixSeconds(clock_.Now());
   const std::string account_key = "account:" + who.name;
   const std::string address_key = "address:" + peer_address;
-  MTE_TRY_ASSIGN(const int64_t wait, LockWait(account_key, address_key, now));
-  if (wait > 0) {
-    *retry_after = wait;
-    return Fail(ErrorKind::kPeerAuth, Errc::kRateLimited, "too many wrong codes; try again later");
-  }
+  MTE_TRY(RefuseWhileLocked(account_key, address_key, now, "wrong codes", retry_after));
   MTE_TRY_ASSIGN(SecretBytes secret, kek_.Open(totp->secret_sealed, SecretAad(who.id)));
   MTE_TRY_ASSIGN(auto step,
                  crypto::MatchTotp(secret, code.Expose(SecretAccess::ForCrypto()), now));
@@ -128,11 +124,7 @@ Result<void> Portal::CheckSecondFactor(const store::StakeholderRecord& who,
   const int64_t now = UnixSeconds(clock_.Now());
   const std::string account_key = "account:" + who.name;
   const std::string address_key = "address:" + peer_address;
-  MTE_TRY_ASSIGN(const int64_t wait, LockWait(account_key, address_key, now));
-  if (wait > 0) {
-    *retry_after = wait;
-    return Fail(ErrorKind::kPeerAuth, Errc::kRateLimited, "too many wrong codes; try again later");
-  }
+  MTE_TRY(RefuseWhileLocked(account_key, address_key, now, "wrong codes", retry_after));
   MTE_TRY_ASSIGN(auto totp, store_.FindTotp(who.id));
   if (!totp.has_value() || !totp->confirmed) {
     return Fail(ErrorKind::kPeerProtocol, Errc::kNotFound, "TOTP is not on for this account");

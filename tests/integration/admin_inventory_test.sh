@@ -35,7 +35,8 @@ python3 - "$people" <<'PY' || fail "stakeholder list --json"
 import json, sys
 p = json.loads(sys.argv[1])
 assert [(x["name"], x["enrolees"]) for x in p] == [("alice", 1), ("bob", 0)], p
-assert all(set(x) == {"id", "name", "admin", "enrolees", "createdAt"} for x in p), p
+assert all(set(x) == {"id", "name", "admin", "totp", "enrolees", "createdAt"} for x in p), p
+assert [x["totp"] for x in p] == [False, False], p
 assert [x["admin"] for x in p] == [False, False], p
 PY
 pass "stakeholder list shows both accounts and their enrolee counts"
