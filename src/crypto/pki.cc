@@ -302,16 +302,19 @@ Result<void> CreateDevPki(const std::filesystem::path& dir, const std::string& c
   std::vector<PendingFile> files;
   MTE_TRY_ASSIGN(EvpPkeyPtr ca_key, GenerateP256Key());
   MTE_TRY_ASSIGN(X509Ptr ca, MakeCa(ca_name, ca_key.get(), not_before));
+  MTE_TRY_ASSIGN(Bytes ca_pem, CertificatePem(ca.get()));
   {
-    MTE_TRY_ASSIGN(Bytes pem, CertificatePem(ca.get()));
-    files.push_back({dir / "ca.crt", std::move(pem), SecretBytes(), false});
+    files.push_back({dir / "ca.crt", ca_pem, SecretBytes(), false});
     MTE_TRY_ASSIGN(SecretBytes key_pem, PrivateKeyPem(ca_key.get()));
     files.push_back({dir / "ca.key", Bytes(), std::move(key_pem), true});
   }
   for (const auto& leaf : leaves) {
     MTE_TRY_ASSIGN(EvpPkeyPtr key, GenerateP256Key());
     MTE_TRY_ASSIGN(X509Ptr cert, MakeLeaf(leaf, key.get(), ca.get(), ca_key.get(), not_before));
+    // The chain a server sends: the leaf, then the CA (RFC 8446 §4.4.2 allows the root), so that
+    // a device that trusts the CA by a pin of its key finds it in the handshake.
     MTE_TRY_ASSIGN(Bytes pem, CertificatePem(cert.get()));
+    pem.insert(pem.end(), ca_pem.begin(), ca_pem.end());
     files.push_back({dir / (leaf.file_stem + ".crt"), std::move(pem), SecretBytes(), false});
     MTE_TRY_ASSIGN(SecretBytes key_pem, PrivateKeyPem(key.get()));
     files.push_back({dir / (leaf.file_stem + ".key"), Bytes(), std::move(key_pem), true});

@@ -23,7 +23,8 @@ struct LeafSpec {
 };
 
 // Creates <dir>/ca.crt, <dir>/ca.key and one key pair + certificate per leaf, signed by the CA.
-// Keys are written PEM (PKCS#8, unencrypted) with mode 0600; certificates PEM with mode 0644.
+// Keys are written PEM (PKCS#8, unencrypted) with mode 0600; certificates PEM with mode 0644,
+// each <stem>.crt holding the leaf followed by the CA certificate (the chain its server sends).
 // Validity: CA 10 years, leaves 2 years, from `now` minus 1 hour (clock skew).
 Result<void> CreateDevPki(const std::filesystem::path& dir, const std::string& ca_name,
                           const std::vector<LeafSpec>& leaves, SystemTime now);

@@ -510,10 +510,19 @@ class TlsPinTest : public TlsCertTest {
     EXPECT_EQ(r.status, 0) << r.output;
     return Unwrap(HexDecode(r.output.substr(0, 64)), "pin hex");
   }
-  // A chain file: `leaf` then the CA certificate, as a MEF that sends its chain presents it.
-  std::string ChainWithCa(const std::string& leaf) {
+  // A chain file: the first certificate of `chain` (the leaf) then the CA certificate, as a MEF
+  // that sends its chain presents it.
+  std::string ChainWithCa(const std::string& chain) {
     std::string file = dir_.File("chain.pem");
-    testlib::WriteText(file, TestPki::ReadFile(leaf) + TestPki::ReadFile(pki_->ca_cert()));
+    testlib::WriteText(file, TestPki::ReadFile(LeafOnly(chain)) + TestPki::ReadFile(pki_->ca_cert()));
+    return file;
+  }
+  // The first certificate of `chain` alone (the test PKI's files hold the leaf and the CA).
+  std::string LeafOnly(const std::string& chain) {
+    std::string file = dir_.File("leaf-only.pem");
+    auto r = testlib::RunCommand("openssl x509 -in " + testlib::Q(chain) + " -out " +
+                                 testlib::Q(file));
+    EXPECT_EQ(r.status, 0) << r.output;
     return file;
   }
   TlsClientOptions PinnedOptions(std::vector<Bytes> pins) const {
@@ -541,8 +550,10 @@ TEST_P(TlsPinTest, APinnedLeafKeyIsEnough) {
 
 TEST_P(TlsPinTest, APinOfAKeyNotPresentedFails) {
   // The CA is pinned, but the server sends its leaf only.
+  TlsServerOptions leaf_only = ServerOptions();
+  leaf_only.cert_chain_pem_file = LeafOnly(pki_->server_cert());
   Pair only_leaf = Handshake(ClientEngine(PinnedOptions({Pin(pki_->ca_cert())})),
-                             ServerEngine(ServerOptions()));
+                             ServerEngine(leaf_only));
   EXPECT_FALSE(only_leaf.outcome.client_complete) << Show(only_leaf.outcome);
   EXPECT_THAT(only_leaf.client->failure(), HasSubstr("pinned key"));
   TlsServerOptions so = ServerOptions();

@@ -11,9 +11,9 @@ source "$(dirname "$0")/lib.sh"
 START=$(date +%s)
 QRTOOL="$MTE_BIN_DIR/mte-qr-tool"
 init_mte
-# The MEF presents its chain up to the CA, so that a pin of the CA (the bundle's only anchor)
-# names a certificate the device sees.
-cat "$DATA/pki/ca.crt" >>"$DATA/pki/mef.crt"
+# As `mte init` writes it, the MEF presents its chain up to the CA, so that a pin of the CA (the
+# bundle's only anchor) names a certificate the device sees.
+assert_eq "$(grep -c 'BEGIN CERTIFICATE' "$DATA/pki/mef.crt")" 2 "pki/mef.crt holds the leaf and the CA"
 PASSWORD="pw-$(openssl rand -hex 12)"
 add_stakeholder quinn "$PASSWORD"
 declare -A KPM
