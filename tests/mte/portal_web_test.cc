@@ -283,6 +283,10 @@ TEST_F(PortalWebTest, EveryStateChangingFormNeedsTheSessionsCsrfToken) {
       {"/account/tokens", {{"name", "forged"}}},
       {"/account/password",
        {{"currentPassword", kAlicePassword}, {"newPassword", "a forged new password"}}},
+      {"/account/totp", {}},
+      {"/account/totp/confirm", {{"code", "123456"}}},
+      {"/account/totp/disable", {{"code", "123456"}}},
+      {"/account/recovery-codes", {{"code", "123456"}}},
       {"/logout", {}},
   };
   for (const auto& [target, fields] : forms) {
@@ -291,8 +295,8 @@ TEST_F(PortalWebTest, EveryStateChangingFormNeedsTheSessionsCsrfToken) {
       EXPECT_EQ(refused.status, 403) << target << " with '" << csrf << "'";
     }
   }
-  // Nothing changed: one entry, still pending with no token, no API token, the password and
-  // the session as they were.
+  // Nothing changed: one entry, still pending with no token, no API token, no TOTP setup, the
+  // password and the session as they were.
   EXPECT_EQ(EnroleeCount(), 1u);
   auto entry = world_.store->GetEnrolee(id);
   ASSERT_TRUE(entry && entry->has_value());
@@ -301,6 +305,9 @@ TEST_F(PortalWebTest, EveryStateChangingFormNeedsTheSessionsCsrfToken) {
   auto tokens = world_.store->ListApiTokens((*entry)->stakeholder_id);
   ASSERT_TRUE(Ok(tokens));
   EXPECT_TRUE(tokens->empty());
+  auto totp = world_.store->FindTotp((*entry)->stakeholder_id);
+  ASSERT_TRUE(Ok(totp));
+  EXPECT_FALSE(totp->has_value()) << "no TOTP setup was started";
   EXPECT_EQ(alice.Get("/enrolees").status, 200);
   EXPECT_FALSE(ApiLogin("alice", kAlicePassword).empty());
 
