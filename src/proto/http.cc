@@ -3,6 +3,10 @@
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
+
+#include <string>
+#include <utility>
+#include <vector>
 #include <strings.h>
 
 namespace mte::proto {
@@ -77,6 +81,66 @@ void ApplyLimits(Parser& parser, const HttpLimits& limits) {
   parser.eager(true);
 }
 
+std::string LowerTrimmed(std::string_view text) {
+  const size_t begin = text.find_first_not_of(" \t");
+  if (begin == std::string_view::npos) return "";
+  const size_t end = text.find_last_not_of(" \t");
+  std::string out(text.substr(begin, end - begin + 1));
+  for (char& c : out) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  return out;
+}
+
+// The framing rules a request's header block must meet before its body is read (RFC 9112 §6):
+// Transfer-Encoding, if present, is exactly "chunked" and comes without Content-Length; a
+// transfer coding we do not implement is 501 (kUnsupported), any other TE list 400; and the
+// fields whose duplicates change a request's meaning (Content-Length, Host, Authorization)
+// appear at most once.
+template <class Header>
+Result<void> CheckRequestFraming(const Header& header) {
+  auto malformed = [](std::string detail) {
+    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, std::move(detail));
+  };
+  for (auto [field, name] : {std::pair{http::field::content_length, "Content-Length"},
+                             std::pair{http::field::host, "Host"},
+                             std::pair{http::field::authorization, "Authorization"}}) {
+    if (header.count(field) > 1) return malformed(std::string("more than one ") + name + " field");
+  }
+  std::vector<std::string> codings;
+  for (auto range = header.equal_range(http::field::transfer_encoding); range.first != range.second;
+       ++range.first) {
+    std::string_view value = range.first->value();
+    size_t start = 0;
+    while (start <= value.size()) {
+      size_t comma = value.find(',', start);
+      if (comma == std::string_view::npos) comma = value.size();
+      std::string coding = LowerTrimmed(value.substr(start, comma - start));
+      if (!coding.empty()) codings.push_back(std::move(coding));
+      start = comma + 1;
+    }
+  }
+  if (codings.empty()) {
+    if (header.count(http::field::transfer_encoding) > 0) {
+      return malformed("empty Transfer-Encoding");
+    }
+    return {};
+  }
+  if (header.count(http::field::content_length) > 0) {
+    return malformed("Transfer-Encoding and Content-Length together");
+  }
+  if (codings.back() != "chunked") {
+    return malformed("Transfer-Encoding must end with chunked");
+  }
+  for (size_t i = 0; i + 1 < codings.size(); ++i) {
+    if (codings[i] == "chunked") return malformed("chunked may be applied only once");
+  }
+  if (codings.size() > 1) {
+    return Fail(ErrorKind::kPeerProtocol, Errc::kUnsupported,
+                "transfer coding '" + codings.front().substr(0, 32) +
+                    "' is not supported; send the body with chunked alone or Content-Length");
+  }
+  return {};
+}
+
 template <bool isRequest>
 struct DecoderCore {
   using Parser = http::parser<isRequest, http::string_body>;
@@ -84,10 +148,14 @@ struct DecoderCore {
   std::string buffer;
   std::optional<Parser> parser;
   bool failed = false;
+  bool header_checked = false;
 
   void Reset() {
     parser.emplace();
     ApplyLimits(*parser, limits);
+    // A request's header block is checked before its body is read (CheckRequestFraming).
+    if constexpr (isRequest) parser->eager(false);
+    header_checked = false;
   }
 
   // Returns true when a message is complete in *parser.
@@ -102,6 +170,16 @@ struct DecoderCore {
       if (ec) {
         failed = true;
         return Fail(MapParseError(ec));
+      }
+      if constexpr (isRequest) {
+        if (!header_checked && parser->is_header_done()) {
+          header_checked = true;
+          if (auto framing = CheckRequestFraming(parser->get()); !framing) {
+            failed = true;
+            return Fail(framing.error());
+          }
+          parser->eager(true);
+        }
       }
       if (used == 0) break;
     }

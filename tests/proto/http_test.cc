@@ -358,6 +358,59 @@ TEST(HttpRequestDecoderTest, ContentLengthWithChunkedIsRejected) {
   EXPECT_EQ(e.kind, ErrorKind::kPeerProtocol) << Show(e);
 }
 
+TEST(HttpRequestDecoderTest, TransferCodingsOtherThanALoneChunkedAreRefused) {
+  // RFC 9112 §6.1, §6.3: a coding we do not implement is 501 (kUnsupported); a list that does not
+  // end with chunked cannot be framed and is 400 (kMalformed). Both end the stream.
+  const std::string chunked_body = "\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+  for (const char* te : {"gzip, chunked", "deflate,chunked"}) {
+    Error e = DecodeError(std::string("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ") + te +
+                          chunked_body);
+    EXPECT_EQ(e.code, Errc::kUnsupported) << te << ": " << Show(e);
+  }
+  Error split = DecodeError("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n"
+                            "Transfer-Encoding: chunked" + chunked_body);
+  EXPECT_EQ(split.code, Errc::kUnsupported) << Show(split);
+  for (const char* te : {"xchunked", "gzip", "chunked, gzip", "identity", "chunked, chunked"}) {
+    Error e = DecodeError(std::string("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ") + te +
+                          "\r\n\r\nhello");
+    EXPECT_EQ(e.code, Errc::kMalformed) << te << ": " << Show(e);
+  }
+  // With Content-Length, even an unknown coding is refused at the header block, not framed by
+  // Content-Length (request smuggling behind a proxy).
+  Error both = DecodeError(
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\nContent-Length: 5\r\n\r\n"
+      "hello");
+  EXPECT_EQ(both.code, Errc::kMalformed) << Show(both);
+  EXPECT_NE(both.detail.find("Transfer-Encoding"), std::string::npos) << Show(both);
+  // Case and spaces do not matter for a lone chunked.
+  EXPECT_EQ(DecodeOne("POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:  Chunked \r\n"
+                      "\r\n5\r\nhello\r\n0\r\n\r\n").body,
+            "hello");
+}
+
+TEST(HttpRequestDecoderTest, TheHeaderBlockIsJudgedBeforeTheBodyArrives) {
+  // An unframeable request fails as soon as its header block is complete, without waiting for
+  // a body (or for the connection to end).
+  RequestDecoder decoder;
+  auto result = decoder.Feed(AsBytes("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"));
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(result.error().code, Errc::kMalformed);
+}
+
+TEST(HttpRequestDecoderTest, DuplicateFieldsThatChangeTheMeaningAreRefused) {
+  for (const char* field : {"Authorization: Bearer a", "Host: b", "Content-Length: 0"}) {
+    Error e = DecodeError(std::string("POST / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer x\r\n"
+                                      "Content-Length: 0\r\n") +
+                          field + "\r\n\r\n");
+    EXPECT_EQ(e.code, Errc::kMalformed) << field << ": " << Show(e);
+    EXPECT_NE(e.detail.find("more than one"), std::string::npos) << Show(e);
+  }
+  // Other fields may repeat.
+  HttpRequest r = DecodeOne(
+      "GET / HTTP/1.1\r\nHost: a\r\nAccept: a/b\r\nAccept: c/d\r\nX-M2M-RI: 1\r\n\r\n");
+  EXPECT_EQ(r.target, "/");
+}
+
 TEST(HttpRequestDecoderTest, PipelinedRequests) {
   RequestDecoder decoder;
   const std::string two =
