@@ -74,7 +74,11 @@ Result<proto::HttpResponse> Maf::Deliver(const proto::HttpRequest& request,
     return proto::MakeErrorResponse(Rsc::kUnsupportedMediaType,
                                     "Content-Type must be application/json", request_id);
   }
-  auto j = nlohmann::json::parse(request.body, nullptr, false);
+  std::string duplicate;
+  auto j = proto::ParseJsonStrict(request.body, &duplicate);
+  if (!duplicate.empty()) {
+    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, "duplicate member in body");
+  }
   if (j.is_discarded() || !j.is_object()) {
     return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, "body must be a JSON object");
   }

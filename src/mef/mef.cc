@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "base/failpoint.h"
+#include "base/log.h"
 #include "crypto/keys.h"
 #include "mte/enrolees.h"
 #include "proto/enrolment.h"
@@ -32,7 +33,13 @@ std::string Rfc3339(int64_t t) {
 // Flow B also carries the hex of the outer session's channel binding.
 Result<Mef::Request> ParseIndications(const std::string& body, bool flow_b,
                                       std::optional<std::string>& channel_binding) {
-  auto j = nlohmann::json::parse(body, nullptr, false);
+  std::string duplicate;
+  auto j = proto::ParseJsonStrict(body, &duplicate);
+  if (!duplicate.empty()) {
+    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
+                "duplicate member '" + log::Printable(duplicate.substr(0, 64)) +
+                    "' in enrolment request");
+  }
   if (j.is_discarded()) {
     return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, "request body is not valid JSON");
   }
@@ -518,7 +525,7 @@ proto::HttpResponse Mef::PresentToken(const proto::HttpRequest& request, MefConn
   if (!proto::IsJsonContentType(request)) {
     return refuse(Rsc::kUnsupportedMediaType, "Content-Type must be application/json", false);
   }
-  auto j = nlohmann::json::parse(request.body, nullptr, false);
+  auto j = proto::ParseJsonStrict(request.body);
   if (j.is_discarded() || !j.is_object() || !j.contains("token") || !j["token"].is_string() ||
       !j.contains("rspfs") || !j["rspfs"].is_array() || j.size() != 2) {
     return refuse(Rsc::kBadRequest, "expected {\"token\": string, \"rspfs\": [string]}", true);

@@ -12,6 +12,7 @@
 #include "mte/enrolees.h"
 #include "portal/openapi.inc.h"
 #include "proto/enrolment.h"
+#include "proto/onem2m.h"
 
 namespace mte {
 namespace {
@@ -82,7 +83,12 @@ Result<nlohmann::json> ParseObject(const proto::HttpRequest& request) {
     return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
                 "Content-Type must be application/json");
   }
-  auto j = nlohmann::json::parse(request.body, nullptr, false);
+  std::string duplicate;
+  auto j = proto::ParseJsonStrict(request.body, &duplicate);
+  if (!duplicate.empty()) {
+    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
+                "duplicate member '" + log::Printable(duplicate.substr(0, 64)) + "'");
+  }
   if (j.is_discarded() || !j.is_object()) {
     return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, "body must be a JSON object");
   }

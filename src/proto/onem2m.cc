@@ -1,5 +1,8 @@
 #include "proto/onem2m.h"
 
+#include <set>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 #include <strings.h>
 
@@ -95,6 +98,28 @@ std::string RequestIdOf(const HttpRequest& request) {
     if (c < 0x21 || c > 0x7e) return {};
   }
   return std::string(*ri);
+}
+
+nlohmann::json ParseJsonStrict(std::string_view text, std::string* duplicate) {
+  using Event = nlohmann::json::parse_event_t;
+  std::vector<std::set<std::string>> names;  // of each object being parsed, innermost last
+  std::string repeated;
+  auto callback = [&](int /*depth*/, Event event, nlohmann::json& parsed) {
+    if (event == Event::object_start) {
+      names.emplace_back();
+    } else if (event == Event::object_end) {
+      if (!names.empty()) names.pop_back();
+    } else if (event == Event::key && !names.empty() && repeated.empty()) {
+      if (!names.back().insert(parsed.get<std::string>()).second) {
+        repeated = parsed.get<std::string>();
+      }
+    }
+    return true;
+  };
+  nlohmann::json j = nlohmann::json::parse(text, callback, /*allow_exceptions=*/false);
+  if (duplicate != nullptr) *duplicate = j.is_discarded() ? std::string() : repeated;
+  if (!repeated.empty()) return nlohmann::json(nlohmann::json::value_t::discarded);
+  return j;
 }
 
 bool IsJsonContentType(const HttpRequest& request) {

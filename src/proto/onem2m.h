@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
+
 #include "base/error.h"
 #include "proto/http.h"
 
@@ -56,5 +58,11 @@ std::string RequestIdOf(const HttpRequest& request);
 // True if Content-Type is application/json or application/vnd.onem2m-res+json (parameters such
 // as "; ty=" or "; charset=utf-8" allowed).
 bool IsJsonContentType(const HttpRequest& request);
+
+// Parses a JSON text like nlohmann::json::parse, but an object that names a member twice is
+// refused as well: RFC 8259 §4 leaves duplicates to the implementation, and a last-wins parser
+// lets a second member override what another component read from the first. Returns a discarded
+// value for either; *duplicate (if given) is then the repeated name, or empty for invalid JSON.
+nlohmann::json ParseJsonStrict(std::string_view text, std::string* duplicate = nullptr);
 
 }  // namespace mte::proto

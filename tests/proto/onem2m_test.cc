@@ -103,6 +103,24 @@ TEST(OneM2mTest, RequestIdOf) {
   EXPECT_EQ(RequestIdOf(WithHeader("X-M2M-RI", std::string(129, 'r'))), "");
 }
 
+TEST(OneM2mTest, ParseJsonStrictRefusesDuplicateMembersAtAnyDepth) {
+  std::string duplicate;
+  EXPECT_TRUE(ParseJsonStrict(R"({"a":1,"a":2})", &duplicate).is_discarded());
+  EXPECT_EQ(duplicate, "a");
+  EXPECT_TRUE(ParseJsonStrict(R"({"x":{"b":true,"c":1,"b":false}})", &duplicate).is_discarded());
+  EXPECT_EQ(duplicate, "b");
+  EXPECT_TRUE(ParseJsonStrict(R"([{"k":1},{"k":2,"k":3}])", &duplicate).is_discarded());
+  EXPECT_EQ(duplicate, "k");
+  // The same name in sibling or nested objects is no duplicate.
+  auto ok = ParseJsonStrict(R"({"a":{"a":1},"b":[{"a":2},{"a":3}]})", &duplicate);
+  ASSERT_FALSE(ok.is_discarded());
+  EXPECT_EQ(duplicate, "");
+  EXPECT_EQ(ok["b"][1]["a"], 3);
+  EXPECT_TRUE(ParseJsonStrict("{\"a\":", &duplicate).is_discarded());
+  EXPECT_EQ(duplicate, "") << "invalid JSON is no duplicate";
+  EXPECT_TRUE(ParseJsonStrict(R"({"a":1,"\u0061":2})").is_discarded()) << "escapes are decoded";
+}
+
 TEST(OneM2mTest, IsJsonContentType) {
   EXPECT_TRUE(IsJsonContentType(WithHeader("Content-Type", "application/json")));
   EXPECT_TRUE(IsJsonContentType(WithHeader("Content-Type", "application/json; charset=utf-8")));
