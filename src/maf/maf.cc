@@ -4,6 +4,10 @@
 #include <spdlog/spdlog.h>
 #include <strings.h>
 
+#include <cstdint>
+#include <optional>
+#include <tuple>
+
 #include "crypto/keys.h"
 #include "proto/onem2m.h"
 
@@ -83,40 +87,45 @@ Result<proto::HttpResponse> Maf::Deliver(const proto::HttpRequest& request,
     return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, "body must be a JSON object");
   }
   if (j.contains("retire")) {
+    std::optional<int64_t> enrolee_id, generation;
+    if (j.contains("enroleeId")) enrolee_id = proto::JsonInteger(j["enroleeId"], 1, INT64_MAX);
+    if (j.contains("generation")) generation = proto::JsonInteger(j["generation"], 1, INT64_MAX);
     bool well_formed = j.size() == 3 && j["retire"].is_boolean() && j["retire"].get<bool>() &&
-                       j.contains("enroleeId") && j["enroleeId"].is_number_integer() &&
-                       j.contains("generation") && j["generation"].is_number_integer();
+                       enrolee_id && generation;
     if (!well_formed) {
       return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
-                  "a retirement has exactly the members retire (true), enroleeId, generation");
+                  "a retirement has exactly the members retire (true), enroleeId, generation "
+                  "(integers from 1)");
     }
-    int64_t enrolee_id = j["enroleeId"].get<int64_t>();
-    int64_t generation = j["generation"].get<int64_t>();
-    int64_t now = UnixSeconds(clock_.Now());
-    MTE_TRY_ASSIGN(bool retired,
-                   store_.RetireMafCredentials(enrolee_id, generation,
-                                               {0, now, "maf", "credential.retire",
-                                                "enrolee " + std::to_string(enrolee_id),
-                                                "below generation " + std::to_string(generation)}));
-    if (retired) {
-      spdlog::info("maf: retired the credentials of enrolee {} below generation {}", enrolee_id,
-                   generation);
-    }
-    nlohmann::json body = {{"enroleeId", enrolee_id}, {"retired", retired}};
-    return proto::MakeResponse(retired ? Rsc::kCreated : Rsc::kOk, body.dump(), request_id);
+    return Retire(*enrolee_id, *generation, request_id);
   }
   store::MafCredential credential;
   std::string km_hex;
-  try {
-    credential.km_id = j.at("kmId").get<std::string>();
-    km_hex = j.at("km").get<std::string>();
-    credential.enrolee_id = j.at("enroleeId").get<int64_t>();
-    credential.generation = j.at("generation").get<int64_t>();
-    credential.expires_at = j.at("expiresAt").get<int64_t>();
-  } catch (const nlohmann::json::exception&) {
+  if (!j.contains("kmId") || !j["kmId"].is_string() || !j.contains("km") ||
+      !j["km"].is_string()) {
     return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
                 "expected members kmId, km, enroleeId, generation, expiresAt");
   }
+  // Each number is an integer in its range; nothing is rounded or wrapped.
+  constexpr int64_t kMaxUnixTime = 253402300799;  // 9999-12-31T23:59:59Z
+  for (auto [name, field, hi, rule] :
+       {std::tuple{"enroleeId", &credential.enrolee_id, INT64_MAX, "a positive integer"},
+        std::tuple{"generation", &credential.generation, INT64_MAX, "a positive integer"},
+        std::tuple{"expiresAt", &credential.expires_at, kMaxUnixTime,
+                   "an integer Unix time from 1 to 253402300799"}}) {
+    if (!j.contains(name)) {
+      return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
+                  "expected members kmId, km, enroleeId, generation, expiresAt");
+    }
+    std::optional<int64_t> v = proto::JsonInteger(j[name], 1, hi);
+    if (!v) {
+      return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
+                  std::string("member ") + name + " must be " + rule);
+    }
+    *field = *v;
+  }
+  credential.km_id = j["kmId"].get<std::string>();
+  km_hex = j["km"].get<std::string>();
   if (auto ok = crypto::CheckIdentifier(credential.km_id, "kmId"); !ok) {
     return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, ok.error().detail);
   }
@@ -145,6 +154,22 @@ Result<proto::HttpResponse> Maf::Deliver(const proto::HttpRequest& request,
   }
   nlohmann::json body = {{"kmId", credential.km_id}, {"stored", stored}};
   return proto::MakeResponse(stored ? Rsc::kCreated : Rsc::kOk, body.dump(), request_id);
+}
+
+Result<proto::HttpResponse> Maf::Retire(int64_t enrolee_id, int64_t generation,
+                                        const std::string& request_id) {
+  int64_t now = UnixSeconds(clock_.Now());
+  MTE_TRY_ASSIGN(bool retired,
+                 store_.RetireMafCredentials(enrolee_id, generation,
+                                             {0, now, "maf", "credential.retire",
+                                              "enrolee " + std::to_string(enrolee_id),
+                                              "below generation " + std::to_string(generation)}));
+  if (retired) {
+    spdlog::info("maf: retired the credentials of enrolee {} below generation {}", enrolee_id,
+                 generation);
+  }
+  nlohmann::json body = {{"enroleeId", enrolee_id}, {"retired", retired}};
+  return proto::MakeResponse(retired ? Rsc::kCreated : Rsc::kOk, body.dump(), request_id);
 }
 
 proto::HttpResponse Maf::HandleDevice(const proto::HttpRequest& request,

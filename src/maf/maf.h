@@ -37,6 +37,9 @@ class Maf {
                                    const crypto::TlsEngine& tls);
 
  private:
+  // Removes the enrolee's credentials below `generation` (a retirement, §10.1).
+  Result<proto::HttpResponse> Retire(int64_t enrolee_id, int64_t generation,
+                                     const std::string& request_id);
   Result<proto::HttpResponse> Deliver(const proto::HttpRequest& request,
                                       const std::string& request_id);
 

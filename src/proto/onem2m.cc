@@ -133,4 +133,18 @@ bool IsJsonContentType(const HttpRequest& request) {
              : (v.size() == 31 && strncasecmp(v.data(), "application/vnd.onem2m-res+json", 31) == 0);
 }
 
+std::optional<int64_t> JsonInteger(const nlohmann::json& value, int64_t lo, int64_t hi) {
+  if (value.is_number_unsigned()) {
+    uint64_t u = value.get<uint64_t>();
+    if (hi < 0 || u > static_cast<uint64_t>(hi) || static_cast<int64_t>(u) < lo) {
+      return std::nullopt;
+    }
+    return static_cast<int64_t>(u);
+  }
+  if (!value.is_number_integer()) return std::nullopt;
+  int64_t v = value.get<int64_t>();
+  if (v < lo || v > hi) return std::nullopt;
+  return v;
+}
+
 }  // namespace mte::proto

@@ -3,6 +3,8 @@
 // Thread-safety: free functions.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -64,5 +66,10 @@ bool IsJsonContentType(const HttpRequest& request);
 // lets a second member override what another component read from the first. Returns a discarded
 // value for either; *duplicate (if given) is then the repeated name, or empty for invalid JSON.
 nlohmann::json ParseJsonStrict(std::string_view text, std::string* duplicate = nullptr);
+
+// The value of an integer member in [lo, hi], or nullopt: a number with a fraction or an
+// exponent (1.5, 1e3), one outside the range (also one beyond int64, which the parser keeps as
+// unsigned or as a double) and any other type are all refused; nothing is rounded or wrapped.
+std::optional<int64_t> JsonInteger(const nlohmann::json& value, int64_t lo, int64_t hi);
 
 }  // namespace mte::proto

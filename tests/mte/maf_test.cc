@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "maf/maf.h"
 #include "service_world.h"
@@ -115,6 +116,43 @@ TEST_F(MafTest, MalformedBodiesAre400AndStoreNothing) {
   }
   EXPECT_EQ(StoredCredentials(), 0u);
   EXPECT_EQ(CountAudit(*world_.store), 0u);
+}
+
+TEST_F(MafTest, NumbersThatAreNotIntegersInRangeAre400AndStoreNothing) {
+  Credential c = NewCredential(1, 1);
+  // The member written as raw JSON text, so that 1e3 and 2^70 reach the parser as sent.
+  auto with = [&](const std::string& name, const std::string& raw) {
+    nlohmann::json payload = Payload(c);
+    payload.erase(name);
+    std::string body = payload.dump();
+    body.insert(body.size() - 1, ",\"" + name + "\":" + raw);
+    return body;
+  };
+  const std::string kTooBig[] = {"1180591620717411303424", "18446744073709551616",
+                                 "9223372036854775808"};  // 2^70, 2^64, 2^63
+  std::vector<std::string> bodies;
+  for (const std::string name : {"enroleeId", "generation", "expiresAt"}) {
+    for (const std::string raw : {"1.5", "1e3", "1.0", "0", "-5", "true", "null", "\"7\""}) {
+      bodies.push_back(with(name, raw));
+    }
+    for (const std::string& raw : kTooBig) bodies.push_back(with(name, raw));
+  }
+  bodies.push_back(with("expiresAt", "253402300800"));  // after 9999-12-31T23:59:59Z
+  for (const std::string raw : {"1.5", "-5", "18446744073709551616", "9223372036854775808"}) {
+    bodies.push_back("{\"enroleeId\":" + raw + ",\"generation\":2,\"retire\":true}");
+    bodies.push_back("{\"enroleeId\":1,\"generation\":" + raw + ",\"retire\":true}");
+  }
+  for (const std::string& body : bodies) {
+    proto::HttpResponse response = Deliver(body);
+    EXPECT_EQ(response.status, 400) << body << " -> " << response.body;
+    EXPECT_EQ(Header(response, "X-M2M-RSC"), "4000") << body;
+  }
+  EXPECT_EQ(StoredCredentials(), 0u);
+  EXPECT_EQ(CountAudit(*world_.store), 0u);
+  // The bounds themselves are accepted.
+  EXPECT_EQ(Deliver(with("expiresAt", "253402300799")).status, 201);
+  EXPECT_NE(Deliver(with("expiresAt", "253402300799")).body.find("\"stored\":false"),
+            std::string::npos);
 }
 
 TEST_F(MafTest, WrongKmLengthOrEncodingIs400) {

@@ -138,5 +138,28 @@ TEST(OneM2mTest, IsJsonContentType) {
   EXPECT_FALSE(IsJsonContentType(HttpRequest{}));
 }
 
+TEST(OneM2mTest, JsonIntegerTakesOnlyIntegersInRange) {
+  auto at = [](const char* text) { return JsonInteger(nlohmann::json::parse(text), 1, 100); };
+  EXPECT_EQ(at("1"), 1);
+  EXPECT_EQ(at("100"), 100);
+  EXPECT_EQ(at("0"), std::nullopt);
+  EXPECT_EQ(at("101"), std::nullopt);
+  EXPECT_EQ(at("-5"), std::nullopt);
+  EXPECT_EQ(at("1.5"), std::nullopt);
+  EXPECT_EQ(at("1.0"), std::nullopt);
+  EXPECT_EQ(at("1e1"), std::nullopt);
+  EXPECT_EQ(at("\"7\""), std::nullopt);
+  EXPECT_EQ(at("true"), std::nullopt);
+  EXPECT_EQ(at("null"), std::nullopt);
+  auto wide = [](const char* text) {
+    return JsonInteger(nlohmann::json::parse(text), INT64_MIN, INT64_MAX);
+  };
+  EXPECT_EQ(wide("9223372036854775807"), INT64_MAX);
+  EXPECT_EQ(wide("-9223372036854775808"), INT64_MIN);
+  EXPECT_EQ(wide("9223372036854775808"), std::nullopt);   // 2^63: unsigned in the parser
+  EXPECT_EQ(wide("18446744073709551616"), std::nullopt);  // 2^64: a double in the parser
+  EXPECT_EQ(wide("1180591620717411303424"), std::nullopt);  // 2^70
+}
+
 }  // namespace
 }  // namespace mte::proto
