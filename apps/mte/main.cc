@@ -239,6 +239,23 @@ int Serve(const ServeArgs& args) {
   if (!roles) return Die(roles.error());
   auto config = LoadConfig(args.data);
   if (!config) return Die(config.error());
+  // One process per role and data directory: a second one would share the store's leases and
+  // overwrite serve.json. Held until this process ends.
+  std::vector<UniqueFd> role_locks;
+  for (auto [name, wanted] : {std::pair{"portal", roles->portal}, std::pair{"mef", roles->mef},
+                              std::pair{"maf", roles->maf}}) {
+    if (!wanted) continue;
+    auto lock = HoldExclusiveLock(config->data_dir / (std::string("serve-") + name + ".lock"));
+    if (!lock) {
+      auto error = lock.error();
+      if (error.code == Errc::kConflict) {
+        error.detail = std::string("the ") + name + " role is already running on " + args.data +
+                       ": " + error.detail + "; stop it first, or serve another data directory";
+      }
+      return Die(error);
+    }
+    role_locks.push_back(std::move(*lock));
+  }
   auto kek = crypto::KeyEncryptionKey::LoadFile(config->kek_file());
   if (!kek) return Die(kek.error());
   auto store = store::OpenSqliteStore(config->db_file().string());
@@ -246,8 +263,12 @@ int Serve(const ServeArgs& args) {
   crypto::SystemRng rng;
   SystemClock clock;
   net::Server server(config->io_threads, config->worker_threads);
-  auto handshake = std::chrono::milliseconds(config->handshake_timeout_ms);
-  auto idle = std::chrono::milliseconds(config->idle_timeout_ms);
+  // Every listener has the configured deadlines (docs/protocol.md §13).
+  auto with_timeouts = [&config](net::ListenerOptions& listener) {
+    listener.handshake_timeout = std::chrono::milliseconds(config->handshake_timeout_ms);
+    listener.idle_timeout = std::chrono::milliseconds(config->idle_timeout_ms);
+    listener.request_timeout = std::chrono::milliseconds(config->request_timeout_ms);
+  };
   nlohmann::json ready = {{"pid", ::getpid()}};
   // Destroyed in reverse order: the stapler, then the fetcher (whose pending callbacks still reach
   // the revocation checker), then the checker.
@@ -273,8 +294,7 @@ int Serve(const ServeArgs& args) {
     device.psk_lookup = [m = maf.get()](std::string_view id) { return m->LookupKm(id); };
     device.handler = [m = maf.get()](const proto::HttpRequest& r, const crypto::TlsEngine& t,
                                      const net::ConnectionInfo&) { return m->HandleDevice(r, t); };
-    device.handshake_timeout = handshake;
-    device.idle_timeout = idle;
+    with_timeouts(device);
     auto port = server.Listen(std::move(device));
     if (!port) return Die(port.error());
     ready["mafPort"] = *port;
@@ -295,8 +315,7 @@ int Serve(const ServeArgs& args) {
                                        const net::ConnectionInfo&) {
       return m->HandleDelivery(r, t);
     };
-    delivery.handshake_timeout = handshake;
-    delivery.idle_timeout = idle;
+    with_timeouts(delivery);
     auto dport = server.Listen(std::move(delivery));
     if (!dport) return Die(dport.error());
     maf_delivery_port = *dport;
@@ -389,8 +408,7 @@ int Serve(const ServeArgs& args) {
     listener.connection_factory = [m = mef.get()](const net::ConnectionInfo& info) {
       return m->NewConnection(info.peer_address);
     };
-    listener.handshake_timeout = handshake;
-    listener.idle_timeout = idle;
+    with_timeouts(listener);
     auto port = server.Listen(std::move(listener));
     if (!port) return Die(port.error());
     ready["mefPort"] = *port;
@@ -469,8 +487,7 @@ int Serve(const ServeArgs& args) {
       return p->Handle(r, info.peer_address);
     };
     listener.offload = true;  // login runs Argon2id
-    listener.handshake_timeout = handshake;
-    listener.idle_timeout = idle;
+    with_timeouts(listener);
     auto port = server.Listen(std::move(listener));
     if (!port) return Die(port.error());
     ready["portalPort"] = *port;
@@ -487,8 +504,13 @@ int Serve(const ServeArgs& args) {
   spdlog::info("serving roles {} from {}: {}", args.roles, args.data, ready.dump());
   server.Run(/*handle_signals=*/true);
   if (outbox) outbox->Stop();
-  std::error_code ec;
-  fs::remove(ready_file, ec);
+  // Removed only while it is still ours (a process serving other roles may have replaced it).
+  auto current = ReadBoundedFile(ready_file, 4096);
+  auto written = current ? nlohmann::json::parse(*current, nullptr, false) : nlohmann::json();
+  if (written.is_object() && written.value("pid", 0) == ::getpid()) {
+    std::error_code ec;
+    fs::remove(ready_file, ec);
+  }
   return 0;
 }
 

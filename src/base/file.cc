@@ -1,6 +1,7 @@
 #include "base/file.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -112,6 +113,36 @@ Result<std::string> ReadBoundedFile(const std::filesystem::path& path, size_t li
                 path.string() + " is larger than " + std::to_string(limit) + " bytes");
   }
   return text;
+}
+
+Result<UniqueFd> HoldExclusiveLock(const std::filesystem::path& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
+  if (fd.get() < 0) {
+    return Fail(ErrorKind::kIo, Errc::kIoFailed,
+                "cannot open " + QuotedPath(path) + ": " + ErrnoText(errno));
+  }
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    if (err != EWOULDBLOCK) {
+      return Fail(ErrorKind::kIo, Errc::kIoFailed,
+                  "cannot lock " + QuotedPath(path) + ": " + ErrnoText(err));
+    }
+    char text[32] = {};
+    ssize_t n = ::pread(fd.get(), text, sizeof text - 1, 0);
+    std::string holder = n > 0 ? std::string(text, static_cast<size_t>(n)) : "";
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    bool digits = !holder.empty() && holder.find_first_not_of("0123456789") == std::string::npos;
+    return Fail(ErrorKind::kLocalUsage, Errc::kConflict,
+                QuotedPath(path) + " is held by " +
+                    (digits ? "process " + holder : std::string("another process")));
+  }
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd.get(), 0) != 0 ||
+      ::pwrite(fd.get(), pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    return Fail(ErrorKind::kIo, Errc::kIoFailed,
+                "cannot write " + QuotedPath(path) + ": " + ErrnoText(errno));
+  }
+  return fd;
 }
 
 }  // namespace mte

@@ -19,6 +19,7 @@ class UniqueFd {
   ~UniqueFd();
   UniqueFd(const UniqueFd&) = delete;
   UniqueFd& operator=(const UniqueFd&) = delete;
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
 
   int get() const { return fd_; }
   // Closes explicitly so that a failed close (e.g. a delayed write error) is reported.
@@ -51,5 +52,12 @@ Result<void> WriteNewFile(const std::filesystem::path& path, ByteSpan data, mode
 
 // Replaces `path` atomically: writes "<path>.tmp" with `mode`, fsyncs, renames over `path`.
 Result<void> ReplaceFile(const std::filesystem::path& path, ByteSpan data, mode_t mode);
+
+// Takes an exclusive lock (flock(2)) on `path`, created 0644 if missing, and writes this process's
+// pid into it. The lock is held while the returned descriptor is open, and the kernel drops it
+// when the process ends, however it ends (kill -9 included), so a stale file never blocks.
+// kLocalUsage/kConflict "<path> is held by process N" when another process holds it;
+// kIo/kIoFailed when the file cannot be opened.
+Result<UniqueFd> HoldExclusiveLock(const std::filesystem::path& path);
 
 }  // namespace mte

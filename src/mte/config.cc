@@ -54,6 +54,7 @@ Result<Config> LoadConfig(const std::filesystem::path& data_dir) {
     config.token_lifetime_seconds = j.value("tokenLifetimeSeconds", config.token_lifetime_seconds);
     config.handshake_timeout_ms = j.value("handshakeTimeoutMs", config.handshake_timeout_ms);
     config.idle_timeout_ms = j.value("idleTimeoutMs", config.idle_timeout_ms);
+    config.request_timeout_ms = j.value("requestTimeoutMs", config.request_timeout_ms);
     config.io_threads = j.value("ioThreads", config.io_threads);
     config.worker_threads = j.value("workerThreads", config.worker_threads);
     config.rspfs = j.value("rspfs", config.rspfs);
@@ -72,7 +73,7 @@ Result<Config> LoadConfig(const std::filesystem::path& data_dir) {
   }
   if (config.enrolment_expiry_seconds <= 0 || config.handshake_timeout_ms <= 0 ||
       config.portal_session_seconds <= 0 || config.token_lifetime_seconds <= 0 ||
-      config.idle_timeout_ms <= 0 || config.io_threads < 1 || config.worker_threads < 1 ||
+      config.idle_timeout_ms <= 0 || config.request_timeout_ms <= 0 || config.io_threads < 1 || config.worker_threads < 1 ||
       config.ocsp_timeout_ms <= 0) {
     return Fail(ConfigError(file, "timeouts, lifetimes and thread counts must be positive"));
   }
@@ -107,6 +108,7 @@ Result<void> SaveConfig(const Config& config) {
       {"tokenLifetimeSeconds", config.token_lifetime_seconds},
       {"handshakeTimeoutMs", config.handshake_timeout_ms},
       {"idleTimeoutMs", config.idle_timeout_ms},
+      {"requestTimeoutMs", config.request_timeout_ms},
       {"ioThreads", config.io_threads},
       {"workerThreads", config.worker_threads},
       {"rspfs", config.rspfs},

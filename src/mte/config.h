@@ -33,6 +33,7 @@ struct Config {
   int64_t token_lifetime_seconds = 7LL * 24 * 3600;  // Enrolment-Token lifetime (Flow B)
   int64_t handshake_timeout_ms = 10000;
   int64_t idle_timeout_ms = 30000;
+  int64_t request_timeout_ms = 10000;
   int io_threads = 2;
   int worker_threads = 2;
   // The MEF's RSPF preference for Flow B (seed 8.y.4 step 15); the MEF offers exactly these.

@@ -67,7 +67,7 @@ struct Server::Impl {
 
   asio::awaitable<void> Accept(tcp::acceptor& acceptor, std::shared_ptr<Listener> opts);
   asio::awaitable<void> Session(tcp::socket socket, std::shared_ptr<Listener> opts);
-  asio::awaitable<bool> WriteAll(Connection& conn, const Bytes& out);
+  asio::awaitable<bool> WriteAll(Connection& conn, const Bytes& out, bool established);
   // Runs `work` where a listener's handlers run: inline, or on the worker pool (Argon2id).
   asio::awaitable<void> Run(bool offload, std::function<void()> work);
   void BeginShutdown(std::chrono::milliseconds grace);
@@ -133,23 +133,27 @@ asio::awaitable<void> Server::Impl::Accept(tcp::acceptor& acceptor,
   }
 }
 
-// One connection's socket and its deadline. The deadline only ever moves later, so one timer wait
-// usually covers a whole short connection: when the timer fires before the (meanwhile extended)
-// deadline it simply waits again, and only a passed deadline cancels the socket's operations.
-// Everything here runs on the connection's strand.
+// One connection's socket and its deadline. Usually the deadline moves later, and one timer wait
+// covers a whole short connection: when the timer fires before the (meanwhile extended) deadline it
+// simply waits again, and only a passed deadline cancels the socket's operations. A deadline moved
+// earlier (idle after a write, a shorter request deadline) re-arms the timer. Everything here runs
+// on the connection's strand.
 struct Connection : std::enable_shared_from_this<Connection> {
   explicit Connection(tcp::socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
 
-  void ExtendDeadline(Steady::time_point at) {
-    if (at <= deadline) return;
+  void SetDeadline(Steady::time_point at) {
+    timed_out = false;
+    bool earlier = at < deadline;
     deadline = at;
-    if (!armed) Arm();
+    if (!armed || earlier) Arm();
   }
 
   void Arm() {
     armed = true;
-    timer.expires_at(deadline);
-    timer.async_wait([self = shared_from_this()](const boost::system::error_code&) {
+    uint64_t mine = ++generation;
+    timer.expires_at(deadline);  // cancels an earlier wait, whose handler then sees a newer generation
+    timer.async_wait([self = shared_from_this(), mine](const boost::system::error_code&) {
+      if (mine != self->generation) return;
       self->armed = false;
       if (self->closed) return;
       if (Steady::now() < self->deadline) {
@@ -172,15 +176,18 @@ struct Connection : std::enable_shared_from_this<Connection> {
 
   tcp::socket socket;
   asio::steady_timer timer;
-  Steady::time_point deadline{};
+  Steady::time_point deadline = Steady::time_point::max();
+  uint64_t generation = 0;
   bool armed = false;
   bool timed_out = false;
   bool closed = false;
 };
 
-asio::awaitable<bool> Server::Impl::WriteAll(Connection& conn, const Bytes& out) {
+asio::awaitable<bool> Server::Impl::WriteAll(Connection& conn, const Bytes& out,
+                                             bool established) {
   if (out.empty()) co_return true;
-  conn.ExtendDeadline(Steady::now() + kWriteTimeout);
+  // A handshake flight is written within the handshake deadline; a response gets its own.
+  if (established) conn.SetDeadline(Steady::now() + kWriteTimeout);
   auto [ec, n] = co_await asio::async_write(conn.socket, asio::buffer(out),
                                             asio::as_tuple(asio::use_awaitable));
   co_return !ec;
@@ -237,7 +244,7 @@ asio::awaitable<void> Server::Impl::Session(tcp::socket socket, std::shared_ptr<
     spdlog::debug("{}: {} {} from {}", opts->name, request.method, request.target,
                   info.peer_address);
   });
-  conn->ExtendDeadline(Steady::now() + opts->handshake_timeout);
+  conn->SetDeadline(Steady::now() + opts->handshake_timeout);
   std::vector<uint8_t> buf(kReadChunk);
   spdlog::debug("{}: connection from {}", opts->name, info.peer_address);
 
@@ -257,27 +264,38 @@ asio::awaitable<void> Server::Impl::Session(tcp::socket socket, std::shared_ptr<
     }
   };
 
+  // After the handshake the connection alternates between idle (nothing of the next request yet:
+  // `idle_timeout` from the last answer) and receiving (the first bytes of a request, or of an inner
+  // handshake flight, have arrived: all of it within `request_timeout` of them, however slowly it
+  // drips). Every answer written ends a receiving phase.
+  bool receiving = false;
   while (!stopping || connection.session().HandshakeComplete()) {
-    if (connection.session().HandshakeComplete()) {
-      conn->ExtendDeadline(Steady::now() + opts->idle_timeout);
-    }
+    bool established = connection.session().HandshakeComplete();
+    if (established && !receiving) conn->SetDeadline(Steady::now() + opts->idle_timeout);
     auto [read_ec, n] = co_await conn->socket.async_read_some(asio::buffer(buf),
                                                               asio::as_tuple(asio::use_awaitable));
     if (conn->timed_out) {
-      if (!connection.session().HandshakeComplete()) {
+      if (!established) {
         spdlog::info("{}: {} did not complete the TLS handshake within {} ms; closed", opts->name,
                      info.peer_address, opts->handshake_timeout.count());
+      } else if (receiving) {
+        spdlog::info("{}: {} did not complete a request within {} ms; closed", opts->name,
+                     info.peer_address, opts->request_timeout.count());
       } else {
         spdlog::debug("{}: {} idle; closed", opts->name, info.peer_address);
       }
       break;
     }
     if (read_ec) {
-      if (!connection.session().HandshakeComplete() && read_ec == asio::error::eof) {
+      if (!established && read_ec == asio::error::eof) {
         spdlog::info("{}: {} closed the connection during the TLS handshake", opts->name,
                      info.peer_address);
       }
       break;
+    }
+    if (established && !receiving) {
+      receiving = true;
+      conn->SetDeadline(Steady::now() + opts->request_timeout);
     }
     co_await Run(opts->offload, [&] {
       if (auto fed = connection.FeedCiphertext(ByteSpan(buf.data(), n)); !fed) {
@@ -308,7 +326,9 @@ asio::awaitable<void> Server::Impl::Session(tcp::socket socket, std::shared_ptr<
       });
     }
     if (gave_up) break;
-    if (!co_await WriteAll(*conn, connection.TakeCiphertext())) break;
+    Bytes out = connection.TakeCiphertext();
+    if (!out.empty()) receiving = false;
+    if (!co_await WriteAll(*conn, out, connection.session().HandshakeComplete())) break;
     if (connection.Finished()) break;
   }
   connection.Close();

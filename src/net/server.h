@@ -5,8 +5,9 @@
 // reads, runs the TLS engine (handshake crypto, PSK lookups that read the database) and the
 // handler inline, and writes: no thread hop per read. A listener whose handlers may block for long
 // (the portal's Argon2id) sets `offload`, and its TLS and handler work runs on a pool of
-// `worker_threads` instead. Every connection has one deadline that only moves later: the whole
-// handshake, then an idle one per request and a write one per response.
+// `worker_threads` instead. Every connection has one deadline: the whole handshake, then an idle
+// one until a request begins, a request one from its first byte to its last, and a write one per
+// response.
 // Thread-safety: Listen before Run; Stop from any thread.
 #pragma once
 
@@ -43,7 +44,8 @@ struct ListenerOptions {
   Handler handler;                        // exactly one of handler and connection_factory
   ConnectionFactory connection_factory;
   std::chrono::milliseconds handshake_timeout{10000};
-  std::chrono::milliseconds idle_timeout{30000};
+  std::chrono::milliseconds idle_timeout{30000};     // from an answer to the next request's first byte
+  std::chrono::milliseconds request_timeout{10000};  // from a request's first byte to its last
   proto::HttpLimits http_limits;
   size_t max_connections = 4096;
   // Run TLS and the handler on the worker pool instead of the I/O thread (slow handlers).

@@ -408,15 +408,9 @@ class SqliteStore final : public Store {
   auto InTransaction(Transaction::Mode mode, std::string_view op, Fn&& body, bool relaxed = false)
       -> decltype(body()) {
     std::lock_guard lock(mu_);
-    // The connection's synchronous setting applies to the commits that follow; it cannot change
-    // inside a transaction.
-    if (relaxed) MTE_TRY(statements_.Run("PRAGMA synchronous = NORMAL", op));
-    struct RestoreSync {
-      internal::StatementCache* cache;
-      ~RestoreSync() {
-        if (cache != nullptr) static_cast<void>(cache->Run("PRAGMA synchronous = FULL", ""));
-      }
-    } restore{relaxed ? &statements_ : nullptr};
+    if (mode == Transaction::Mode::kImmediate) {
+      MTE_TRY(SetSynchronous(relaxed ? Sync::kNormal : Sync::kFull, op));
+    }
     MTE_TRY_ASSIGN(auto txn, Transaction::Begin(statements_, mode, op));
     auto result = body();
     if (!result.has_value()) {
@@ -424,6 +418,29 @@ class SqliteStore final : public Store {
     }
     MTE_TRY(txn.Commit());
     return result;
+  }
+
+  // The connection's synchronous setting applies to the commits that follow and cannot change
+  // inside a transaction, so each write sets the one it needs first and reads it back. A durable
+  // write whose FULL cannot be set fails, and the setting stays unknown until one succeeds: no
+  // durable commit is ever made unsynced. The caller holds mu_.
+  enum class Sync { kUnknown, kNormal, kFull };
+  Result<void> SetSynchronous(Sync wanted, std::string_view op) {
+    if (sync_ == wanted) return {};
+    sync_ = Sync::kUnknown;
+    MTE_TRY(statements_.Run(wanted == Sync::kFull ? "PRAGMA synchronous = FULL"
+                                                  : "PRAGMA synchronous = NORMAL",
+                            op));
+    MTE_TRY_ASSIGN(auto check, Prepare("PRAGMA synchronous", op));
+    MTE_TRY_ASSIGN(const bool row, check.Step());
+    const int64_t expected = wanted == Sync::kFull ? 2 : 1;  // FULL = 2, NORMAL = 1
+    if (!row || check.Int64(0) != expected) {
+      return Fail(StorageError(std::string(op) + ": the store could not set synchronous = " +
+                               (wanted == Sync::kFull ? "FULL" : "NORMAL") +
+                               "; the write is refused"));
+    }
+    sync_ = wanted;
+    return {};
   }
 
   // kDurable commits reach the disk before they return (synchronous = FULL). kRelaxed commits are
@@ -493,6 +510,7 @@ class SqliteStore final : public Store {
   std::mutex mu_;
   DbPtr db_;
   internal::StatementCache statements_;  // after db_: destroyed (finalized) before the close
+  Sync sync_ = Sync::kFull;              // as OpenSqliteStore leaves the connection
 };
 
 Result<std::optional<DeviceRecord>> SqliteStore::LoadDevice(std::string_view op,

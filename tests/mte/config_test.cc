@@ -30,6 +30,7 @@ Config SampleConfig(const std::filesystem::path& dir) {
   c.portal_session_seconds = 1800;
   c.handshake_timeout_ms = 2500;
   c.idle_timeout_ms = 7000;
+  c.request_timeout_ms = 4000;
   c.io_threads = 3;
   c.worker_threads = 5;
   c.rspfs = {"PPSK"};
@@ -96,6 +97,7 @@ TEST_F(ConfigTest, SaveThenLoadRoundTrips) {
   EXPECT_EQ(loaded->portal_session_seconds, saved.portal_session_seconds);
   EXPECT_EQ(loaded->handshake_timeout_ms, saved.handshake_timeout_ms);
   EXPECT_EQ(loaded->idle_timeout_ms, saved.idle_timeout_ms);
+  EXPECT_EQ(loaded->request_timeout_ms, saved.request_timeout_ms);
   EXPECT_EQ(loaded->io_threads, saved.io_threads);
   EXPECT_EQ(loaded->worker_threads, saved.worker_threads);
   EXPECT_EQ(loaded->rspfs, saved.rspfs);
@@ -121,6 +123,7 @@ TEST_F(ConfigTest, OptionalMembersTakeTheirDefaults) {
   EXPECT_EQ(loaded->maf_id, "maf.test.example");  // MAF-ID defaults to the MAF FQDN
   EXPECT_EQ(loaded->enrolment_expiry_seconds, Config{}.enrolment_expiry_seconds);
   EXPECT_EQ(loaded->idle_timeout_ms, Config{}.idle_timeout_ms);
+  EXPECT_EQ(loaded->request_timeout_ms, Config{}.request_timeout_ms);
   EXPECT_EQ(loaded->bind_address, "127.0.0.1");
   EXPECT_EQ(loaded->rspfs, (std::vector<std::string>{"CERT", "PPSK"}));  // certificate first
   EXPECT_EQ(loaded->ocsp_timeout_ms, 3000);
@@ -185,7 +188,8 @@ TEST_F(ConfigTest, WildcardFqdnIsRefused) {
 }
 
 TEST_F(ConfigTest, NonPositiveTimeoutsAndLifetimesAreRefused) {
-  for (const char* member : {"handshakeTimeoutMs", "idleTimeoutMs", "enrolmentExpirySeconds"}) {
+  for (const char* member : {"handshakeTimeoutMs", "idleTimeoutMs", "requestTimeoutMs",
+                             "enrolmentExpirySeconds"}) {
     ExpectRefusedWith(member, 0);
     ExpectRefusedWith(member, -1);
   }
