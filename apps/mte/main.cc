@@ -263,11 +263,14 @@ int Serve(const ServeArgs& args) {
   crypto::SystemRng rng;
   SystemClock clock;
   net::Server server(config->io_threads, config->worker_threads);
-  // Every listener has the configured deadlines (docs/protocol.md §13).
-  auto with_timeouts = [&config](net::ListenerOptions& listener) {
+  // Every listener has the configured deadlines and connection limits (docs/protocol.md §13).
+  auto with_limits = [&config](net::ListenerOptions& listener) {
     listener.handshake_timeout = std::chrono::milliseconds(config->handshake_timeout_ms);
     listener.idle_timeout = std::chrono::milliseconds(config->idle_timeout_ms);
     listener.request_timeout = std::chrono::milliseconds(config->request_timeout_ms);
+    listener.max_connections = static_cast<size_t>(config->max_connections);
+    listener.max_connections_per_address =
+        static_cast<size_t>(config->max_connections_per_address);
   };
   nlohmann::json ready = {{"pid", ::getpid()}};
   // Destroyed in reverse order: the stapler, then the fetcher (whose pending callbacks still reach
@@ -294,7 +297,7 @@ int Serve(const ServeArgs& args) {
     device.psk_lookup = [m = maf.get()](std::string_view id) { return m->LookupKm(id); };
     device.handler = [m = maf.get()](const proto::HttpRequest& r, const crypto::TlsEngine& t,
                                      const net::ConnectionInfo&) { return m->HandleDevice(r, t); };
-    with_timeouts(device);
+    with_limits(device);
     auto port = server.Listen(std::move(device));
     if (!port) return Die(port.error());
     ready["mafPort"] = *port;
@@ -315,7 +318,7 @@ int Serve(const ServeArgs& args) {
                                        const net::ConnectionInfo&) {
       return m->HandleDelivery(r, t);
     };
-    with_timeouts(delivery);
+    with_limits(delivery);
     auto dport = server.Listen(std::move(delivery));
     if (!dport) return Die(dport.error());
     maf_delivery_port = *dport;
@@ -408,7 +411,7 @@ int Serve(const ServeArgs& args) {
     listener.connection_factory = [m = mef.get()](const net::ConnectionInfo& info) {
       return m->NewConnection(info.peer_address);
     };
-    with_timeouts(listener);
+    with_limits(listener);
     auto port = server.Listen(std::move(listener));
     if (!port) return Die(port.error());
     ready["mefPort"] = *port;
@@ -487,7 +490,7 @@ int Serve(const ServeArgs& args) {
       return p->Handle(r, info.peer_address);
     };
     listener.offload = true;  // login runs Argon2id
-    with_timeouts(listener);
+    with_limits(listener);
     auto port = server.Listen(std::move(listener));
     if (!port) return Die(port.error());
     ready["portalPort"] = *port;

@@ -55,6 +55,9 @@ Result<Config> LoadConfig(const std::filesystem::path& data_dir) {
     config.handshake_timeout_ms = j.value("handshakeTimeoutMs", config.handshake_timeout_ms);
     config.idle_timeout_ms = j.value("idleTimeoutMs", config.idle_timeout_ms);
     config.request_timeout_ms = j.value("requestTimeoutMs", config.request_timeout_ms);
+    config.max_connections = j.value("maxConnections", config.max_connections);
+    config.max_connections_per_address =
+        j.value("maxConnectionsPerAddress", config.max_connections_per_address);
     config.io_threads = j.value("ioThreads", config.io_threads);
     config.worker_threads = j.value("workerThreads", config.worker_threads);
     config.rspfs = j.value("rspfs", config.rspfs);
@@ -76,6 +79,12 @@ Result<Config> LoadConfig(const std::filesystem::path& data_dir) {
       config.idle_timeout_ms <= 0 || config.request_timeout_ms <= 0 || config.io_threads < 1 || config.worker_threads < 1 ||
       config.ocsp_timeout_ms <= 0) {
     return Fail(ConfigError(file, "timeouts, lifetimes and thread counts must be positive"));
+  }
+  if (config.max_connections < 1 || config.max_connections > 1000000 ||
+      config.max_connections_per_address < 1 ||
+      config.max_connections_per_address > config.max_connections) {
+    return Fail(ConfigError(file, "maxConnections must be 1..1000000 and maxConnectionsPerAddress "
+                                  "1..maxConnections"));
   }
   if (config.rspfs.empty()) return Fail(ConfigError(file, "rspfs must name at least one RSPF"));
   for (const auto& rspf : config.rspfs) {
@@ -109,6 +118,8 @@ Result<void> SaveConfig(const Config& config) {
       {"handshakeTimeoutMs", config.handshake_timeout_ms},
       {"idleTimeoutMs", config.idle_timeout_ms},
       {"requestTimeoutMs", config.request_timeout_ms},
+      {"maxConnections", config.max_connections},
+      {"maxConnectionsPerAddress", config.max_connections_per_address},
       {"ioThreads", config.io_threads},
       {"workerThreads", config.worker_threads},
       {"rspfs", config.rspfs},

@@ -34,6 +34,8 @@ struct Config {
   int64_t handshake_timeout_ms = 10000;
   int64_t idle_timeout_ms = 30000;
   int64_t request_timeout_ms = 10000;
+  int64_t max_connections = 4096;              // per listener
+  int64_t max_connections_per_address = 512;   // per listener and client address
   int io_threads = 2;
   int worker_threads = 2;
   // The MEF's RSPF preference for Flow B (seed 8.y.4 step 15); the MEF offers exactly these.

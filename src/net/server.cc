@@ -5,6 +5,8 @@
 #include <atomic>
 #include <boost/asio.hpp>
 #include <list>
+#include <mutex>
+#include <unordered_map>
 #include <thread>
 #include <vector>
 
@@ -47,92 +49,6 @@ auto OnPool(asio::thread_pool& pool, F work) {
 
 }  // namespace
 
-struct Connection;
-
-// A listener's options plus its live connection count.
-struct Listener : ListenerOptions {
-  explicit Listener(ListenerOptions options) : ListenerOptions(std::move(options)) {}
-  std::shared_ptr<std::atomic<size_t>> open_connections = std::make_shared<std::atomic<size_t>>(0);
-};
-
-struct Server::Impl {
-  asio::io_context ioc;
-  asio::thread_pool pool;
-  int io_threads;
-  std::list<tcp::acceptor> acceptors;
-  std::atomic<size_t> sessions{0};
-  std::atomic<bool> stopping{false};
-
-  Impl(int io, int workers) : ioc(io), pool(static_cast<size_t>(workers)), io_threads(io) {}
-
-  asio::awaitable<void> Accept(tcp::acceptor& acceptor, std::shared_ptr<Listener> opts);
-  asio::awaitable<void> Session(tcp::socket socket, std::shared_ptr<Listener> opts);
-  asio::awaitable<bool> WriteAll(Connection& conn, const Bytes& out, bool established);
-  // Runs `work` where a listener's handlers run: inline, or on the worker pool (Argon2id).
-  asio::awaitable<void> Run(bool offload, std::function<void()> work);
-  void BeginShutdown(std::chrono::milliseconds grace);
-};
-
-Server::Server(int io_threads, int worker_threads)
-    : impl_(std::make_unique<Impl>(io_threads, worker_threads)) {}
-
-Server::~Server() {
-  impl_->ioc.stop();
-  impl_->pool.join();
-}
-
-Result<uint16_t> Server::Listen(ListenerOptions options) {
-  boost::system::error_code ec;
-  auto address = asio::ip::make_address(options.address, ec);
-  if (ec) {
-    return Fail(ErrorKind::kLocalUsage, Errc::kConfig,
-                "bad listen address '" + options.address + "': " + ec.message());
-  }
-  tcp::endpoint endpoint(address, options.port);
-  auto& acceptor = impl_->acceptors.emplace_back(impl_->ioc);
-  acceptor.open(endpoint.protocol(), ec);
-  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor.bind(endpoint, ec);
-  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    impl_->acceptors.pop_back();
-    return Fail(ErrorKind::kIo, Errc::kIoFailed,
-                options.name + ": cannot listen on " + options.address + ":" +
-                    std::to_string(options.port) + ": " + ec.message());
-  }
-  uint16_t port = acceptor.local_endpoint().port();
-  auto opts = std::make_shared<Listener>(std::move(options));
-  asio::co_spawn(impl_->ioc, impl_->Accept(acceptor, opts), asio::detached);
-  return port;
-}
-
-asio::awaitable<void> Server::Impl::Accept(tcp::acceptor& acceptor,
-                                           std::shared_ptr<Listener> opts) {
-  while (!stopping) {
-    auto [ec, socket] =
-        co_await acceptor.async_accept(asio::make_strand(ioc), asio::as_tuple(asio::use_awaitable));
-    if (ec) {
-      if (ec == asio::error::operation_aborted || stopping) co_return;
-      spdlog::warn("{}: accept failed: {}", opts->name, ec.message());
-      continue;
-    }
-    if (opts->open_connections->load() >= opts->max_connections) {
-      spdlog::warn("{}: connection limit {} reached; closing new connection", opts->name,
-                   opts->max_connections);
-      continue;  // the socket closes when it goes out of scope
-    }
-    auto executor = socket.get_executor();
-    asio::co_spawn(executor, Session(std::move(socket), opts), [](std::exception_ptr e) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        spdlog::error("session ended by an exception: {}", ex.what());
-      }
-    });
-  }
-}
-
 // One connection's socket and its deadline. Usually the deadline moves later, and one timer wait
 // covers a whole short connection: when the timer fires before the (meanwhile extended) deadline it
 // simply waits again, and only a passed deadline cancels the socket's operations. A deadline moved
@@ -174,14 +90,197 @@ struct Connection : std::enable_shared_from_this<Connection> {
     socket.close(ignored);
   }
 
+  // Closes a connection that has not sent a byte, to admit a new one (runs on the strand).
+  void Reap() {
+    if (closed || received_any) return;
+    reaped = true;
+    timed_out = true;
+    boost::system::error_code ignored;
+    socket.cancel(ignored);
+  }
+
   tcp::socket socket;
   asio::steady_timer timer;
+  std::string peer_address;
+  std::list<std::weak_ptr<Connection>>::iterator silent_entry;  // valid while !received_any
+  bool received_any = false;
+  bool reaped = false;
   Steady::time_point deadline = Steady::time_point::max();
   uint64_t generation = 0;
   bool armed = false;
   bool timed_out = false;
   bool closed = false;
 };
+
+// A listener's options plus its admission state: connections open in all and per client address,
+// and those that have not sent a byte yet, oldest first (the ones reaped when the listener is
+// full). Guarded by `mu`; the acceptor and the sessions' strands run on different threads.
+struct Listener : ListenerOptions {
+  explicit Listener(ListenerOptions options) : ListenerOptions(std::move(options)) {}
+
+  enum class Admission { kAdmitted, kAddressFull, kListenerFull };
+  // Counts `conn` in, reaping the oldest silent connection if the listener is full.
+  Admission Admit(const std::shared_ptr<Connection>& conn) {
+    std::shared_ptr<Connection> victim;
+    {
+      std::lock_guard lock(mu);
+      size_t& mine = per_address[conn->peer_address];
+      if (mine >= max_connections_per_address) {
+        if (mine == 0) per_address.erase(conn->peer_address);
+        return Admission::kAddressFull;
+      }
+      if (open >= max_connections) {
+        while (!silent.empty() && !victim) {
+          victim = silent.front().lock();
+          silent.pop_front();
+          if (victim) victim->silent_entry = silent.end();
+        }
+        if (!victim) {
+          if (mine == 0) per_address.erase(conn->peer_address);
+          return Admission::kListenerFull;
+        }
+      }
+      ++mine;
+      ++open;
+      conn->silent_entry = silent.insert(silent.end(), conn);
+    }
+    if (victim) {
+      spdlog::info("{}: {} connections open; closing a silent one from {} for a new one from {}",
+                   name, max_connections, victim->peer_address, conn->peer_address);
+      asio::post(victim->socket.get_executor(), [victim] { victim->Reap(); });
+    }
+    return Admission::kAdmitted;
+  }
+
+  // The connection sent its first byte: it is no longer a candidate for reaping.
+  void Heard(Connection& conn) {
+    std::lock_guard lock(mu);
+    conn.received_any = true;
+    if (conn.silent_entry != silent.end()) silent.erase(conn.silent_entry);
+    conn.silent_entry = silent.end();
+  }
+
+  void Release(Connection& conn) {
+    std::lock_guard lock(mu);
+    if (!conn.received_any && conn.silent_entry != silent.end()) silent.erase(conn.silent_entry);
+    conn.silent_entry = silent.end();
+    --open;
+    if (auto it = per_address.find(conn.peer_address); it != per_address.end() && --it->second == 0) {
+      per_address.erase(it);
+    }
+  }
+
+  std::mutex mu;
+  size_t open = 0;
+  std::unordered_map<std::string, size_t> per_address;
+  std::list<std::weak_ptr<Connection>> silent;
+  // Refusals are logged at most once a second per listener, with how many there were.
+  Steady::time_point last_refusal_log{};
+  size_t refusals_unlogged = 0;
+};
+
+struct Server::Impl {
+  asio::io_context ioc;
+  asio::thread_pool pool;
+  int io_threads;
+  std::list<tcp::acceptor> acceptors;
+  std::atomic<size_t> sessions{0};
+  std::atomic<bool> stopping{false};
+
+  Impl(int io, int workers) : ioc(io), pool(static_cast<size_t>(workers)), io_threads(io) {}
+
+  asio::awaitable<void> Accept(tcp::acceptor& acceptor, std::shared_ptr<Listener> opts);
+  asio::awaitable<void> Session(std::shared_ptr<Connection> conn, std::shared_ptr<Listener> opts);
+  asio::awaitable<bool> WriteAll(Connection& conn, const Bytes& out, bool established);
+  // Runs `work` where a listener's handlers run: inline, or on the worker pool (Argon2id).
+  asio::awaitable<void> Run(bool offload, std::function<void()> work);
+  void BeginShutdown(std::chrono::milliseconds grace);
+};
+
+Server::Server(int io_threads, int worker_threads)
+    : impl_(std::make_unique<Impl>(io_threads, worker_threads)) {}
+
+Server::~Server() {
+  impl_->ioc.stop();
+  impl_->pool.join();
+}
+
+Result<uint16_t> Server::Listen(ListenerOptions options) {
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(options.address, ec);
+  if (ec) {
+    return Fail(ErrorKind::kLocalUsage, Errc::kConfig,
+                "bad listen address '" + options.address + "': " + ec.message());
+  }
+  tcp::endpoint endpoint(address, options.port);
+  auto& acceptor = impl_->acceptors.emplace_back(impl_->ioc);
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    impl_->acceptors.pop_back();
+    return Fail(ErrorKind::kIo, Errc::kIoFailed,
+                options.name + ": cannot listen on " + options.address + ":" +
+                    std::to_string(options.port) + ": " + ec.message());
+  }
+  uint16_t port = acceptor.local_endpoint().port();
+  auto opts = std::make_shared<Listener>(std::move(options));
+  asio::co_spawn(impl_->ioc, impl_->Accept(acceptor, opts), asio::detached);
+  return port;
+}
+
+namespace {
+
+void LogRefusal(Listener& opts, const Connection& conn, Listener::Admission why) {
+  std::lock_guard lock(opts.mu);
+  ++opts.refusals_unlogged;
+  auto now = Steady::now();
+  if (now - opts.last_refusal_log < std::chrono::seconds(1)) return;
+  opts.last_refusal_log = now;
+  if (why == Listener::Admission::kAddressFull) {
+    spdlog::warn("{}: {} holds {} connections (maxConnectionsPerAddress); refused {} new ones",
+                 opts.name, conn.peer_address, opts.max_connections_per_address,
+                 opts.refusals_unlogged);
+  } else {
+    spdlog::warn("{}: {} connections open, none of them silent (maxConnections); refused {} new ones",
+                 opts.name, opts.max_connections, opts.refusals_unlogged);
+  }
+  opts.refusals_unlogged = 0;
+}
+
+}  // namespace
+
+asio::awaitable<void> Server::Impl::Accept(tcp::acceptor& acceptor,
+                                           std::shared_ptr<Listener> opts) {
+  while (!stopping) {
+    auto [ec, socket] =
+        co_await acceptor.async_accept(asio::make_strand(ioc), asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || stopping) co_return;
+      spdlog::warn("{}: accept failed: {}", opts->name, ec.message());
+      continue;
+    }
+    auto conn = std::make_shared<Connection>(std::move(socket));
+    boost::system::error_code remote_ec;
+    auto remote = conn->socket.remote_endpoint(remote_ec);
+    conn->peer_address = remote_ec ? "?" : remote.address().to_string();
+    if (auto admission = opts->Admit(conn); admission != Listener::Admission::kAdmitted) {
+      LogRefusal(*opts, *conn, admission);
+      conn->Close();
+      continue;
+    }
+    auto executor = conn->socket.get_executor();
+    asio::co_spawn(executor, Session(std::move(conn), opts), [](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        spdlog::error("session ended by an exception: {}", ex.what());
+      }
+    });
+  }
+}
 
 asio::awaitable<bool> Server::Impl::WriteAll(Connection& conn, const Bytes& out,
                                              bool established) {
@@ -201,18 +300,18 @@ asio::awaitable<void> Server::Impl::Run(bool offload, std::function<void()> work
   }
 }
 
-asio::awaitable<void> Server::Impl::Session(tcp::socket socket, std::shared_ptr<Listener> opts) {
+asio::awaitable<void> Server::Impl::Session(std::shared_ptr<Connection> conn,
+                                            std::shared_ptr<Listener> opts) {
   ++sessions;
-  ++*opts->open_connections;
   struct Count {
     std::atomic<size_t>& n;
-    std::atomic<size_t>& mine;
+    Listener& listener;
+    Connection& conn;
     ~Count() {
       --n;
-      --mine;
+      listener.Release(conn);
     }
-  } count{sessions, *opts->open_connections};
-  auto conn = std::make_shared<Connection>(std::move(socket));
+  } count{sessions, *opts, *conn};
   struct CloseOnExit {
     Connection& conn;
     ~CloseOnExit() { conn.Close(); }
@@ -220,9 +319,8 @@ asio::awaitable<void> Server::Impl::Session(tcp::socket socket, std::shared_ptr<
 
   ConnectionInfo info;
   info.listener = opts->name;
+  info.peer_address = conn->peer_address;
   boost::system::error_code ec;
-  auto remote = conn->socket.remote_endpoint(ec);
-  info.peer_address = ec ? "?" : remote.address().to_string();
   conn->socket.set_option(tcp::no_delay(true), ec);
 
   auto engine = crypto::TlsEngine::Server(opts->tls, opts->psk_lookup);
@@ -274,6 +372,7 @@ asio::awaitable<void> Server::Impl::Session(tcp::socket socket, std::shared_ptr<
     if (established && !receiving) conn->SetDeadline(Steady::now() + opts->idle_timeout);
     auto [read_ec, n] = co_await conn->socket.async_read_some(asio::buffer(buf),
                                                               asio::as_tuple(asio::use_awaitable));
+    if (conn->reaped) break;  // logged by Admit
     if (conn->timed_out) {
       if (!established) {
         spdlog::info("{}: {} did not complete the TLS handshake within {} ms; closed", opts->name,
@@ -293,6 +392,7 @@ asio::awaitable<void> Server::Impl::Session(tcp::socket socket, std::shared_ptr<
       }
       break;
     }
+    if (!conn->received_any) opts->Heard(*conn);
     if (established && !receiving) {
       receiving = true;
       conn->SetDeadline(Steady::now() + opts->request_timeout);

@@ -47,7 +47,11 @@ struct ListenerOptions {
   std::chrono::milliseconds idle_timeout{30000};     // from an answer to the next request's first byte
   std::chrono::milliseconds request_timeout{10000};  // from a request's first byte to its last
   proto::HttpLimits http_limits;
+  // Admission: at most `max_connections` open; when full, the oldest connection that has not
+  // sent a byte yet is closed for the new one. At most `max_connections_per_address` from one
+  // client address (a NAT of a few hundred devices fits in the default).
   size_t max_connections = 4096;
+  size_t max_connections_per_address = 512;
   // Run TLS and the handler on the worker pool instead of the I/O thread (slow handlers).
   bool offload = false;
 };

@@ -31,6 +31,8 @@ Config SampleConfig(const std::filesystem::path& dir) {
   c.handshake_timeout_ms = 2500;
   c.idle_timeout_ms = 7000;
   c.request_timeout_ms = 4000;
+  c.max_connections = 300;
+  c.max_connections_per_address = 40;
   c.io_threads = 3;
   c.worker_threads = 5;
   c.rspfs = {"PPSK"};
@@ -98,6 +100,8 @@ TEST_F(ConfigTest, SaveThenLoadRoundTrips) {
   EXPECT_EQ(loaded->handshake_timeout_ms, saved.handshake_timeout_ms);
   EXPECT_EQ(loaded->idle_timeout_ms, saved.idle_timeout_ms);
   EXPECT_EQ(loaded->request_timeout_ms, saved.request_timeout_ms);
+  EXPECT_EQ(loaded->max_connections, saved.max_connections);
+  EXPECT_EQ(loaded->max_connections_per_address, saved.max_connections_per_address);
   EXPECT_EQ(loaded->io_threads, saved.io_threads);
   EXPECT_EQ(loaded->worker_threads, saved.worker_threads);
   EXPECT_EQ(loaded->rspfs, saved.rspfs);
@@ -195,6 +199,13 @@ TEST_F(ConfigTest, NonPositiveTimeoutsAndLifetimesAreRefused) {
   }
   ExpectRefusedWith("ioThreads", 0);
   ExpectRefusedWith("workerThreads", -2);
+}
+
+TEST_F(ConfigTest, ConnectionLimitsOutOfRangeAreRefused) {
+  ExpectRefusedWith("maxConnections", 0);
+  ExpectRefusedWith("maxConnectionsPerAddress", 0);
+  ExpectRefusedWith("maxConnectionsPerAddress", 5000);  // more than maxConnections (4096)
+  ExpectRefusedWith("maxConnections", 2000000);
 }
 
 TEST_F(ConfigTest, NonPositivePortalSessionLifetimeIsRefused) {
