@@ -450,7 +450,9 @@ int Serve(const ServeArgs& args) {
       SecureWipe(request.body.data(), request.body.size());
       if (!response) return Fail(response.error());
       if (response->status != 200 && response->status != 201) {
-        return Fail(ErrorKind::kPeerProtocol, Errc::kForbidden,
+        // A 4xx refuses this item; a 5xx or 429 says the MAF cannot take any now.
+        bool refused = response->status / 100 == 4 && response->status != 429;
+        return Fail(ErrorKind::kPeerProtocol, refused ? Errc::kForbidden : Errc::kRateLimited,
                     "MAF answered HTTP " + std::to_string(response->status) + ": " +
                         response->body.substr(0, 200));
       }

@@ -11,7 +11,6 @@
 namespace mte {
 namespace {
 
-constexpr int kBatch = 32;
 constexpr int64_t kMaxBackoffSeconds = 60;
 constexpr auto kPollInterval = std::chrono::seconds(1);
 // After a wake-up, wait this long for further commits, so that a burst of enrolments is delivered
@@ -50,12 +49,13 @@ void OutboxWorker::Wake() {
   cv_.notify_all();
 }
 
-int OutboxWorker::RunOnce() {
+OutboxWorker::Pass OutboxWorker::RunPass() {
+  Pass pass;
   int64_t now = UnixSeconds(clock_.Now());
   auto due = store_.DueOutbox(now, kBatch);
   if (!due) {
     spdlog::error("outbox: cannot read: {}", Describe(due.error()));
-    return 0;
+    return pass;
   }
   std::vector<int64_t> delivered;
   std::vector<const store::OutboxItem*> delivered_items;
@@ -76,20 +76,26 @@ int OutboxWorker::RunOnce() {
         !marked) {
       spdlog::error("outbox: cannot record failure: {}", Describe(marked.error()));
     }
+    if (sent.error().code != Errc::kForbidden) {
+      pass.target_failed = true;
+      break;
+    }
   }
-  if (delivered.empty()) return 0;
+  if (delivered.empty()) return pass;
   // One transaction for the whole batch. Should it fail, the items stay due and are delivered
   // again, which the receiving end treats as a repeat.
   if (auto marked = store_.MarkDelivered(delivered, UnixSeconds(clock_.Now())); !marked) {
     spdlog::error("outbox: delivered {} item(s) but cannot mark them: {}", delivered.size(),
                   Describe(marked.error()));
-    return 0;
+    return pass;
   }
   for (const auto* item : delivered_items) {
     spdlog::info("outbox: delivered credential of enrolee {} (generation {}) to the {}",
                  item->enrolee_id, item->generation, item->target);
   }
-  return static_cast<int>(delivered.size());
+  pass.delivered = static_cast<int>(delivered.size());
+  pass.more_due = !pass.target_failed && due->size() == static_cast<size_t>(kBatch);
+  return pass;
 }
 
 void OutboxWorker::Loop() {
@@ -99,7 +105,8 @@ void OutboxWorker::Loop() {
       if (stop_) return;
       woken_ = false;
     }
-    RunOnce();
+    // A backlog drains as fast as the target takes it: full batches follow each other at once.
+    if (RunPass().more_due) continue;
     std::unique_lock lock(mu_);
     if (cv_.wait_for(lock, kPollInterval, [this] { return stop_ || woken_; }) && !stop_) {
       cv_.wait_for(lock, kGatherInterval, [this] { return stop_; });

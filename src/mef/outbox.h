@@ -18,7 +18,10 @@
 
 namespace mte {
 
-// Sends one sealed-then-opened payload (JSON text) to the target. Blocking.
+// Sends one sealed-then-opened payload (JSON text) to the target. Blocking. Errc::kForbidden
+// means the target answered and refused this item (the pass goes on with the next one); any
+// other error means the target failed (no connection, a timeout, a 5xx or 429), and the pass
+// stops.
 using DeliverFn = std::function<Result<void>(const SecretBytes& payload_json)>;
 
 class OutboxWorker {
@@ -31,8 +34,19 @@ class OutboxWorker {
   void Stop();
   void Wake();
 
-  // One pass over the due items; returns how many were delivered. Used by the thread and tests.
-  int RunOnce();
+  // Items one pass reads and sends (one MarkDelivered transaction).
+  static constexpr int kBatch = 64;
+
+  // One pass over up to kBatch due items, in order. A failed item backs off; a failed target
+  // (see DeliverFn) also ends the pass, and the rest wait for the next one.
+  struct Pass {
+    int delivered = 0;
+    bool more_due = false;       // a full batch went out: the next pass starts at once
+    bool target_failed = false;  // a delivery failed: the next pass waits for the poll interval
+  };
+  Pass RunPass();
+  // RunPass().delivered. Used by tests.
+  int RunOnce() { return RunPass().delivered; }
 
  private:
   void Loop();

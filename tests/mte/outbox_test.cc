@@ -137,7 +137,8 @@ TEST_F(OutboxTest, AnOlderGenerationDeliveredLateDoesNotReplaceTheNewer) {
                       [&](const SecretBytes& p) -> Result<void> {
                         auto j = nlohmann::json::parse(ExposeText(p));
                         if (fail_generation_1 && j.value("generation", 0) == 1) {
-                          return Fail(ErrorKind::kTimeout, Errc::kDeadline, "timed out");
+                          return Fail(ErrorKind::kPeerProtocol, Errc::kForbidden,
+                                      "MAF answered HTTP 409");
                         }
                         return SendToMaf(p);
                       });
@@ -151,6 +152,47 @@ TEST_F(OutboxTest, AnOlderGenerationDeliveredLateDoesNotReplaceTheNewer) {
   EXPECT_FALSE(world_.maf.LookupKm(first).has_value());
   EXPECT_TRUE(world_.maf.LookupKm(second).has_value());
   EXPECT_EQ(Delivery(), store::DeliveryStatus::kDelivered);
+  auto due = world_.store->DueOutbox(world_.clock.seconds() + 3600, 10);
+  ASSERT_TRUE(Ok(due));
+  EXPECT_TRUE(due->empty());
+}
+
+// A backlog drains in full batches one after another, and a failing target ends a pass at its
+// first failure instead of costing one attempt deadline per queued item.
+TEST_F(OutboxTest, FullBatchesFollowAtOnceAndAFailedTargetEndsThePass) {
+  const int n = OutboxWorker::kBatch + 6;
+  auto stakeholder = world_.AddStakeholder("dave", "dave's passphrase");
+  for (int i = 0; i < n; ++i) {
+    std::string id = "urn:dev:acme:pump-" + std::to_string(i);
+    TestDevice device = world_.ImportDevice(id, "kpm-pump-" + std::to_string(i), "PUMP-" + id);
+    ASSERT_GT(world_.Claim(stakeholder, device).id, 0);
+    auto response = world_.CallMef(device, JsonRequest("POST", "/enrolment", "{}"));
+    ASSERT_TRUE(Ok(response));
+    ASSERT_EQ(response->status, 201) << response->body;
+  }
+  bool maf_up = false;
+  int calls = 0;
+  OutboxWorker worker(*world_.store, world_.kek, world_.clock,
+                      [&](const SecretBytes& p) -> Result<void> {
+                        ++calls;
+                        if (!maf_up) return Fail(ErrorKind::kTimeout, Errc::kDeadline, "timed out");
+                        return SendToMaf(p);
+                      });
+  auto failed = worker.RunPass();
+  EXPECT_EQ(calls, 1);  // not one attempt per queued item
+  EXPECT_EQ(failed.delivered, 0);
+  EXPECT_TRUE(failed.target_failed);
+  EXPECT_FALSE(failed.more_due);
+
+  maf_up = true;
+  world_.clock.Advance(1);  // the item that failed is due again
+  auto first = worker.RunPass();
+  EXPECT_EQ(first.delivered, OutboxWorker::kBatch);
+  EXPECT_TRUE(first.more_due);
+  EXPECT_FALSE(first.target_failed);
+  auto second = worker.RunPass();
+  EXPECT_EQ(second.delivered, 6);
+  EXPECT_FALSE(second.more_due);
   auto due = world_.store->DueOutbox(world_.clock.seconds() + 3600, 10);
   ASSERT_TRUE(Ok(due));
   EXPECT_TRUE(due->empty());
