@@ -496,7 +496,8 @@ proto::HttpReply Mef::HandleRequest(const proto::HttpRequest& request,
 void Mef::RecordRspfFailure(const MefConnectionState& state, int64_t now) {
   spdlog::info("mef: failed RSPF run from {} with the Enrolment-Token of enrolee {}",
                state.peer_address, state.enrolee_id);
-  token_failures_.RecordFailure(state.peer_address, now);
+  // Counted toward the token only: whoever presented a real token is not guessing, and devices
+  // behind one NAT address must not lock each other out by dropped connections.
   rspf_failures_.RecordFailure(state.token_id, now);
 }
 

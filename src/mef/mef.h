@@ -42,7 +42,8 @@ struct MefSettings {
   int64_t token_lockout_seconds = 600;   // ... then refused for this long
   // Failed RSPF runs (inner handshake not completed, channel binding mismatch) per
   // Enrolment-Token; at this many within token_lockout_seconds the token is refused for that
-  // long. Each failure also counts once toward the source address's max_token_failures.
+  // long. They do not count toward the source address (its max_token_failures counts tokens that
+  // are unknown, spent, expired or revoked).
   int max_rspf_failures = 5;
 };
 

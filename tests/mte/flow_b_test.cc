@@ -463,7 +463,7 @@ TEST_F(FlowBTest, InnerPskMismatchFailsInTheRspfHandshake) {
   EXPECT_EQ(Enrolee(id).ke_id, result.ke_id);
 }
 
-// docs/conventions.md §3: failed RSPF handshakes are counted and rate limited, per token (and per address).
+// docs/conventions.md §3: failed RSPF handshakes are counted and rate limited per token.
 TEST_F(FlowBTest, FailedRspfRunsLockTheToken) {
   const int64_t id = AddEntry();
   const nlohmann::json j = IssueBundle(id);
@@ -501,6 +501,37 @@ TEST_F(FlowBTest, FailedRspfRunsLockTheToken) {
   world_.clock.Advance(world_.mef_settings.token_lockout_seconds);
   proto::EnrolmentResult result = EnrolOk(ToBundle(j), device_, kOtherPeer);
   EXPECT_EQ(Enrolee(id).ke_id, result.ke_id);
+}
+
+// Devices behind one NAT address whose connections drop mid-RSPF: their failed runs count toward
+// their own tokens, never toward the shared address, so all of them enrol afterwards.
+TEST_F(FlowBTest, DroppedRspfRunsWithRealTokensDoNotLockTheirSharedAddress) {
+  constexpr int kDevices = 100;
+  ASSERT_GT(2 * kDevices, world_.mef_settings.max_token_failures);
+  struct Behind {
+    TestDevice device;
+    int64_t id;
+    nlohmann::json bundle;
+  };
+  std::vector<Behind> nat;
+  for (int i = 0; i < kDevices; ++i) {
+    const std::string n = std::to_string(i);
+    Behind b{world_.ImportDevice("urn:dev:nat:" + n, "kpm-nat-" + n + "@acme.example",
+                                 "CLAIM-NAT-" + n),
+             AddEntry({{"label", "meter " + n}}), {}};
+    b.bundle = IssueBundle(b.id);
+    for (int drop = 0; drop < 2; ++drop) {
+      auto link = Link(ToBundle(b.bundle), b.device, kPeer);
+      ASSERT_NE(link, nullptr);
+      ASSERT_TRUE(Ok(link->Run(Phase::kRspfHandshake)));  // cut during the inner handshake
+    }
+    nat.push_back(std::move(b));
+  }
+  for (const Behind& b : nat) {
+    proto::EnrolmentResult result = EnrolOk(ToBundle(b.bundle), b.device, kPeer);
+    EXPECT_EQ(Enrolee(b.id).ke_id, result.ke_id);
+    EXPECT_EQ(Enrolee(b.id).state, store::EnroleeState::kEnrolled);
+  }
 }
 
 TEST_F(FlowBTest, ChannelBindingMismatchesCountAsFailedRspfRuns) {
