@@ -1,7 +1,11 @@
 // mte-enrolee: the device-side command line, a thin layer over libmte-enrolee.
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <cstdio>
+#include <functional>
+#include <random>
+#include <thread>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -99,6 +103,58 @@ bool LoadCredentials(mte::enrolee::Credentials& credentials, const std::string& 
   return ReadSecretLine(file, "Kpm", credential.kpm_hex);
 }
 
+// "90", "90s", "5m", "2h" -> seconds; -1 when malformed.
+double ParseDuration(const std::string& text) {
+  if (text.empty()) return -1;
+  double unit = 1;
+  std::string number = text;
+  switch (text.back()) {
+    case 's': number.pop_back(); break;
+    case 'm': unit = 60; number.pop_back(); break;
+    case 'h': unit = 3600; number.pop_back(); break;
+    default: break;
+  }
+  if (number.empty() || number.find_first_not_of("0123456789") != std::string::npos ||
+      number.size() > 9) {
+    return -1;
+  }
+  return std::stod(number) * unit;
+}
+
+// Runs `attempt` until it succeeds, fails in a way that trying again cannot mend, or the next
+// wait would end after `retry_for_s` from the start. Waits grow from 1 s, doubling up to 30 s;
+// each is drawn uniformly from [w/2, w], so devices that failed together do not retry together.
+mte::enrolee::EnrolOutcome WithRetries(double retry_for_s,
+                                       const std::function<mte::enrolee::EnrolOutcome()>& attempt) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  std::mt19937_64 rng{std::random_device{}()};
+  double cap = 1.0;
+  for (int n = 1;; ++n) {
+    auto outcome = attempt();
+    if (outcome.ok || !outcome.transient) return outcome;
+    double wait = std::uniform_real_distribution<double>(cap / 2, cap)(rng);
+    double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    if (elapsed + wait > retry_for_s) return outcome;
+    std::fprintf(stderr, "mte-enrolee: attempt %d failed: %s; trying again in %.1f s\n", n,
+                 outcome.error.c_str(), wait);
+    std::this_thread::sleep_for(std::chrono::duration<double>(wait));
+    cap = std::min(30.0, cap * 2);
+  }
+}
+
+void ReportFailure(const mte::enrolee::EnrolOutcome& outcome) {
+  std::fprintf(stderr, "mte-enrolee: enrolment failed: %s\n", outcome.error.c_str());
+  if (!outcome.transient) {
+    std::fprintf(stderr, "mte-enrolee: the MEF refused; trying again unchanged will not help\n");
+  }
+}
+
+constexpr const char* kRetryHelp =
+    "keep trying transient failures (no connection, a dropped connection, a timeout, HTTP 5xx\n"
+    "or 429) for up to this long: 90, 90s, 5m, 2h; backoff 1 s doubling to 30 s, with jitter.\n"
+    "Refusals end at once. 0 = one attempt";
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -123,6 +179,8 @@ int main(int argc, char** argv) {
   AddCredentialOptions(enrol_cmd, enrol.credentials, enrol_kpm_file);
   enrol_cmd->add_option("--state", enrol.state_dir, "state directory")->required();
   enrol_cmd->add_option("--timeout-ms", enrol.timeout_ms, "overall deadline")->default_val(15000);
+  std::string retry_for = "0";
+  enrol_cmd->add_option("--retry-for", retry_for, kRetryHelp)->default_val("0");
 
   mte::enrolee::TokenEnrolOptions token;
   std::string bundle_file;
@@ -138,6 +196,7 @@ int main(int argc, char** argv) {
   AddCredentialOptions(bundle_cmd, token.credentials, bundle_kpm_file);
   bundle_cmd->add_option("--state", token.state_dir, "state directory")->required();
   bundle_cmd->add_option("--timeout-ms", token.timeout_ms, "overall deadline")->default_val(15000);
+  bundle_cmd->add_option("--retry-for", retry_for, kRetryHelp)->default_val("0");
 
   mte::enrolee::AwaitObfOptions await;
   std::string port_file;
@@ -185,6 +244,12 @@ int main(int argc, char** argv) {
   code_cmd->add_option("--qr-png", qr_png, "write the setup code's label QR code to this PNG");
 
   CLI11_PARSE(app, argc, argv);
+  const double retry_for_s = ParseDuration(retry_for);
+  if (retry_for_s < 0) {
+    std::fprintf(stderr, "mte-enrolee: --retry-for: '%s' is not a duration (90, 90s, 5m, 2h)\n",
+                 retry_for.c_str());
+    return 2;
+  }
 
   if (code_cmd->parsed()) {
     std::string code = mte::enrolee::NewSetupCode();
@@ -205,10 +270,10 @@ int main(int argc, char** argv) {
   }
   if (enrol_cmd->parsed()) {
     if (!LoadCredentials(enrol.credentials, enrol_kpm_file)) return 2;
-    auto outcome = mte::enrolee::EnrolDirect(enrol);
+    auto outcome = WithRetries(retry_for_s, [&] { return mte::enrolee::EnrolDirect(enrol); });
     Wipe(enrol.credentials.ppsk.kpm_hex);
     if (!outcome.ok) {
-      std::fprintf(stderr, "mte-enrolee: enrolment failed: %s\n", outcome.error.c_str());
+      ReportFailure(outcome);
       return 1;
     }
     PrintEnrolment(outcome.enrolment, enrol.state_dir);
@@ -221,11 +286,11 @@ int main(int argc, char** argv) {
     text << in.rdbuf();
     token.bundle_json = text.str();
     token.progress = Progress;
-    auto outcome = mte::enrolee::EnrolWithToken(token);
+    auto outcome = WithRetries(retry_for_s, [&] { return mte::enrolee::EnrolWithToken(token); });
     Wipe(token.credentials.ppsk.kpm_hex);
     Wipe(token.bundle_json);
     if (!outcome.ok) {
-      std::fprintf(stderr, "mte-enrolee: enrolment failed: %s\n", outcome.error.c_str());
+      ReportFailure(outcome);
       return 1;
     }
     PrintEnrolment(outcome.enrolment, token.state_dir);

@@ -254,10 +254,38 @@ Result<proto::EnrolmentResult> RunToken(const TokenEnrolOptions& options) {
   return result;
 }
 
+bool Has(const std::string& text, std::string_view part) {
+  return text.find(part) != std::string::npos;
+}
+
+// Whether a failed enrolment may succeed when tried again unchanged, and what it means.
+void Explain(const Error& error, EnrolOutcome& outcome) {
+  const std::string& d = error.detail;
+  outcome.transient = error.kind == ErrorKind::kIo || error.kind == ErrorKind::kTimeout ||
+                      error.code == Errc::kClosed || Has(d, "MEF answered HTTP 5") ||
+                      Has(d, "MEF answered HTTP 429");
+  std::string meaning;
+  if (Has(d, "PPSK") && (Has(d, "alert illegal parameter") || Has(d, "alert bad record mac") ||
+                         Has(d, "decryption failed or bad record mac"))) {
+    meaning = "the MEF refused the pre-shared key: wrong Kpm or unknown KpmID";
+  } else if (Has(d, "unrecognized name")) {
+    meaning = "the MEF does not answer to that name (TLS unrecognized_name): check the MEF FQDN";
+  } else if (Has(d, "Connection refused")) {
+    meaning = "nothing accepts connections at the MEF address (yet)";
+  } else if (Has(d, "certificate verify failed") || Has(d, "certificate verification failed")) {
+    meaning = "the MEF's certificate does not verify against the trust anchors given";
+  } else if (error.kind == ErrorKind::kTimeout) {
+    meaning = "the MEF did not answer in time";
+  } else if (outcome.transient) {
+    meaning = "the MEF could not be reached or could not answer now";
+  }
+  outcome.error = meaning.empty() ? d : meaning + " (" + d + ")";
+}
+
 EnrolOutcome ToOutcome(const Result<proto::EnrolmentResult>& result) {
   EnrolOutcome outcome;
   if (!result) {
-    outcome.error = result.error().detail;
+    Explain(result.error(), outcome);
     return outcome;
   }
   outcome.ok = true;

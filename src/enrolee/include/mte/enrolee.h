@@ -67,7 +67,12 @@ struct Enrolment {
 
 struct EnrolOutcome {
   bool ok = false;
-  std::string error;  // one line, when !ok
+  // One line, when !ok: what the failure means in plain words, then the technical detail in
+  // parentheses ("the MEF refused the pre-shared key: wrong Kpm or unknown KpmID (...)").
+  std::string error;
+  // The failure may pass by itself (no connection, a dropped connection, a timeout, HTTP 5xx or
+  // 429): trying again later can succeed. Otherwise the MEF refused, and only a change helps.
+  bool transient = false;
   Enrolment enrolment;
 };
 
