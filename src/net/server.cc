@@ -1,11 +1,13 @@
 #include "net/server.h"
 
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <boost/asio.hpp>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <thread>
 #include <vector>
@@ -25,6 +27,9 @@ using Steady = std::chrono::steady_clock;
 
 namespace {
 
+// A connection reads into a small buffer first (a ClientHello fits), and into a full TLS record's
+// worth once a read fills it: a silent or idle connection holds 2 KiB, not 16.
+constexpr size_t kFirstReadChunk = 2 * 1024;
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr auto kWriteTimeout = std::chrono::seconds(10);
 
@@ -186,6 +191,13 @@ struct Server::Impl {
   std::list<tcp::acceptor> acceptors;
   std::atomic<size_t> sessions{0};
   std::atomic<bool> stopping{false};
+  // Memory of closed connections goes back to the system in bulk: every kTrimInterval, when at
+  // least kTrimAfter connections have closed since the most that were open at once.
+  static constexpr size_t kTrimAfter = 256;
+  static constexpr auto kTrimInterval = std::chrono::seconds(5);
+  std::atomic<size_t> peak_sessions{0};
+  std::optional<asio::steady_timer> trim_timer;
+  void ScheduleTrim();
 
   Impl(int io, int workers) : ioc(io), pool(static_cast<size_t>(workers)), io_threads(io) {}
 
@@ -300,16 +312,34 @@ asio::awaitable<void> Server::Impl::Run(bool offload, std::function<void()> work
   }
 }
 
+// glibc keeps freed memory in its arenas: thousands of closed connections (a flood, a burst of
+// devices) would otherwise stay resident for good (docs/performance.md §7).
+void Server::Impl::ScheduleTrim() {
+  trim_timer->expires_after(kTrimInterval);
+  trim_timer->async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopping) return;
+    size_t open_now = sessions.load();
+    if (peak_sessions.load() >= open_now + kTrimAfter) {
+      peak_sessions.store(open_now);
+      ::malloc_trim(0);
+    }
+    ScheduleTrim();
+  });
+}
+
 asio::awaitable<void> Server::Impl::Session(std::shared_ptr<Connection> conn,
                                             std::shared_ptr<Listener> opts) {
-  ++sessions;
+  size_t open_now = ++sessions;
+  for (size_t peak = peak_sessions.load();
+       open_now > peak && !peak_sessions.compare_exchange_weak(peak, open_now);) {
+  }
   struct Count {
     std::atomic<size_t>& n;
     Listener& listener;
     Connection& conn;
     ~Count() {
-      --n;
       listener.Release(conn);
+      --n;
     }
   } count{sessions, *opts, *conn};
   struct CloseOnExit {
@@ -343,7 +373,7 @@ asio::awaitable<void> Server::Impl::Session(std::shared_ptr<Connection> conn,
                   info.peer_address);
   });
   conn->SetDeadline(Steady::now() + opts->handshake_timeout);
-  std::vector<uint8_t> buf(kReadChunk);
+  std::vector<uint8_t> buf(kFirstReadChunk);
   spdlog::debug("{}: connection from {}", opts->name, info.peer_address);
 
   // Says why a connection failed: the outer handshake, the inner (RSPF) one, or a request.
@@ -393,6 +423,7 @@ asio::awaitable<void> Server::Impl::Session(std::shared_ptr<Connection> conn,
       break;
     }
     if (!conn->received_any) opts->Heard(*conn);
+    const bool filled = n == buf.size();
     if (established && !receiving) {
       receiving = true;
       conn->SetDeadline(Steady::now() + opts->request_timeout);
@@ -425,6 +456,7 @@ asio::awaitable<void> Server::Impl::Session(std::shared_ptr<Connection> conn,
         if (auto resumed = connection.Resume(); !resumed) log_failure(resumed.error());
       });
     }
+    if (filled && buf.size() < kReadChunk) buf.resize(kReadChunk);
     if (gave_up) break;
     Bytes out = connection.TakeCiphertext();
     if (!out.empty()) receiving = false;
@@ -466,6 +498,8 @@ void Server::Run(bool handle_signals, std::chrono::milliseconds grace) {
       impl_->BeginShutdown(grace);
     });
   }
+  impl_->trim_timer.emplace(impl_->ioc);
+  impl_->ScheduleTrim();
   // Work guard: keep running while only timers/acceptors exist.
   auto guard = asio::make_work_guard(impl_->ioc);
   std::vector<std::thread> threads;
