@@ -17,50 +17,48 @@ start_server
 PORTAL_ARGS=(-connect "127.0.0.1:$PORTAL_PORT" -servername localhost)
 MEF_ARGS=(-connect "127.0.0.1:$MEF_PORT" -psk "$KPM" -psk_identity "$KPM_ID" -servername "$MEF_FQDN")
 
-# drip NAME HOST S_CLIENT_ARGS...: sends a request head one byte every 0.5 s (about 25 s in all)
-# and sets ELAPSED_MS to the time from the first byte until the server closed the connection.
-drip() {
-  local name=$1 host=$2
+# feed_until_closed NAME WRITER S_CLIENT_ARGS...: runs the shell function WRITER NAME as the
+# client's input (it writes $T/NAME.first when its timed part starts and stops once $T/NAME.end
+# exists) and sets ELAPSED_MS to the time from then until the server closed the connection.
+feed_until_closed() {
+  local name=$1 writer=$2
   shift 2
-  local head="GET /api/v1/health HTTP/1.1"$'\r\n'"Host: $host"$'\r\n'"X-Pad: drip-drip-drip-drip"$'\r\n\r\n'
-  {
-    sleep 0.5
-    now_ms >"$T/$name.first"
-    local i
-    for ((i = 0; i < ${#head}; i++)); do
-      [[ -f "$T/$name.end" ]] && break
-      printf '%s' "${head:i:1}"
-      sleep 0.5
-    done
-  } | {
+  "$writer" "$name" | {
     timeout 60 openssl s_client -quiet "$@" >"$T/$name.out" 2>"$T/$name.err" || true
     now_ms >"$T/$name.end"
   } || true
   ELAPSED_MS=$(($(cat "$T/$name.end") - $(cat "$T/$name.first")))
 }
 
-# idle NAME REQUEST_HEAD S_CLIENT_ARGS...: sends REQUEST twice 0.5 s apart, then nothing; sets
-# ELAPSED_MS to the time from the second request until the server closed the connection.
-idle() {
-  local name=$1 request=$2
-  shift 2
-  {
+# A request head, one byte every 0.5 s (about 25 s in all); timed from the first byte.
+drip_writer() {
+  local head="GET /api/v1/health HTTP/1.1"$'\r\n'"Host: $HOST"$'\r\n'"X-Pad: drip-drip-drip-drip"$'\r\n\r\n'
+  local i
+  sleep 0.5
+  now_ms >"$T/$1.first"
+  for ((i = 0; i < ${#head}; i++)); do
+    [[ -f "$T/$1.end" ]] && break
+    printf '%s' "${head:i:1}"
     sleep 0.5
-    printf '%s' "$request"
-    sleep 0.5
-    now_ms >"$T/$name.first"
-    printf '%s' "$request"
-    local i
-    for ((i = 0; i < 150; i++)); do
-      [[ -f "$T/$name.end" ]] && break
-      sleep 0.2
-    done
-  } | {
-    timeout 60 openssl s_client -quiet "$@" >"$T/$name.out" 2>"$T/$name.err" || true
-    now_ms >"$T/$name.end"
-  } || true
-  ELAPSED_MS=$(($(cat "$T/$name.end") - $(cat "$T/$name.first")))
+  done
 }
+
+# $REQUEST twice, 0.5 s apart, then nothing; timed from the second.
+idle_writer() {
+  local i
+  sleep 0.5
+  printf '%s' "$REQUEST"
+  sleep 0.5
+  now_ms >"$T/$1.first"
+  printf '%s' "$REQUEST"
+  for ((i = 0; i < 150; i++)); do
+    [[ -f "$T/$1.end" ]] && break
+    sleep 0.2
+  done
+}
+
+drip() { HOST=$2 feed_until_closed "$1" drip_writer "${@:3}"; }
+idle() { REQUEST=$2 feed_until_closed "$1" idle_writer "${@:3}"; }
 
 drip portal localhost "${PORTAL_ARGS[@]}"
 (( ELAPSED_MS >= 3500 && ELAPSED_MS <= 8000 )) ||
