@@ -249,6 +249,11 @@ TEST_F(PayloadTest, DecoderRefusesEverythingElse) {
   json string_id = bundle;
   string_id["enroleeId"] = "7";
   refused(DecodeBundlePayload(with(string_id)), Errc::kMalformed, "enroleeId");
+  for (json id : {json(0), json(-5), json(1.5), json(uint64_t{1} << 63)}) {
+    json bad_id = bundle;
+    bad_id["enroleeId"] = id;
+    refused(DecodeBundlePayload(with(bad_id)), Errc::kMalformed, "enroleeId");
+  }
   neither["mefTrustAnchorPins"] = {std::string(kEmptySha256Pin).substr(0, 42)};  // 31.5 octets
   refused(DecodeBundlePayload(with(neither)), Errc::kMalformed, "43 base64url characters");
   neither["mefTrustAnchorPins"] = {std::string(kEmptySha256Pin).substr(0, 42) + "V"};  // trailing bits
