@@ -86,6 +86,16 @@ Result<proto::HttpResponse> Maf::Deliver(const proto::HttpRequest& request,
   if (j.is_discarded() || !j.is_object()) {
     return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, "body must be a JSON object");
   }
+  // The parsed Km is wiped on every way out, refusals included.
+  struct WipeKm {
+    nlohmann::json& body;
+    ~WipeKm() {
+      auto it = body.find("km");
+      if (it == body.end() || !it->is_string()) return;
+      auto* text = it->get_ptr<std::string*>();
+      SecureWipe(text->data(), text->size());
+    }
+  } wipe_km{j};
   if (j.contains("retire")) {
     std::optional<int64_t> enrolee_id, generation;
     if (j.contains("enroleeId")) enrolee_id = proto::JsonInteger(j["enroleeId"], 1, INT64_MAX);
@@ -125,13 +135,12 @@ Result<proto::HttpResponse> Maf::Deliver(const proto::HttpRequest& request,
     *field = *v;
   }
   credential.km_id = j["kmId"].get<std::string>();
-  km_hex = j["km"].get<std::string>();
   if (auto ok = crypto::CheckIdentifier(credential.km_id, "kmId"); !ok) {
     return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, ok.error().detail);
   }
+  km_hex = j["km"].get<std::string>();
   auto km_bytes = HexDecode(km_hex);
   SecureWipe(km_hex.data(), km_hex.size());
-  SecureWipe(j["km"].get_ptr<std::string*>()->data(), j["km"].get_ptr<std::string*>()->size());
   if (!km_bytes || km_bytes->size() != 32) {
     return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, "km must be 32 octets in hex");
   }
