@@ -7,7 +7,7 @@
 source "$(dirname "$0")/lib.sh"
 
 init_mte
-set_config handshakeTimeoutMs 1000
+set_config handshakeTimeoutMs 2000  # room for slow legitimate handshakes on a loaded machine
 KPM=$(openssl rand -hex 32)
 KPM_ID="kpm-claimed@maker.it.test"
 KPM_U=$(openssl rand -hex 32)
@@ -17,7 +17,7 @@ add_device dev-unclaimed "$KPM_U_ID" "$KPM_U" CLAIM-HOSTILE-2
 add_stakeholder carol "pw-$(openssl rand -hex 8)"
 claim carol dev-claimed CLAIM-HOSTILE-1
 start_server
-pass "mte serve running (MEF $MEF_PORT, handshake deadline 1000 ms)"
+pass "mte serve running (MEF $MEF_PORT, handshake deadline 2000 ms)"
 
 BEFORE=$(state_snapshot)
 # unchanged WHAT: nothing in the store moved.
@@ -139,7 +139,7 @@ request_refused wrong-path "$T/path.req" 404 4004 "no such resource"
 printf 'HELLO THERE\r\n\r\n' >"$T/nonhttp.req"
 request_refused not-http-inside-tls "$T/nonhttp.req" 400 4000 "malformed HTTP"
 
-# --- garbage instead of TLS, and clients that stall in the handshake (deadline 1000 ms).
+# --- garbage instead of TLS, and clients that stall in the handshake (deadline 2000 ms).
 cat >"$T/probe.py" <<'EOF'
 import os, socket, sys, time
 mode, port = sys.argv[1], int(sys.argv[2])
@@ -189,7 +189,7 @@ probe() { python3 "$T/probe.py" "$1" "$MEF_PORT"; }
 
 for mode in http random bad-record; do
   read -r secs got < <(probe "$mode")
-  awk -v s="$secs" 'BEGIN { exit !(s < 0.9) }' ||
+  awk -v s="$secs" 'BEGIN { exit !(s < 1.8) }' ||
     fail "garbage-$mode: closed only after $secs s (the deadline, not the garbage)"
   [[ -z "${got:-}" || "$got" == 15* ]] || fail "garbage-$mode: answered with non-alert bytes $got"
   unchanged "garbage-$mode"
@@ -200,13 +200,13 @@ logged_line "wrong version number" garbage-random
 
 for mode in silent half-hello trickle; do
   read -r secs got < <(probe "$mode")
-  awk -v s="$secs" 'BEGIN { exit !(s >= 0.5 && s <= 5) }' ||
-    fail "stall-$mode: disconnected after $secs s, expected the 1 s handshake deadline"
+  awk -v s="$secs" 'BEGIN { exit !(s >= 1.5 && s <= 6) }' ||
+    fail "stall-$mode: disconnected after $secs s, expected the 2 s handshake deadline"
   [[ -z "${got:-}" ]] || fail "stall-$mode: unexpected bytes $got"
   unchanged "stall-$mode"
   pass "stall-$mode: disconnected by the server after ${secs} s"
 done
-assert_eq "$(grep -c 'did not complete the TLS handshake within 1000 ms; closed' "$SERVE_LOG")" 3 \
+assert_eq "$(grep -c 'did not complete the TLS handshake within 2000 ms; closed' "$SERVE_LOG")" 3 \
   "each stalled client is logged"
 
 # The server still serves: a well-formed request after all of that is answered.
