@@ -5,6 +5,7 @@
 
 #include "base/secret.h"
 #include "crypto/device_cert.h"
+#include "proto/onem2m.h"
 #include "qr/base45.h"
 
 namespace mte::qr {
@@ -107,12 +108,8 @@ Result<void> CheckBundle(const json& b, ErrorKind kind) {
   for (const char* name : {"mefFqdn", "expiresAt"}) {
     if (b.contains(name) && !b[name].is_string()) return bad(std::string(name) + " is not a string");
   }
-  if (b.contains("enroleeId")) {
-    const json& id = b["enroleeId"];
-    bool in_range = id.is_number_unsigned()
-                        ? id.get<uint64_t>() >= 1 && id.get<uint64_t>() <= uint64_t{INT64_MAX}
-                        : id.is_number_integer() && id.get<int64_t>() >= 1;
-    if (!in_range) return bad("enroleeId is not an integer from 1 to 2^63-1");
+  if (b.contains("enroleeId") && !proto::JsonInteger(b["enroleeId"], 1, INT64_MAX)) {
+    return bad("enroleeId is not an integer from 1 to 2^63-1");
   }
   bool anchors = b.contains("mefTrustAnchors");
   bool pins = b.contains("mefTrustAnchorPins");
