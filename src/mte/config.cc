@@ -76,8 +76,8 @@ Result<Config> LoadConfig(const std::filesystem::path& data_dir) {
   }
   if (config.enrolment_expiry_seconds <= 0 || config.handshake_timeout_ms <= 0 ||
       config.portal_session_seconds <= 0 || config.token_lifetime_seconds <= 0 ||
-      config.idle_timeout_ms <= 0 || config.request_timeout_ms <= 0 || config.io_threads < 1 || config.worker_threads < 1 ||
-      config.ocsp_timeout_ms <= 0) {
+      config.idle_timeout_ms <= 0 || config.request_timeout_ms <= 0 || config.io_threads < 1 ||
+      config.worker_threads < 1 || config.ocsp_timeout_ms <= 0) {
     return Fail(ConfigError(file, "timeouts, lifetimes and thread counts must be positive"));
   }
   if (config.max_connections < 1 || config.max_connections > 1000000 ||

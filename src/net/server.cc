@@ -107,7 +107,7 @@ struct Connection : std::enable_shared_from_this<Connection> {
   tcp::socket socket;
   asio::steady_timer timer;
   std::string peer_address;
-  std::list<std::weak_ptr<Connection>>::iterator silent_entry;  // valid while !received_any
+  std::list<std::weak_ptr<Connection>>::iterator silent_entry;  // end() once heard or reaped
   bool received_any = false;
   bool reaped = false;
   Steady::time_point deadline = Steady::time_point::max();
@@ -130,10 +130,7 @@ struct Listener : ListenerOptions {
     {
       std::lock_guard lock(mu);
       size_t& mine = per_address[conn->peer_address];
-      if (mine >= max_connections_per_address) {
-        if (mine == 0) per_address.erase(conn->peer_address);
-        return Admission::kAddressFull;
-      }
+      if (mine >= max_connections_per_address) return Admission::kAddressFull;
       if (open >= max_connections) {
         while (!silent.empty() && !victim) {
           victim = silent.front().lock();
@@ -167,7 +164,7 @@ struct Listener : ListenerOptions {
 
   void Release(Connection& conn) {
     std::lock_guard lock(mu);
-    if (!conn.received_any && conn.silent_entry != silent.end()) silent.erase(conn.silent_entry);
+    if (conn.silent_entry != silent.end()) silent.erase(conn.silent_entry);
     conn.silent_entry = silent.end();
     --open;
     if (auto it = per_address.find(conn.peer_address); it != per_address.end() && --it->second == 0) {
@@ -321,7 +318,8 @@ void Server::Impl::ScheduleTrim() {
     size_t open_now = sessions.load();
     if (peak_sessions.load() >= open_now + kTrimAfter) {
       peak_sessions.store(open_now);
-      ::malloc_trim(0);
+      // It walks the whole heap: on the worker pool, not on an I/O thread.
+      asio::post(pool, [] { ::malloc_trim(0); });
     }
     ScheduleTrim();
   });
