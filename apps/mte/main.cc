@@ -1325,7 +1325,8 @@ int main(int argc, char** argv) {
   ServeArgs serve;
   auto* serve_cmd = app.add_subcommand(
       "serve", "Run the MTE roles until SIGINT/SIGTERM. Writes DIR/serve.json (bound ports) when\n"
-               "ready and removes it on a clean shutdown.");
+               "ready and removes it on a clean shutdown. Each role runs in one process per data\n"
+               "directory: a role another process runs there (DIR/serve-<role>.lock) is refused.");
   serve_cmd->add_option("--data", serve.data, "data directory")->required();
   serve_cmd->add_option("--roles", serve.roles, "comma-separated roles: portal,mef,maf")
       ->default_val("portal,mef,maf");
