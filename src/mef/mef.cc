@@ -156,7 +156,7 @@ Result<Mef::Request> ParseEnrolment(const proto::HttpRequest& request,
     return Fail(ErrorKind::kPeerAuth, Errc::kForbidden,
                 "channel binding does not match the outer TLS session");
   }
-  parsed.flow_b = Mef::FlowB{state->token_id, state->enrolee_id,
+  parsed.flow_b = Mef::FlowB{state->token_id, state->enrolee_id, state->token_spent,
                              std::vector<uint8_t>(bytes.begin(), bytes.end())};
   return parsed;
 }
@@ -309,7 +309,9 @@ Result<proto::HttpResponse> Mef::Commit(const Request& parsed, const crypto::Tls
     if (!enrolee) return Fail(ErrorKind::kPeerAuth, Errc::kForbidden, "enrolee entry vanished");
     if (!enrolee->device_id.empty() && enrolee->device_id != device.device_id) {
       return Fail(ErrorKind::kPeerAuth, Errc::kForbidden,
-                  "the Enrolment-Token's enrolee entry is for another device");
+                  flow_b->token_spent
+                      ? "the Enrolment-Token has already been used by another device"
+                      : "the Enrolment-Token's enrolee entry is for another device");
     }
     if (enrolee->device_id.empty()) {
       MTE_TRY_ASSIGN(auto other, store_.FindEnroleeByDevice(device.device_id));
@@ -386,7 +388,9 @@ Result<proto::HttpResponse> Mef::Commit(const Request& parsed, const crypto::Tls
       enrolee->generation == 0 ? "enrolment.commit" : "enrolment.reenrol",
       "enrolee " + std::to_string(enrolee->id) + " device " + device.device_id + " KeID " + ke_id,
       "generation " + std::to_string(generation) +
-          (flow_b ? ", flow B, token " + std::to_string(flow_b->token_id) : ", flow A") +
+          (flow_b ? ", flow B, token " + std::to_string(flow_b->token_id) +
+                        (flow_b->token_spent ? " presented again" : "")
+                  : ", flow A") +
           ", RSPF " + device.rspf + (device.audit.empty() ? "" : ", " + device.audit)};
   MTE_FAILPOINT_HIT("mef-before-commit");
   auto committed = store_.CommitEnrolment(commit);
@@ -412,6 +416,8 @@ Result<proto::HttpResponse> Mef::Commit(const Request& parsed, const crypto::Tls
       device.device_id, enrolee->id, generation, flow_b ? "B" : "A", ke_id, tls.version(),
       tls.cipher(), device.rspf);
   if (on_commit_) on_commit_();
+  // The commit stands but its answer is lost, as when a connection drops after the commit.
+  MTE_FAILPOINT_HIT("mef-after-commit");
 
   nlohmann::json body = {
       {"keId", ke_id},
@@ -549,12 +555,17 @@ proto::HttpResponse Mef::PresentToken(const proto::HttpRequest& request, MefConn
   if (!found->has_value())
     return refuse(Rsc::kOriginatorHasNoPrivilege, "unknown Enrolment-Token", true);
   const store::TokenRecord& record = **found;
-  if (record.state == store::TokenState::kSpent) {
-    // A real token, not a guess: it does not count toward the lockout (a device that lost a
-    // race for its token must not lock out its neighbours behind the same address).
-    return refuse(Rsc::kOriginatorHasNoPrivilege, "the Enrolment-Token has already been used",
+  // A real token, not a guess: the refusals below do not count toward the address lockout (a
+  // device that lost a race for its token must not lock out its neighbours behind one address).
+  if (record.state == store::TokenState::kSpent && record.superseded) {
+    return refuse(Rsc::kOriginatorHasNoPrivilege,
+                  "the Enrolment-Token has already been used and a newer one has been issued",
                   false);
   }
+  // A spent token that is still its enrolee's newest: the device it enrolled may present it again
+  // (the answer to its enrolment may have been lost). Which device that is, only the RSPF shows;
+  // the commit refuses any other.
+  const bool spent = record.state == store::TokenState::kSpent;
   if (record.state == store::TokenState::kRevoked) {
     return refuse(Rsc::kOriginatorHasNoPrivilege, "the Enrolment-Token has been revoked", false);
   }
@@ -574,10 +585,16 @@ proto::HttpResponse Mef::PresentToken(const proto::HttpRequest& request, MefConn
     }
     offered_by_enrolee.push_back(item.get<std::string>());
   }
-  // The entry's device, when the stakeholder named it: only RSPFs it has credentials for.
+  // The entry's device, when the stakeholder named it or a spent token bound it: only RSPFs it
+  // has credentials for.
   std::optional<store::DeviceRecord> device;
-  if (auto entry = store_.GetEnrolee(record.enrolee_id); entry && *entry &&
-                                                         !(*entry)->device_id.empty()) {
+  auto entry = store_.GetEnrolee(record.enrolee_id);
+  if (spent && (!entry || !*entry || (*entry)->state == store::EnroleeState::kRevoked)) {
+    return refuse(Rsc::kOriginatorHasNoPrivilege,
+                  "the Enrolment-Token has already been used and its enrolee has been revoked",
+                  false);
+  }
+  if (entry && *entry && !(*entry)->device_id.empty()) {
     if (auto named = store_.FindDevice((*entry)->device_id); named && *named) {
       device = std::move(**named);
     }
@@ -605,9 +622,12 @@ proto::HttpResponse Mef::PresentToken(const proto::HttpRequest& request, MefConn
   }
   state.token_id = record.id;
   state.enrolee_id = record.enrolee_id;
+  state.token_spent = spent;
   state.rspf = selected;
-  spdlog::info("mef: {} presented a valid Enrolment-Token for enrolee {}; RSPF {} selected",
-               state.peer_address, record.enrolee_id, selected->name());
+  spdlog::info("mef: {} presented a valid Enrolment-Token for enrolee {}{}; RSPF {} selected",
+               state.peer_address, record.enrolee_id,
+               spent ? " (already spent: only its device may enrol again)" : "",
+               selected->name());
   char buf[32];
   // Step 16: the instructions that trigger the RSPF.
   nlohmann::json body = {

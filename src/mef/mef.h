@@ -56,6 +56,8 @@ struct MefConnectionState {
   // Flow B: the token presented on this connection (seed 8.y.4 step 14) and the RSPF selected.
   int64_t token_id = 0;  // 0 = no valid token presented yet
   int64_t enrolee_id = 0;
+  // The token was already spent: only the device it enrolled may enrol with it again.
+  bool token_spent = false;
   mef::Rspf* rspf = nullptr;
   bool upgraded = false;
   // An Enrolment Exchange whose RSPF answers later.
@@ -100,6 +102,7 @@ class Mef {
   struct FlowB {
     int64_t token_id;
     int64_t enrolee_id;
+    bool token_spent;
     std::vector<uint8_t> outer_binding;
   };
   // A parsed Enrolment Exchange request (Table 8.3.2.1-1).

@@ -1450,12 +1450,20 @@ Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit
   return Write(kOp, [&]() -> Result<EnroleeRecord> {
     // The token first: a loser of a race for one token learns that the token is gone.
     if (commit.spend_token_id != 0) {
-      // Single use: one conditional update decides which enrolment spends the token.
-      MTE_TRY_ASSIGN(auto spend, Prepare("UPDATE tokens SET state = 'spent', spent_at = ?3"
-                                         " WHERE id = ?1 AND enrolee_id = ?2 AND state = 'active'"
-                                         " AND expires_at > ?3",
-                                         kOp));
-      MTE_TRY(spend.BindAll(commit.spend_token_id, commit.enrolee_id, commit.now));
+      // Single use: one conditional update decides which enrolment spends the token. A spent
+      // token passes only for the device it bound, while no newer token exists for the entry.
+      MTE_TRY_ASSIGN(auto spend,
+                     Prepare("UPDATE tokens SET spent_at = CASE state WHEN 'active' THEN ?3"
+                             " ELSE spent_at END, state = 'spent'"
+                             " WHERE id = ?1 AND enrolee_id = ?2 AND expires_at > ?3"
+                             " AND (state = 'active' OR (state = 'spent'"
+                             " AND NOT EXISTS (SELECT 1 FROM tokens AS newer"
+                             " WHERE newer.enrolee_id = ?2 AND newer.id > ?1)"
+                             " AND EXISTS (SELECT 1 FROM enrolees"
+                             " WHERE id = ?2 AND device_id = ?4)))",
+                             kOp));
+      MTE_TRY(spend.BindAll(commit.spend_token_id, commit.enrolee_id, commit.now,
+                            commit.bind_device_id));
       MTE_TRY(spend.Run());
       if (sqlite3_changes(db()) != 1) {
         return Fail(Error{ErrorKind::kLocalUsage, Errc::kExpired,
@@ -1659,11 +1667,14 @@ Result<TokenState> ParseTokenState(std::string_view text) {
   return Fail(StorageError("read token: unknown state " + Quoted(text)));
 }
 
-constexpr const char* kSelectTokenByHash =
-    "SELECT id, enrolee_id, state, created_at, expires_at, spent_at FROM tokens"
-    " WHERE token_hash = ?1";
-constexpr const char* kSelectTokenById =
-    "SELECT id, enrolee_id, state, created_at, expires_at, spent_at FROM tokens WHERE id = ?1";
+// superseded: a newer token exists for the same enrolee.
+#define MTE_SELECT_TOKEN                                                                \
+  "SELECT id, enrolee_id, state, created_at, expires_at, spent_at,"                     \
+  " EXISTS (SELECT 1 FROM tokens AS newer"                                              \
+  " WHERE newer.enrolee_id = tokens.enrolee_id AND newer.id > tokens.id) FROM tokens"
+constexpr const char* kSelectTokenByHash = MTE_SELECT_TOKEN " WHERE token_hash = ?1";
+constexpr const char* kSelectTokenById = MTE_SELECT_TOKEN " WHERE id = ?1";
+#undef MTE_SELECT_TOKEN
 
 Result<TokenRecord> ReadToken(const Statement& row) {
   TokenRecord token;
@@ -1673,6 +1684,7 @@ Result<TokenRecord> ReadToken(const Statement& row) {
   token.created_at = row.Int64(3);
   token.expires_at = row.Int64(4);
   token.spent_at = row.Int64(5);
+  token.superseded = row.Int64(6) != 0;
   return token;
 }
 

@@ -199,6 +199,7 @@ struct TokenRecord {
   int64_t created_at = 0;
   int64_t expires_at = 0;
   int64_t spent_at = 0;
+  bool superseded = false;  // a newer token has been issued for the same enrolee
 };
 
 // Everything an enrolment records, in one transaction (seed 8.y.3 step 7, 8.y.4 step 18).
@@ -212,8 +213,11 @@ struct EnrolmentCommit {
   std::vector<std::string> credential_ids;
   OutboxItem outbox;  // id ignored; generation/enrolee_id must match the commit; an empty
                       // target means no delivery (the enrolee asked for no MAF enrolment)
-  // Flow B: the token that started this enrolment is spent by this commit, atomically; the commit
-  // fails with kExpired if the token is no longer active (spent, revoked) or has expired at `now`.
+  // Flow B: the token that started this enrolment is spent by this commit, atomically. A token
+  // that is already spent may be presented again by the device it enrolled (its answer may have
+  // been lost), while it is the enrolee's newest token: the commit then re-enrols that device and
+  // keeps the first spent_at. The commit fails with kExpired if the token is revoked, has expired
+  // at `now`, or is spent and either superseded by a newer token or bound to another device.
   int64_t spend_token_id = 0;  // 0 = none
   // Flow B: the device authenticated by the inner RSPF. Recorded on an entry without a device;
   // kForbidden if the entry names another device; kConflict if the device has another entry.

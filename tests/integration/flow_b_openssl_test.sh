@@ -23,8 +23,9 @@
 # is enrolled and bound to the device with credentialIds ["11-<keId>"]; the token is spent; the
 # MAF accepts s_client -psk PSK-AES128-CBC-SHA256 with KmID = keId and
 # Km = HMAC-SHA-256(octets 16-47, label || MAF-ID) computed by `openssl dgst`. Runs 1 and 3 (one
-# per outer TLS version) also: the MAF over TLS 1.3, a wrong Km and Ke refused, and a second
-# redemption of the token refused at the token step (403, RSC 4103, "already been used").
+# per outer TLS version) also: the MAF over TLS 1.3, a wrong Km and Ke refused, and, once a newer
+# token was issued, a second redemption of the spent token refused at the token step (403, RSC
+# 4103, "already been used and a newer one has been issued").
 source "$(dirname "$0")/lib.sh"
 RELAY="$(cd "$(dirname "$0")" && pwd)/nested_relay.py"
 
@@ -222,12 +223,16 @@ enrol() {
   maf_refuses "$name-maf-ke" "$keid" "${export:32:64}" -tls1_3
   pass "$name: MAF accepts s_client -psk with Km from openssl dgst (TLS 1.2 and 1.3), refuses a wrong Km and Ke"
 
+  # The device it enrolled could present the spent token again (a lost answer); once a newer token
+  # exists for the entry, nobody can.
+  flowb_bundle "${ENTRY[$n]}" "$T/newer-$n.json"
   relay "$name-replay" "$n" "$outer" "$inner" correct token
   assert_eq "$(jf token.status)" 403 "$name: second redemption HTTP status"
   assert_eq "$(jf token.headers.x-m2m-rsc)" 4103 "$name: second redemption X-M2M-RSC"
-  assert_match "$(jf token.body.json.m2m:dbg)" "already been used" "$name: second redemption reason"
+  assert_match "$(jf token.body.json.m2m:dbg)" "already been used and a newer one has been issued" \
+    "$name: second redemption reason"
   [[ -z "$(jf upgrade.status)" ]] || fail "$name: the spent token reached the RSPF"
-  pass "$name: the spent token is refused (403/4103 already been used)"
+  pass "$name: the spent, superseded token is refused (403/4103 already been used)"
 }
 
 for n in 1 2 3 4; do new_entry "$n"; done

@@ -98,14 +98,14 @@ start_device d2 dev-b2 "$CODE2" kpm-b2@maker.it.test "$KPM2"
 snapshot before-replay
 rc=$(obf_deliver "$T/obf-replay.out" "$T/b1.json" "$DEVICE_PORT" "$CODE2")
 assert_ne "$rc" 0 "mte-obf on a replayed token"
-assert_file_has "$T/obf-replay.out" "already been used" "replayed token"
-assert_file_has "$T/obf-replay.out" "steps 13-16" "replayed token: the failing step"
+assert_file_has "$T/obf-replay.out" "already been used by another device" "replayed token"
+assert_file_has "$T/obf-replay.out" "Enrolment Exchange failed" "replayed token: the failing step"
 reap_server "$DEVICE_PID"
 assert_ne "$REAPED_STATUS" 0 "device exit status on a replayed token"
 assert_file_has "$T/d2.log" "already been used" "device output on a replayed token"
 snapshot after-replay
 same_snapshot before-replay after-replay "token replay"
-pass "token replay refused: already been used"
+pass "token replay by another device refused: already been used by another device"
 
 # --- a second entry for the step-12 and RSPF failures --------------------------------------------
 E2=$(flowb_entry '{"label":"heat pump","deviceInfo":"garden, serial B2"}')

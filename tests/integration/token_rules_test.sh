@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Enrolment-Token rules (issue 3) with the real `mte serve` and `mte-enrolee enrol-bundle`:
-#   - single use under concurrency: 32 clients present one token at once -> exactly one enrolment;
+#   - single use under concurrency: 32 devices present one token at once -> exactly one enrolment;
 #   - revoked (a second token was issued), malformed and unknown tokens -> clear refusal, no change;
 #   - retry-safe: the MEF dies after the token was accepted and before the commit -> the same
-#     device enrols with the same token afterwards;
+#     device enrols with the same token afterwards; the MEF dies after the commit (the answer is
+#     lost) -> `mte-enrolee --retry-for` enrols the same device again with the spent token, a new
+#     generation; another device, or the spent token once a newer one exists, is refused;
 #   - failed token attempts are limited per source address: after 10, a valid token is refused;
 #   - lifetime (`mte init --token-lifetime 2`): an expired token is refused, nothing recorded;
 #   - stored only as SHA-256: tokens.token_hash is 32 octets = sha256(token text) by openssl, and
@@ -17,7 +19,8 @@ set_config mefPort "$(free_ports 1)"
 PASSWORD="pw-$(openssl rand -hex 12)"
 add_stakeholder erin "$PASSWORD"
 declare -A KPM
-for d in t1 t2 t3 t4; do
+# t1..t4, and r1..r32 for the race: 32 devices, each with its own Kpm, for one token.
+for d in t1 t2 t3 t4 $(seq -f 'r%g' 32); do
   KPM[$d]=$(openssl rand -hex 32)
   add_device "dev-$d" "kpm-$d@maker.it.test" "${KPM[$d]}" "CLAIM-$d-$(openssl rand -hex 4)"
 done
@@ -63,7 +66,7 @@ RACE_PIDS=()
 for i in $(seq 32); do
   (
     while [[ ! -e "$T/go" ]]; do sleep 0.005; done
-    enrol "race-$i" "$T/race.json" t1 >"$T/race-$i.rc"
+    enrol "race-$i" "$T/race.json" "r$i" >"$T/race-$i.rc"
   ) &
   RACE_PIDS+=($!)
 done
@@ -77,7 +80,7 @@ for i in $(seq 32); do
     WINNER=$i
   else
     assert_file_has "$T/race-$i.out" "enrolment failed" "race client $i"
-    grep -qE 'already been used|has been used or has expired|concurrent enrolment|too many failed' \
+    grep -qE 'already been used|has been used or has expired|for another device|concurrent enrolment|too many failed' \
       "$T/race-$i.out" || { cat "$T/race-$i.out" >&2; fail "race client $i: no clear refusal"; }
   fi
 done
@@ -89,10 +92,10 @@ WINNER_KEID=$(json_get "['keId']" <"$T/race-$WINNER.state/enrolment.json")
 assert_eq "$(audit_list | grep -c 'enrolment.commit')" 1 "audit: enrolment.commit entries"
 assert_eq "$(audit_list | grep -c 'enrolment.reenrol' || true)" 0 "audit: enrolment.reenrol entries"
 assert_eq "$(db_query "SELECT state, generation, device_id, ke_id FROM enrolees WHERE id = $E_RACE;")" \
-  "enrolled|1|dev-t1|$WINNER_KEID" "the raced entry"
+  "enrolled|1|dev-r$WINNER|$WINNER_KEID" "the raced entry"
 assert_eq "$(db_query "SELECT count(*) FROM outbox WHERE enrolee_id = $E_RACE;")" 1 "outbox items"
 assert_eq "$(token_state "$TOKEN_RACE")" spent "the raced token"
-pass "32 concurrent clients, one token: exactly one enrolment (generation 1), 31 refusals"
+pass "32 concurrent devices, one token: exactly one enrolment (generation 1), 31 refusals"
 
 # The refusals above count as failed token attempts from 127.0.0.1: start with a fresh limiter.
 restart_server
@@ -140,8 +143,51 @@ assert_eq "$(enrol retry-ok "$T/retry.json" t3)" 0 "the same device retries with
 assert_eq "$(db_query "SELECT state, generation, device_id FROM enrolees WHERE id = $E_RETRY;")" \
   "enrolled|1|dev-t3" "entry after the retry"
 assert_eq "$(token_state "$TOKEN_RETRY")" spent "token after the retry"
-expect_refused retry-again "$T/retry.json" t3 "already been used" "token after its enrolment"
 pass "retry-safe: a crash before the commit leaves the token usable; once committed it is spent"
+
+# --- retry-safe: the answer is lost after the commit -----------------------------------------------
+# The MEF dies right after committing (generation 2): the device holds a spent token and no
+# credential. `mte-enrolee --retry-for` treats the dropped connection as transient and tries again
+# until the MEF is back; the same device, with the same spent token, then enrols once more
+# (generation 3, which supersedes the one whose answer was lost).
+stop_servers
+MTE_FAILPOINT=mef-after-commit start_server
+CRASHING=${SERVER_PIDS[-1]}
+(
+  rc=0
+  timeout 120 "$ENROLEE" enrol-bundle --bundle "$T/retry.json" --kpm-id kpm-t3@maker.it.test \
+    --kpm-hex "${KPM[t3]}" --state "$T/lost.state" --timeout-ms 30000 --retry-for 90s \
+    >"$T/lost.out" 2>&1 || rc=$?
+  echo "$rc" >"$T/lost.rc"
+) &
+LOST_PID=$!
+reap_server "$CRASHING"
+assert_eq "$REAPED_STATUS" 86 "the MEF stopped right after the commit"
+assert_eq "$(db_query "SELECT state, generation, device_id FROM enrolees WHERE id = $E_RETRY;")" \
+  "enrolled|2|dev-t3" "entry after the commit whose answer was lost"
+LOST_KEID=$(db_query "SELECT ke_id FROM enrolees WHERE id = $E_RETRY;")
+start_server
+wait "$LOST_PID"
+assert_eq "$(cat "$T/lost.rc")" 0 "the device retried with its spent token (output: $(tail -n 3 "$T/lost.out"))"
+NEW_KEID=$(json_get "['keId']" <"$T/lost.state/enrolment.json")
+assert_eq "$(db_query "SELECT state, generation, device_id, ke_id FROM enrolees WHERE id = $E_RETRY;")" \
+  "enrolled|3|dev-t3|$NEW_KEID" "entry after the retry with the spent token"
+assert_ne "$NEW_KEID" "$LOST_KEID" "the new KeID"
+assert_match "$(audit_list | grep 'enrolment.reenrol' | grep "enrolee $E_RETRY ")" \
+  "generation 3, flow B, token [0-9]+ presented again" "audit of the re-enrolment"
+wait_delivered dev-t3 "$NEW_KEID"
+assert_eq "$(db_query "SELECT group_concat(km_id) FROM maf_credentials WHERE enrolee_id = $E_RETRY;")" \
+  "$NEW_KEID" "the MAF holds only the new Km (the one whose answer was lost is retired)"
+assert_eq "$(token_state "$TOKEN_RETRY")" spent "token after the second enrolment"
+pass "retry-safe: the answer lost after the commit; the same device enrols again with the spent token"
+
+# Nobody else may use the spent token, and not once a newer token was issued for its entry.
+expect_refused retry-other "$T/retry.json" t4 "already been used by another device" \
+  "the spent token presented by another device"
+issue "$E_RETRY" "$T/retry-new.json"
+expect_refused retry-superseded "$T/retry.json" t3 "a newer one has been issued" \
+  "the spent token after a newer one was issued"
+pass "a spent token: refused for another device, and for its own once a newer token exists"
 
 # --- per-address limit on failed token attempts ------------------------------------------------
 restart_server

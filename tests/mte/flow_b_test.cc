@@ -570,22 +570,20 @@ TEST_F(FlowBTest, UnknownKpmIdFailsInTheRspfHandshake) {
 
 // --- token rules ---------------------------------------------------------------------------------
 
-TEST_F(FlowBTest, ReplayAfterASuccessfulEnrolmentIsRefused) {
+// A spent token: another device is refused after its RSPF run, with nothing recorded.
+TEST_F(FlowBTest, ASpentTokenIsRefusedToAnotherDevice) {
   const int64_t id = AddEntry();
   const nlohmann::json j = IssueBundle(id);
   proto::EnrolmentResult first = EnrolOk(ToBundle(j), device_);
   ASSERT_FALSE(first.ke_id.empty());
   const store::EnroleeRecord after = Enrolee(id);
 
-  for (const TestDevice* who : {&device_, &other_}) {
-    auto link = Link(ToBundle(j), *who, kOtherPeer);
-    ASSERT_NE(link, nullptr);
-    auto run = link->Run();
-    ASSERT_FALSE(run.has_value()) << who->device_id;
-    EXPECT_EQ(link->last_phase_before_failure(), Phase::kTokenExchange);
-    EXPECT_TRUE(Contains(run.error().detail, "already been used")) << run.error().detail;
-    ExpectLastResponse(*link, 403, "4103", "already been used");
-  }
+  auto link = Link(ToBundle(j), other_, kOtherPeer);
+  ASSERT_NE(link, nullptr);
+  auto run = link->Run();
+  ASSERT_FALSE(run.has_value());
+  EXPECT_EQ(link->last_phase_before_failure(), Phase::kEnrolmentExchange);
+  ExpectLastResponse(*link, 403, "4103", "already been used by another device");
   store::EnroleeRecord now = Enrolee(id);
   EXPECT_EQ(now.generation, 1);
   EXPECT_EQ(now.ke_id, first.ke_id);
@@ -594,6 +592,52 @@ TEST_F(FlowBTest, ReplayAfterASuccessfulEnrolmentIsRefused) {
   EXPECT_EQ(CountOutbox(*world_.store), 1);
   EXPECT_EQ(AuditCount("enrolment.commit"), 1);
   EXPECT_EQ(AuditCount("enrolment.reenrol"), 0);
+}
+
+// The answer to an enrolment may be lost after its commit: the device it bound presents the spent
+// token again and enrols once more, a new generation whose outbox item supersedes the first.
+TEST_F(FlowBTest, ASpentTokenReEnrolsTheDeviceItBound) {
+  const int64_t id = AddEntry();
+  const nlohmann::json j = IssueBundle(id);
+  proto::EnrolmentResult first = EnrolOk(ToBundle(j), device_);
+  proto::EnrolmentResult again = EnrolOk(ToBundle(j), device_);
+  EXPECT_NE(again.ke_id, first.ke_id);
+  store::EnroleeRecord now = Enrolee(id);
+  EXPECT_EQ(now.state, store::EnroleeState::kEnrolled);
+  EXPECT_EQ(now.generation, 2);
+  EXPECT_EQ(now.ke_id, again.ke_id);
+  EXPECT_EQ(now.device_id, kDeviceId);
+  EXPECT_EQ(TokenOf(j["token"])->state, store::TokenState::kSpent);
+  EXPECT_EQ(CountOutbox(*world_.store), 2);
+  EXPECT_EQ(AuditCount("enrolment.commit"), 1);
+  EXPECT_EQ(AuditCount("enrolment.reenrol"), 1);
+}
+
+// Once a newer token exists for the entry, or the entry was revoked, a spent token is refused at
+// once, before any RSPF run.
+TEST_F(FlowBTest, ASpentTokenIsRefusedOnceSupersededOrRevoked) {
+  const int64_t id = AddEntry();
+  const nlohmann::json j = IssueBundle(id);
+  EnrolOk(ToBundle(j), device_);
+  const nlohmann::json newer = IssueBundle(id);
+  auto superseded = Link(ToBundle(j), device_);
+  ASSERT_NE(superseded, nullptr);
+  ASSERT_FALSE(superseded->Run().has_value());
+  EXPECT_EQ(superseded->last_phase_before_failure(), Phase::kTokenExchange);
+  ExpectLastResponse(*superseded, 403, "4103", "a newer one has been issued");
+
+  const int64_t revoked_id = AddEntry({{"label", "revoked"}});
+  const nlohmann::json k = IssueBundle(revoked_id);
+  EnrolOk(ToBundle(k), other_);
+  proto::HttpResponse revoked = PortalCall(JsonRequest(
+      "POST", "/api/v1/enrolees/" + std::to_string(revoked_id) + "/revoke", ""));
+  ASSERT_EQ(revoked.status, 200) << revoked.body;
+  auto after_revoke = Link(ToBundle(k), other_);
+  ASSERT_NE(after_revoke, nullptr);
+  ASSERT_FALSE(after_revoke->Run().has_value());
+  EXPECT_EQ(after_revoke->last_phase_before_failure(), Phase::kTokenExchange);
+  ExpectLastResponse(*after_revoke, 403, "4103", "its enrolee has been revoked");
+  EXPECT_EQ(Enrolee(id).generation, 1);
 }
 
 TEST_F(FlowBTest, UnknownTokenIsRefused) {
@@ -752,7 +796,7 @@ TEST_F(FlowBTest, DeviceWithAnotherEntryIsRefused) {
 }
 
 // docs/architecture.md §5: a connection that drops after the token was accepted and before the enrolment
-// commits leaves the token usable; once the enrolment commits it is spent for everyone.
+// commits leaves the token usable; once the enrolment commits it is spent for every other device.
 TEST_F(FlowBTest, DropBeforeCommitLeavesTheTokenUsable) {
   const int64_t id = AddEntry();
   const nlohmann::json j = IssueBundle(id);
@@ -772,19 +816,20 @@ TEST_F(FlowBTest, DropBeforeCommitLeavesTheTokenUsable) {
   EXPECT_EQ(e.ke_id, result.ke_id);
   EXPECT_EQ(TokenOf(j["token"])->state, store::TokenState::kSpent);
 
-  auto replay = Link(ToBundle(j), device_);
+  auto replay = Link(ToBundle(j), other_, kOtherPeer);
   ASSERT_NE(replay, nullptr);
   auto run = replay->Run();
   ASSERT_FALSE(run.has_value());
   EXPECT_TRUE(Contains(run.error().detail, "already been used")) << run.error().detail;
 }
 
-// Two connections hold the same accepted token; the first to commit wins, the other is refused.
+// Two devices' connections hold the same accepted token; the first to commit wins, the other is
+// refused.
 TEST_F(FlowBTest, TwoConnectionsWithOneTokenEnrolOnce) {
   const int64_t id = AddEntry();
   const nlohmann::json j = IssueBundle(id);
   auto a = Link(ToBundle(j), device_);
-  auto b = Link(ToBundle(j), device_, kOtherPeer);
+  auto b = Link(ToBundle(j), other_, kOtherPeer);
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
   // Both present the token and reach the Enrolment Exchange before either commits.

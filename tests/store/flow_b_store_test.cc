@@ -76,7 +76,9 @@ class FlowBStoreTest : public BackendTest {
     auto id = store().AddStakeholder("alice", "$argon2id$alice", 10);
     ASSERT_TRUE(Ok(id));
     alice_ = *id;
-    ASSERT_TRUE(Ok(store().ImportDevices({MakeDevice(1), MakeDevice(2), MakeDevice(3)})));
+    std::vector<DeviceRecord> devices;  // dev-1 .. dev-8, one for each racer below
+    for (int n = 1; n <= 8; ++n) devices.push_back(MakeDevice(n));
+    ASSERT_TRUE(Ok(store().ImportDevices(devices)));
   }
 
   EnroleeRecord AddEntry(std::optional<std::string_view> device = std::nullopt,
@@ -267,17 +269,65 @@ TEST_P(FlowBStoreTest, CommitSpendsTheTokenAndBindsTheDevice) {
   EXPECT_EQ(AllUndelivered().size(), 1u);
 }
 
-TEST_P(FlowBStoreTest, TokenIsSpentExactlyOnce) {
+TEST_P(FlowBStoreTest, ASpentTokenIsNotSpentByAnotherDevice) {
   EnroleeRecord entry = AddEntry();
   TokenRecord token = Issue(entry.id, 1);
   ASSERT_TRUE(Ok(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1", kNow + 10))));
   EnroleeRecord after_first = Get(entry.id);
   // The right generation this time: only the token stands in the way.
-  EXPECT_TRUE(IsError(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1", kNow + 20,
+  EXPECT_TRUE(IsError(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-2", kNow + 20,
                                                           /*expected_generation=*/1)),
                       ErrorKind::kLocalUsage, Errc::kExpired, "Enrolment-Token"));
   ExpectUnchanged(after_first, 1, TokenState::kSpent, 1);
   EXPECT_EQ(Find(1)->spent_at, kNow + 10) << "the second attempt must not re-spend the token";
+}
+
+// The answer to the first enrolment may have been lost: the device it bound enrols again with
+// the same token, a new generation that supersedes the first.
+TEST_P(FlowBStoreTest, ASpentTokenReEnrolsTheDeviceItBound) {
+  EnroleeRecord entry = AddEntry();
+  TokenRecord token = Issue(entry.id, 1);
+  ASSERT_TRUE(Ok(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1", kNow + 10))));
+  auto again = store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1", kNow + 20,
+                                                   /*expected_generation=*/1));
+  ASSERT_TRUE(Ok(again));
+  EXPECT_EQ(again->generation, 2);
+  EXPECT_EQ(again->device_id, "dev-1");
+  EXPECT_EQ(again->ke_id, "KE" + std::to_string(entry.id) + "G2@mef.example");
+  EXPECT_EQ(Find(1)->state, TokenState::kSpent);
+  EXPECT_EQ(Find(1)->spent_at, kNow + 10) << "spent_at stays the first use";
+  EXPECT_EQ(AllUndelivered().size(), 2u);
+  // A stale generation still loses, as for any concurrent enrolment.
+  EXPECT_TRUE(IsError(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1", kNow + 30,
+                                                          /*expected_generation=*/1)),
+                      ErrorKind::kLocalUsage, Errc::kConflict, "generation"));
+}
+
+TEST_P(FlowBStoreTest, ASpentTokenSupersededByANewerOneCannotEnrolAgain) {
+  EnroleeRecord entry = AddEntry();
+  TokenRecord token = Issue(entry.id, 1);
+  ASSERT_TRUE(Ok(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1", kNow + 10))));
+  EXPECT_FALSE(Find(1)->superseded);
+  Issue(entry.id, 2, kNow + 15);
+  EXPECT_TRUE(Find(1)->superseded);
+  EXPECT_FALSE(Find(2)->superseded);
+  EnroleeRecord after_issue = Get(entry.id);
+  EXPECT_TRUE(IsError(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1", kNow + 20,
+                                                          /*expected_generation=*/1)),
+                      ErrorKind::kLocalUsage, Errc::kExpired, "Enrolment-Token"));
+  ExpectUnchanged(after_issue, 1, TokenState::kSpent, 1);
+}
+
+TEST_P(FlowBStoreTest, ASpentTokenCannotEnrolAgainAfterItExpired) {
+  EnroleeRecord entry = AddEntry();
+  TokenRecord token = Issue(entry.id, 1);
+  ASSERT_TRUE(Ok(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1", kNow + 10))));
+  EnroleeRecord after_first = Get(entry.id);
+  EXPECT_TRUE(IsError(store().CommitEnrolment(FlowBCommit(entry.id, token.id, "dev-1",
+                                                          token.expires_at,
+                                                          /*expected_generation=*/1)),
+                      ErrorKind::kLocalUsage, Errc::kExpired, "Enrolment-Token"));
+  ExpectUnchanged(after_first, 1, TokenState::kSpent, 1);
 }
 
 TEST_P(FlowBStoreTest, ExpiredTokenAtCommitTimeIsAConflict) {
@@ -383,9 +433,9 @@ struct RaceOutcome {
 };
 constexpr int kRacers = 8;
 
-// Racer t commits through store_for(t), at now + t.
+// Racer t commits through store_for(t), at now + t, as device "dev-<t+1>" (or all as "dev-1").
 RaceOutcome RaceForToken(const std::function<Store&(int)>& store_for, int64_t enrolee_id,
-                         int64_t token_id, int64_t now) {
+                         int64_t token_id, int64_t now, bool same_device = false) {
   std::atomic<int> won{0}, token_spent{0}, other{0};
   std::atomic<bool> go{false};
   std::vector<std::thread> threads;
@@ -393,10 +443,12 @@ RaceOutcome RaceForToken(const std::function<Store&(int)>& store_for, int64_t en
     threads.emplace_back([&, t] {
       Store& s = store_for(t);
       while (!go.load()) std::this_thread::yield();
-      auto result = s.CommitEnrolment(FlowBCommit(enrolee_id, token_id, "dev-1", now + t));
+      auto result = s.CommitEnrolment(
+          FlowBCommit(enrolee_id, token_id, same_device ? "dev-1" : "dev-" + std::to_string(t + 1),
+                      now + t));
       if (result.has_value()) {
         ++won;
-      } else if (result.error().code == Errc::kExpired) {  // the winner spent the token
+      } else if (result.error().code == Errc::kExpired) {  // another device spent the token
         ++token_spent;
       } else {
         ++other;
@@ -417,6 +469,20 @@ TEST_P(FlowBStoreTest, ConcurrentCommitsWithOneTokenHaveExactlyOneWinner) {
   EXPECT_EQ(race.token_spent, kRacers - 1);
   EXPECT_EQ(race.other, 0);
   EXPECT_EQ(Find(1)->state, TokenState::kSpent);
+  EXPECT_EQ(Get(entry.id).generation, 1);
+  EXPECT_EQ(AllUndelivered().size(), 1u);
+}
+
+// One device racing itself (its retries overlapping): one commit wins, the others lost on the
+// generation, and the entry moved by one generation only.
+TEST_P(FlowBStoreTest, ConcurrentCommitsOfOneDeviceWithOneTokenHaveExactlyOneWinner) {
+  EnroleeRecord entry = AddEntry();
+  TokenRecord token = Issue(entry.id, 1);
+  const RaceOutcome race = RaceForToken([this](int) -> Store& { return store(); }, entry.id,
+                                        token.id, kNow, /*same_device=*/true);
+  EXPECT_EQ(race.won, 1);
+  EXPECT_EQ(race.token_spent, 0);
+  EXPECT_EQ(race.other, kRacers - 1);
   EXPECT_EQ(Get(entry.id).generation, 1);
   EXPECT_EQ(AllUndelivered().size(), 1u);
 }
