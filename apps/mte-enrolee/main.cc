@@ -1,6 +1,7 @@
 // mte-enrolee: the device-side command line, a thin layer over libmte-enrolee.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -134,10 +135,13 @@ mte::enrolee::EnrolOutcome WithRetries(double retry_for_s,
     auto outcome = attempt();
     if (outcome.ok || !outcome.transient) return outcome;
     double wait = std::uniform_real_distribution<double>(cap / 2, cap)(rng);
+    // The MEF's Retry-After is a floor: trying earlier would only be refused again.
+    wait = std::max(wait, static_cast<double>(outcome.retry_after_s));
     double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
     if (elapsed + wait > retry_for_s) return outcome;
-    std::fprintf(stderr, "mte-enrolee: attempt %d failed: %s; trying again in %.1f s\n", n,
-                 outcome.error.c_str(), wait);
+    std::fprintf(stderr, "mte-enrolee: attempt %d failed: %s; trying again in %.1f s%s\n", n,
+                 outcome.error.c_str(), wait,
+                 outcome.retry_after_s > 0 ? " (the MEF's Retry-After)" : "");
     std::this_thread::sleep_for(std::chrono::duration<double>(wait));
     cap = std::min(30.0, cap * 2);
   }
@@ -152,8 +156,9 @@ void ReportFailure(const mte::enrolee::EnrolOutcome& outcome) {
 
 constexpr const char* kRetryHelp =
     "keep trying transient failures (no connection, a dropped connection, a timeout, HTTP 5xx\n"
-    "or 429) for up to this long: 90, 90s, 5m, 2h; backoff 1 s doubling to 30 s, with jitter.\n"
-    "Refusals end at once. 0 = one attempt";
+    "or 429) for up to this long: 90, 90s, 5m, 2h; backoff 1 s doubling to 30 s, with jitter,\n"
+    "and never sooner than the MEF's Retry-After (seconds). Refusals end at once.\n"
+    "0 = one attempt";
 
 }  // namespace
 

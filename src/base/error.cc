@@ -28,6 +28,7 @@ std::string_view ToString(Errc code) {
     case Errc::kConflict: return "conflict";
     case Errc::kExpired: return "expired";
     case Errc::kRateLimited: return "rate-limited";
+    case Errc::kUnavailable: return "unavailable";
     case Errc::kClosed: return "closed";
     case Errc::kDeadline: return "deadline";
     case Errc::kIoFailed: return "io-failed";

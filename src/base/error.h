@@ -35,6 +35,7 @@ enum class Errc {
   kConflict,        // the operation conflicts with the current state
   kExpired,         // a credential or token expired or is no longer valid (spent, revoked)
   kRateLimited,     // too many attempts
+  kUnavailable,     // the peer could not serve the request now (it answered HTTP 5xx)
   kClosed,          // the peer closed the connection
   kDeadline,        // a deadline expired
   kIoFailed,        // a system call failed
@@ -48,6 +49,9 @@ struct Error {
   ErrorKind kind;
   Errc code;
   std::string detail;
+  // How long the peer asked us to wait before trying again (an HTTP Retry-After in seconds,
+  // RFC 9110 §10.2.3); 0 when it did not say.
+  int64_t retry_after_s = 0;
 };
 
 std::string_view ToString(ErrorKind kind);

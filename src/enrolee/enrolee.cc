@@ -261,9 +261,13 @@ bool Has(const std::string& text, std::string_view part) {
 // Whether a failed enrolment may succeed when tried again unchanged, and what it means.
 void Explain(const Error& error, EnrolOutcome& outcome) {
   const std::string& d = error.detail;
+  const bool from_peer =
+      error.kind == ErrorKind::kPeerProtocol || error.kind == ErrorKind::kPeerAuth;
   outcome.transient = error.kind == ErrorKind::kIo || error.kind == ErrorKind::kTimeout ||
-                      error.code == Errc::kClosed || Has(d, "MEF answered HTTP 5") ||
-                      Has(d, "MEF answered HTTP 429");
+                      (from_peer && (error.code == Errc::kClosed ||
+                                     error.code == Errc::kRateLimited ||
+                                     error.code == Errc::kUnavailable));
+  outcome.retry_after_s = outcome.transient ? error.retry_after_s : 0;
   std::string meaning;
   if (Has(d, "PPSK") && (Has(d, "alert illegal parameter") || Has(d, "alert bad record mac") ||
                          Has(d, "decryption failed or bad record mac"))) {
@@ -276,6 +280,10 @@ void Explain(const Error& error, EnrolOutcome& outcome) {
     meaning = "the MEF's certificate does not verify against the trust anchors given";
   } else if (error.kind == ErrorKind::kTimeout) {
     meaning = "the MEF did not answer in time";
+  } else if (from_peer && error.code == Errc::kRateLimited) {
+    meaning = "the MEF is busy and asks to be tried later";
+  } else if (from_peer && error.code == Errc::kUnavailable) {
+    meaning = "the MEF could not serve the enrolment now";
   } else if (outcome.transient) {
     meaning = "the MEF could not be reached or could not answer now";
   }

@@ -1,5 +1,7 @@
 #include "proto/enrolment_client.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "crypto/device_cert.h"
@@ -20,6 +22,35 @@ std::string DescribeRefusal(const HttpResponse& response) {
     text += ": " + body["m2m:dbg"].get<std::string>().substr(0, 512);
   }
   return text;
+}
+
+// A Retry-After of delta-seconds (RFC 9110 §10.2.3), capped at one day; 0 when absent or in the
+// HTTP-date form, which a device without a trusted clock cannot use.
+int64_t RetryAfterSeconds(const HttpResponse& response) {
+  auto value = response.headers.Get("Retry-After");
+  if (!value || value->empty() || value->size() > 9) return 0;
+  int64_t seconds = 0;
+  for (char c : *value) {
+    if (c < '0' || c > '9') return 0;
+    seconds = seconds * 10 + (c - '0');
+  }
+  return std::min<int64_t>(seconds, 86'400);
+}
+
+// The error for an answer the client did not expect. What the status says about trying again is
+// carried as data: 429 -> kRateLimited, 5xx -> kUnavailable, 409 -> kConflict (another enrolment of
+// the same device committed first), each with the answer's Retry-After; anything else -> `code`.
+Error RefusalError(const HttpResponse& response, ErrorKind kind, Errc code) {
+  if (response.status == 429) {
+    code = Errc::kRateLimited;
+  } else if (response.status >= 500 && response.status <= 599) {
+    code = Errc::kUnavailable;
+  } else if (response.status == 409) {
+    code = Errc::kConflict;
+  }
+  Error error{kind, code, DescribeRefusal(response)};
+  error.retry_after_s = RetryAfterSeconds(response);
+  return error;
 }
 
 }  // namespace
@@ -243,7 +274,7 @@ Result<void> EnrolmentClient::OnResponse(HttpResponse response) {
     case Phase::kTokenExchange: {
       if (response.status != 200 || !body.is_object() || !body.contains("rspf") ||
           !body["rspf"].is_string()) {
-        return Failed(Error{ErrorKind::kPeerAuth, Errc::kForbidden, DescribeRefusal(response)});
+        return Failed(RefusalError(response, ErrorKind::kPeerAuth, Errc::kForbidden));
       }
       result_.rspf = body["rspf"].get<std::string>();
       if (body.contains("enroleeId") && body["enroleeId"].is_number_integer()) {
@@ -271,13 +302,13 @@ Result<void> EnrolmentClient::OnResponse(HttpResponse response) {
     case Phase::kUpgrade: {
       auto upgrade = response.headers.Get("Upgrade");
       if (response.status != 101 || !upgrade || *upgrade != kUpgradeProtocol) {
-        return Failed(Error{ErrorKind::kPeerProtocol, Errc::kMalformed, DescribeRefusal(response)});
+        return Failed(RefusalError(response, ErrorKind::kPeerProtocol, Errc::kMalformed));
       }
       return StartRspf();
     }
     case Phase::kEnrolmentExchange: {
       if (response.status != 201 || !body.is_object()) {
-        return Failed(Error{ErrorKind::kPeerAuth, Errc::kForbidden, DescribeRefusal(response)});
+        return Failed(RefusalError(response, ErrorKind::kPeerAuth, Errc::kForbidden));
       }
       try {
         std::string ke_id = body.at("keId").get<std::string>();

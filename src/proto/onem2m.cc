@@ -63,6 +63,7 @@ Rsc RscFor(const Error& error) {
     case Errc::kNotFound: return Rsc::kNotFound;
     case Errc::kConflict: return Rsc::kConflict;
     case Errc::kDeadline: return Rsc::kRequestTimeout;
+    case Errc::kUnavailable:
     case Errc::kClosed:
     case Errc::kIoFailed:
     case Errc::kDatabase:

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # mte-enrolee says what a refusal means and keeps trying only what may pass (--retry-for): a wrong
 # Kpm is reported in plain words and ends at once even with retries allowed; a MEF that is not up
-# yet is tried again with backoff until it answers; the retries stop when --retry-for runs out.
+# yet is tried again with backoff until it answers; the retries stop when --retry-for runs out; a
+# MEF front that answers 503 with Retry-After is tried again no sooner than it asked (Flow B).
 source "$(dirname "$0")/lib.sh"
 
 init_mte
 KPM=$(openssl rand -hex 32)
 KPM_ID="kpm-retry@maker.it.test"
 add_device dev-retry "$KPM_ID" "$KPM" CLAIM-RETRY-1
-add_stakeholder fay "pw-$(openssl rand -hex 8)"
+PASSWORD="pw-$(openssl rand -hex 8)"
+add_stakeholder fay "$PASSWORD"
 claim fay dev-retry CLAIM-RETRY-1
 PORTS=($(free_ports 1))
 set_config mefPort "${PORTS[0]}"
@@ -66,3 +68,39 @@ rc=0
 assert_eq "$rc" 2 "a malformed --retry-for is a usage error"
 assert_file_has "$T/5.out" "is not a duration" "malformed --retry-for: the reason"
 pass "(5) a malformed --retry-for is refused"
+
+# (6) Flow B through a front that answers the first connection 503 with Retry-After: 3 and relays
+# the later ones to the MEF. The device waits at least the 3 s it was asked to (its own backoff
+# would be 0.5-1 s), then enrols. The front's certificate names the MEF FQDN and is added to the
+# bundle's trust anchors next to the MEF's.
+KPM_B=$(openssl rand -hex 32)
+add_device dev-busy kpm-busy@maker.it.test "$KPM_B" CLAIM-BUSY-1
+BEARER=$(portal_login fay "$PASSWORD")
+[[ -n "$BEARER" ]] || fail "portal login"
+ENTRY=$(flowb_entry '{"label":"busy front"}')
+flowb_bundle "$ENTRY" "$T/busy-bundle.json"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=$MEF_FQDN" \
+  -addext "subjectAltName=DNS:$MEF_FQDN" -keyout "$T/front.key" -out "$T/front.crt" 2>/dev/null
+"$MTE_PYTHON" -S "$(dirname "$0")/busy_front.py" --mef-port "${PORTS[0]}" --cert "$T/front.crt" \
+  --key "$T/front.key" --retry-after 3 --port-file "$T/front.port" --log "$T/front.conns" \
+  --max-seconds 120 2>>"$T/front.log" &
+FRONT=$!
+SERVER_PIDS+=("$FRONT")
+wait_port_file front "$FRONT" "the busy front" >/dev/null
+bundle_edit "$T/busy-bundle.json" "$T/busy-front.json" "
+d['mefUri'] = 'https://127.0.0.1:$(cat "$T/front.port")'
+d['mefTrustAnchors'].append(open('$T/front.crt').read())"
+rc=0
+"$ENROLEE" enrol-bundle --bundle "$T/busy-front.json" --kpm-id kpm-busy@maker.it.test \
+  --kpm-hex "$KPM_B" --state "$T/st6" --retry-for 30s >"$T/6.out" 2>&1 || rc=$?
+kill "$FRONT" 2>/dev/null || true
+wait "$FRONT" 2>/dev/null || true
+assert_eq "$rc" 0 "busy front: exit status (output: $(tail -n 3 "$T/6.out"))"
+assert_file_has "$T/6.out" "attempt 1 failed: the MEF could not serve the enrolment now" "busy front: the meaning"
+assert_file_has "$T/6.out" "MEF answered HTTP 503" "busy front: the answer"
+assert_file_has "$T/6.out" "trying again in 3.0 s (the MEF's Retry-After)" "busy front: the wait"
+assert_eq "$(awk '{print $2}' "$T/front.conns" | paste -sd,)" "busy,relay" "busy front: connections"
+gap=$(awk 'NR == 1 {a = $1} NR == 2 {printf "%d", ($1 - a) * 1000}' "$T/front.conns")
+(( gap >= 3000 )) || fail "busy front: the second attempt came $gap ms after the first (Retry-After 3)"
+assert_eq "$(enrolee_field dev-busy state)" enrolled "busy front: the device is enrolled"
+pass "(6) 503 with Retry-After: 3 -> the device waited $gap ms, then enrolled through the MEF"

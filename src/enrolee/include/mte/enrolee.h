@@ -73,6 +73,8 @@ struct EnrolOutcome {
   // The failure may pass by itself (no connection, a dropped connection, a timeout, HTTP 5xx or
   // 429): trying again later can succeed. Otherwise the MEF refused, and only a change helps.
   bool transient = false;
+  // For a transient failure: the seconds the MEF asked to wait first (its Retry-After); 0 = not said.
+  int64_t retry_after_s = 0;
   Enrolment enrolment;
 };
 
