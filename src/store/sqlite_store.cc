@@ -428,17 +428,19 @@ class SqliteStore final : public Store {
   Result<void> SetSynchronous(Sync wanted, std::string_view op) {
     if (sync_ == wanted) return {};
     sync_ = Sync::kUnknown;
-    MTE_TRY(statements_.Run(wanted == Sync::kFull ? "PRAGMA synchronous = FULL"
-                                                  : "PRAGMA synchronous = NORMAL",
-                            op));
+    const std::string_view name = wanted == Sync::kFull ? "FULL" : "NORMAL";
+    auto refused = [&](std::string_view why) {
+      return Fail(StorageError(std::string(op) + ": the store could not set synchronous = " +
+                               std::string(name) + " (" + std::string(why) +
+                               "); the write is refused"));
+    };
+    if (!statements_.Run("PRAGMA synchronous = " + std::string(name), op)) {
+      return refused(sqlite3_errmsg(db()));
+    }
     MTE_TRY_ASSIGN(auto check, Prepare("PRAGMA synchronous", op));
     MTE_TRY_ASSIGN(const bool row, check.Step());
     const int64_t expected = wanted == Sync::kFull ? 2 : 1;  // FULL = 2, NORMAL = 1
-    if (!row || check.Int64(0) != expected) {
-      return Fail(StorageError(std::string(op) + ": the store could not set synchronous = " +
-                               (wanted == Sync::kFull ? "FULL" : "NORMAL") +
-                               "; the write is refused"));
-    }
+    if (!row || check.Int64(0) != expected) return refused("it reads back otherwise");
     sync_ = wanted;
     return {};
   }

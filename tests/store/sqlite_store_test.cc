@@ -1052,6 +1052,45 @@ class FileStoreTest : public ::testing::Test {
   std::string path_;
 };
 
+// SQLite's authorizer, installed on every connection this process opens, stands for a
+// `PRAGMA synchronous = ...` that does not take: a durable write must then fail, not commit
+// unsynced.
+std::atomic<bool> deny_synchronous{false};
+
+int DenySettingSynchronous(void*, int action, const char* pragma, const char* value, const char*,
+                           const char*) {
+  const bool setting = action == SQLITE_PRAGMA && pragma != nullptr &&
+                       std::string_view(pragma) == "synchronous" && value != nullptr;
+  return setting && deny_synchronous.load() ? SQLITE_DENY : SQLITE_OK;
+}
+
+int InstallSynchronousGuard(sqlite3* db, char**, const sqlite3_api_routines*) {
+  return sqlite3_set_authorizer(db, DenySettingSynchronous, nullptr);
+}
+
+TEST_F(FileStoreTest, ADurableWriteFailsWhenSynchronousFullCannotBeSet) {
+  using Entry = void (*)();
+  ASSERT_EQ(sqlite3_auto_extension(reinterpret_cast<Entry>(InstallSynchronousGuard)), SQLITE_OK);
+  auto store = Open();
+  ASSERT_TRUE(sqlite3_cancel_auto_extension(reinterpret_cast<Entry>(InstallSynchronousGuard)));
+  ASSERT_NE(store, nullptr);
+  // A relaxed write leaves the connection at synchronous = NORMAL.
+  ASSERT_TRUE(Ok(store->UpdateFailures("login:198.51.100.7", [](FailureRecord& r) { ++r.count; },
+                                       100, 0)));
+  deny_synchronous = true;
+  auto refused = store->AddStakeholder("alice", "h", 1);
+  deny_synchronous = false;
+  ASSERT_FALSE(refused.has_value()) << "a durable commit was made without synchronous = FULL";
+  EXPECT_EQ(refused.error().kind, ErrorKind::kStorage);
+  EXPECT_THAT(refused.error().detail,
+              HasSubstr("could not set synchronous = FULL (not authorized)"));
+  auto nobody = store->FindStakeholder("alice");
+  ASSERT_TRUE(Ok(nobody));
+  EXPECT_FALSE(nobody->has_value()) << "the refused write changed the store";
+  // Once FULL can be set again, durable writes work.
+  EXPECT_TRUE(Ok(store->AddStakeholder("alice", "h", 1)));
+}
+
 TEST_F(FileStoreTest, TwoStoresOnOneFileSeeEachOthersWrites) {
   auto serve = Open();
   auto admin = Open();
