@@ -28,12 +28,15 @@ test: test-deps build
 demo: build
 	@$(BUILD)/bin/mte demo
 
-# make bench: bare nested-handshake floor vs. Flow B enrolments through mte serve (docs/performance.md).
-# Builds only what it runs, in $(BUILD) with $(BUILD_TYPE) (Release or RelWithDebInfo; the script
-# refuses a Debug build). MTE_WERROR stays as configured in $(BUILD).
+# make bench: the MEF outbox drain (bench/outbox_drain.sh), then the bare nested-handshake floor
+# vs. Flow B enrolments through mte serve (bench/run_bench.sh, whose ratio stays the last line)
+# (docs/performance.md). Builds only what it runs, in $(BUILD) with $(BUILD_TYPE) (Release or
+# RelWithDebInfo; run_bench.sh refuses a Debug build). MTE_WERROR stays as configured in $(BUILD).
 bench: deps
 	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
-	@cmake --build $(BUILD) -j$(JOBS) --target mte mte_bench_bare mte_bench_engine mte_bench_flowb
+	@cmake --build $(BUILD) -j$(JOBS) --target mte mte_bench_bare mte_bench_engine mte_bench_flowb \
+	  mte_bench_outbox
+	@bash bench/outbox_drain.sh $(BUILD)
 	@bash bench/run_bench.sh $(BUILD)
 
 clean:

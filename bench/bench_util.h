@@ -20,6 +20,30 @@ inline int64_t ThreadCpuNs() {
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
+// utime + stime of a whole process (all threads, live and exited), in clock ticks, from
+// /proc/PID/stat; -1 when it cannot be read.
+inline long long ProcessTicks(int pid) {
+  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "rb");
+  if (f == nullptr) return -1;
+  char buf[2048];
+  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  std::string stat(buf, n);
+  auto close = stat.rfind(')');
+  if (close == std::string::npos) return -1;
+  // Fields after "(comm)": 3 state ... 14 utime 15 stime.
+  const char* p = stat.c_str() + close + 1;
+  long long utime = -1, stime = -1;
+  for (int field = 3; field <= 15; ++field) {
+    while (*p == ' ') ++p;
+    if (*p == '\0') return -1;
+    if (field == 14) utime = std::atoll(p);
+    if (field == 15) stime = std::atoll(p);
+    while (*p != ' ' && *p != '\0') ++p;
+  }
+  return utime < 0 || stime < 0 ? -1 : utime + stime;
+}
+
 inline double Median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());

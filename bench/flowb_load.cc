@@ -179,18 +179,9 @@ int Manifest(const Args& args) {
 
 // utime + stime of a whole process (all threads, live and exited), in clock ticks.
 long long ProcessTicks(int pid) {
-  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
-  auto close = stat.rfind(')');
-  if (close == std::string::npos) Die("unexpected /proc/PID/stat");
-  std::istringstream in(stat.substr(close + 2));
-  // Fields after "(comm)": 3 state ... 14 utime 15 stime.
-  std::string field;
-  long long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && (in >> field); ++i) {
-    if (i == 14) utime = std::atoll(field.c_str());
-    if (i == 15) stime = std::atoll(field.c_str());
-  }
-  return utime + stime;
+  const long long ticks = bench::ProcessTicks(pid);
+  if (ticks < 0) Die("cannot read /proc/" + std::to_string(pid) + "/stat");
+  return ticks;
 }
 
 // utime + stime per thread of a process: {tid: ticks}.

@@ -137,20 +137,8 @@ printf '%s\n' "$PASSWORD" >"$T/password"
 chmod 600 "$T/password"
 "$MTE" admin --data "$DATA" stakeholder add bench --password-stdin <"$T/password" >/dev/null
 
-# start ROLES LOG: one `mte serve` process; waits until it wrote DATA/serve.json.
-start() {
-  rm -f "$DATA/serve.json"
-  "$MTE" serve --data "$DATA" --roles "$1" >>"$2" 2>&1 &
-  SERVER_PIDS+=($!)
-  local i
-  for i in $(seq 200); do
-    [[ -f "$DATA/serve.json" ]] && return 0
-    kill -0 "${SERVER_PIDS[-1]}" 2>/dev/null || { tail -n 20 "$2" >&2; echo "run_bench: mte serve --roles $1 exited" >&2; exit 1; }
-    sleep 0.05
-  done
-  echo "run_bench: mte serve --roles $1 did not become ready" >&2
-  exit 1
-}
+BENCH_NAME=run_bench
+source "$(dirname "$0")/lib.sh"
 start portal,maf "$T/portal-maf.log"
 OTHER_PID=${SERVER_PIDS[-1]}
 start mef "$T/mef.log"

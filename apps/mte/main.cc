@@ -437,26 +437,40 @@ int Serve(const ServeArgs& args) {
     auto connection = std::make_shared<client::KeepAliveClient>(
         endpoint, [ctx = *client_ctx] { return crypto::TlsEngine::Client(ctx); },
         std::chrono::seconds(10));
-    auto deliver = [connection, maf_host, mef_fqdn](const SecretBytes& payload) -> Result<void> {
+    // One delivery request (docs/protocol.md §10.1) to `target` with `body`, which is wiped.
+    auto post = [connection, maf_host, mef_fqdn](const char* target, std::string body) {
       proto::HttpRequest request;
       request.method = "POST";
-      request.target = "/maf/v1/credentials";
+      request.target = target;
       request.headers.Set("Host", maf_host);
       request.headers.Set("Content-Type", "application/json");
       request.headers.Set("X-M2M-Origin", mef_fqdn);
       request.headers.Set("X-M2M-RVI", "3");
-      request.body = std::string(AsText(payload.Expose(SecretAccess::ForCrypto())));
+      request.body = std::move(body);
       auto response = connection->RoundTrip(request);
       SecureWipe(request.body.data(), request.body.size());
+      return response;
+    };
+    DeliverFn deliver_one = [post](const SecretBytes& payload) -> Result<void> {
+      auto response = post("/maf/v1/credentials",
+                           std::string(AsText(payload.Expose(SecretAccess::ForCrypto()))));
       if (!response) return Fail(response.error());
-      if (response->status != 200 && response->status != 201) {
-        // A 4xx refuses this item; a 5xx or 429 says the MAF cannot take any now.
-        bool refused = response->status / 100 == 4 && response->status != 429;
-        return Fail(ErrorKind::kPeerProtocol, refused ? Errc::kForbidden : Errc::kRateLimited,
-                    "MAF answered HTTP " + std::to_string(response->status) + ": " +
-                        response->body.substr(0, 200));
+      return DeliveryResult(response->status, response->body);
+    };
+    // A batch is one request and one durable commit at the MAF for all its items (§10.5). A MAF
+    // that does not know batches (404) is sent single deliveries from then on.
+    auto batches = std::make_shared<bool>(true);
+    DeliverBatchFn deliver = [post, deliver_one,
+                              batches](const std::vector<SecretBytes>& payloads) -> BatchOutcome {
+      if (payloads.size() < 2 || !*batches) return DeliverEach(deliver_one, payloads);
+      auto response = post("/maf/v1/credentials/batch", BatchBody(payloads));
+      if (!response) return {{Fail(response.error())}, true};
+      if (response->status == 404) {
+        spdlog::warn("outbox: the MAF does not take batches (HTTP 404); delivering one by one");
+        *batches = false;
       }
-      return {};
+      auto outcome = BatchResult(response->status, response->body, payloads.size());
+      return outcome ? std::move(*outcome) : DeliverEach(deliver_one, payloads);
     };
     outbox = std::make_unique<OutboxWorker>(**store, *kek, clock, deliver);
     mef->set_on_commit([o = outbox.get()] { o->Wake(); });

@@ -29,20 +29,17 @@ class Maf {
   // Km for a KmID if it exists and has not expired.
   std::optional<SecretBytes> LookupKm(std::string_view km_id);
 
-  // POST /maf/v1/credentials on the mutually authenticated delivery listener.
+  // On the mutually authenticated delivery listener: POST /maf/v1/credentials, one delivery, and
+  // POST /maf/v1/credentials/batch, up to kMaxBatch deliveries applied in one transaction (one
+  // durable commit) with one answer each (docs/protocol.md §10).
   proto::HttpResponse HandleDelivery(const proto::HttpRequest& request,
                                      const crypto::TlsEngine& tls);
+  static constexpr size_t kMaxBatch = 64;
   // GET /maf/v1/session on the PSK listener: proves the credential works.
   proto::HttpResponse HandleDevice(const proto::HttpRequest& request,
                                    const crypto::TlsEngine& tls);
 
  private:
-  // Removes the enrolee's credentials below `generation` (a retirement, §10.1).
-  Result<proto::HttpResponse> Retire(int64_t enrolee_id, int64_t generation,
-                                     const std::string& request_id);
-  Result<proto::HttpResponse> Deliver(const proto::HttpRequest& request,
-                                      const std::string& request_id);
-
   store::Store& store_;
   const crypto::KeyEncryptionKey& kek_;
   Rng& rng_;

@@ -353,22 +353,8 @@ Result<proto::HttpResponse> Mef::Commit(const Request& parsed, const crypto::Tls
     MTE_TRY_ASSIGN(SecretBytes km, crypto::DeriveKm(key.ke, settings_.maf_id));
     std::string km_id = ke_id;
     commit.credential_ids.push_back(std::string(kCredIdTypeKmId) + "-" + km_id);
-    nlohmann::json payload = {
-        {"kmId", km_id},
-        {"km", HexLower(km.Expose(SecretAccess::ForCrypto()))},
-        {"enroleeId", enrolee->id},
-        {"generation", generation},
-        {"expiresAt", expires_at},
-    };
-    std::string text = payload.dump();
-    SecretBytes plain(AsBytes(text), SecretAccess::ForCrypto());
-    SecureWipe(text.data(), text.size());
-    SecureWipe(payload["km"].get_ptr<std::string*>()->data(), 64);
-    commit.outbox.enrolee_id = enrolee->id;
-    commit.outbox.generation = generation;
-    commit.outbox.target = "maf";
-    MTE_TRY_ASSIGN(commit.outbox.payload_sealed, kek_.Seal(plain, store::OutboxAad(enrolee->id, generation), rng_));
-    commit.outbox.next_attempt_at = now;
+    MTE_TRY_ASSIGN(commit.outbox, MafCredentialDelivery(kek_, rng_, km_id, km, enrolee->id,
+                                                        generation, expires_at, now));
     instructions.push_back({{"type", "mafEnrolment"},
                             {"credentialType", "symmetricKey"},
                             {"mafFqdn", settings_.maf_fqdn},

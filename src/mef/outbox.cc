@@ -1,5 +1,6 @@
 #include "mef/outbox.h"
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -19,9 +20,81 @@ constexpr auto kGatherInterval = std::chrono::milliseconds(10);
 
 }  // namespace
 
+BatchOutcome DeliverEach(const DeliverFn& deliver, const std::vector<SecretBytes>& payloads) {
+  BatchOutcome outcome;
+  for (const SecretBytes& payload : payloads) {
+    outcome.results.push_back(deliver(payload));
+    const Result<void>& sent = outcome.results.back();
+    if (!sent && sent.error().code != Errc::kForbidden) {
+      outcome.target_failed = true;
+      break;
+    }
+  }
+  return outcome;
+}
+
+Result<void> DeliveryResult(int status, std::string_view detail) {
+  if (status == 200 || status == 201) return {};
+  const bool refused = status / 100 == 4 && status != 429;
+  return Fail(
+      ErrorKind::kPeerProtocol, refused ? Errc::kForbidden : Errc::kRateLimited,
+      "MAF answered HTTP " + std::to_string(status) + ": " + std::string(detail.substr(0, 200)));
+}
+
+std::string BatchBody(const std::vector<SecretBytes>& payloads) {
+  constexpr std::string_view kHead = R"({"deliveries":[)", kTail = "]}";
+  size_t size = kHead.size() + payloads.size() + kTail.size();
+  for (const SecretBytes& p : payloads) size += p.Expose(SecretAccess::ForCrypto()).size();
+  std::string body;
+  body.reserve(size);  // no reallocation: no unwiped copy of a Km is left behind
+  body += kHead;
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    if (i > 0) body += ',';
+    body += AsText(payloads[i].Expose(SecretAccess::ForCrypto()));
+  }
+  body += kTail;
+  return body;
+}
+
+std::optional<BatchOutcome> BatchResult(int status, std::string_view body, size_t count) {
+  if (status != 200) {
+    auto failed = DeliveryResult(status, body);
+    if (failed.error().code == Errc::kForbidden) return std::nullopt;
+    return BatchOutcome{{std::move(failed)}, true};
+  }
+  auto answer = nlohmann::json::parse(body, nullptr, false);
+  const nlohmann::json* results =
+      answer.is_object() && answer.contains("results") ? &answer["results"] : nullptr;
+  if (results == nullptr || !results->is_array() || results->size() != count) {
+    return BatchOutcome{{Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
+                              "MAF answered a batch without one result per delivery")},
+                        true};
+  }
+  BatchOutcome outcome;
+  for (const auto& result : *results) {
+    const bool has_status =
+        result.is_object() && result.contains("status") && result["status"].is_number_integer();
+    const bool has_error =
+        result.is_object() && result.contains("error") && result["error"].is_string();
+    outcome.results.push_back(
+        has_status ? DeliveryResult(result["status"].get<int>(),
+                                    has_error ? result["error"].get<std::string>() : "")
+                   : Fail(ErrorKind::kPeerProtocol, Errc::kMalformed,
+                          "MAF answered a delivery without a status"));
+  }
+  return outcome;
+}
+
+OutboxWorker::OutboxWorker(store::Store& store, const crypto::KeyEncryptionKey& kek,
+                           const Clock& clock, DeliverBatchFn deliver)
+    : store_(store), kek_(kek), clock_(clock), deliver_(std::move(deliver)) {}
+
 OutboxWorker::OutboxWorker(store::Store& store, const crypto::KeyEncryptionKey& kek,
                            const Clock& clock, DeliverFn deliver)
-    : store_(store), kek_(kek), clock_(clock), deliver_(std::move(deliver)) {}
+    : OutboxWorker(store, kek, clock,
+                   [deliver = std::move(deliver)](const std::vector<SecretBytes>& payloads) {
+                     return DeliverEach(deliver, payloads);
+                   }) {}
 
 OutboxWorker::~OutboxWorker() { Stop(); }
 
@@ -49,6 +122,15 @@ void OutboxWorker::Wake() {
   cv_.notify_all();
 }
 
+void OutboxWorker::RecordFailure(const store::OutboxItem& item, int64_t now, const Error& error) {
+  int64_t backoff = std::min<int64_t>(kMaxBackoffSeconds, int64_t{1} << std::min(item.attempts, 6));
+  spdlog::warn("outbox: delivery of enrolee {} to the {} failed (attempt {}), retry in {} s: {}",
+               item.enrolee_id, item.target, item.attempts + 1, backoff, Describe(error));
+  if (auto marked = store_.MarkAttemptFailed(item.id, now + backoff, Describe(error)); !marked) {
+    spdlog::error("outbox: cannot record failure: {}", Describe(marked.error()));
+  }
+}
+
 OutboxWorker::Pass OutboxWorker::RunPass() {
   Pass pass;
   int64_t now = UnixSeconds(clock_.Now());
@@ -57,31 +139,33 @@ OutboxWorker::Pass OutboxWorker::RunPass() {
     spdlog::error("outbox: cannot read: {}", Describe(due.error()));
     return pass;
   }
-  std::vector<int64_t> delivered;
-  std::vector<const store::OutboxItem*> delivered_items;
+  std::vector<SecretBytes> payloads;
+  std::vector<const store::OutboxItem*> sent_items;
   for (const auto& item : *due) {
     auto payload = kek_.Open(item.payload_sealed, store::OutboxAad(item.enrolee_id, item.generation));
-    Result<void> sent = payload ? deliver_(*payload) : Result<void>(Fail(payload.error()));
-    if (sent) {
-      MTE_FAILPOINT_HIT("outbox-after-send");
-      delivered.push_back(item.id);
-      delivered_items.push_back(&item);
+    if (!payload) {
+      RecordFailure(item, now, payload.error());  // this item only: the target was not involved
       continue;
     }
-    int64_t backoff =
-        std::min<int64_t>(kMaxBackoffSeconds, int64_t{1} << std::min(item.attempts, 6));
-    spdlog::warn("outbox: delivery of enrolee {} to the {} failed (attempt {}), retry in {} s: {}",
-                 item.enrolee_id, item.target, item.attempts + 1, backoff, Describe(sent.error()));
-    if (auto marked = store_.MarkAttemptFailed(item.id, now + backoff, Describe(sent.error()));
-        !marked) {
-      spdlog::error("outbox: cannot record failure: {}", Describe(marked.error()));
-    }
-    if (sent.error().code != Errc::kForbidden) {
-      pass.target_failed = true;
-      break;
+    payloads.push_back(std::move(*payload));
+    sent_items.push_back(&item);
+  }
+  if (payloads.empty()) return pass;
+  BatchOutcome outcome = deliver_(payloads);
+  payloads.clear();  // wiped
+  std::vector<int64_t> delivered;
+  std::vector<const store::OutboxItem*> delivered_items;
+  for (size_t i = 0; i < outcome.results.size() && i < sent_items.size(); ++i) {
+    if (outcome.results[i]) {
+      delivered.push_back(sent_items[i]->id);
+      delivered_items.push_back(sent_items[i]);
+    } else {
+      RecordFailure(*sent_items[i], now, outcome.results[i].error());
     }
   }
+  pass.target_failed = outcome.target_failed;
   if (delivered.empty()) return pass;
+  MTE_FAILPOINT_HIT("outbox-after-send");
   // One transaction for the whole batch. Should it fail, the items stay due and are delivered
   // again, which the receiving end treats as a repeat.
   if (auto marked = store_.MarkDelivered(delivered, UnixSeconds(clock_.Now())); !marked) {

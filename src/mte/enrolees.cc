@@ -38,11 +38,19 @@ Result<store::EnroleeRecord> ClaimDevice(store::Store& store,
                            "enrolee {id} device " + std::string(device_id), ""});
 }
 
-Result<store::OutboxItem> MafRetirement(const crypto::KeyEncryptionKey& kek, Rng& rng,
-                                        int64_t enrolee_id, int64_t generation, int64_t now) {
-  nlohmann::json payload = {{"retire", true}, {"enroleeId", enrolee_id}, {"generation", generation}};
+namespace {
+
+// The outbox item for the MAF that carries `payload` (JSON, wiped here) for `enrolee_id` at
+// `generation`, sealed with aad "outbox|<enrolee id>|<generation>", due at `now`.
+Result<store::OutboxItem> SealedMafItem(const crypto::KeyEncryptionKey& kek, Rng& rng,
+                                        nlohmann::json& payload, int64_t enrolee_id,
+                                        int64_t generation, int64_t now) {
   std::string text = payload.dump();
   SecretBytes plain(AsBytes(text), SecretAccess::ForCrypto());
+  SecureWipe(text.data(), text.size());
+  if (auto km = payload.find("km"); km != payload.end() && km->is_string()) {
+    SecureWipe(km->get_ptr<std::string*>()->data(), km->get_ptr<std::string*>()->size());
+  }
   store::OutboxItem item;
   item.enrolee_id = enrolee_id;
   item.generation = generation;
@@ -51,6 +59,28 @@ Result<store::OutboxItem> MafRetirement(const crypto::KeyEncryptionKey& kek, Rng
                  kek.Seal(plain, store::OutboxAad(enrolee_id, generation), rng));
   item.next_attempt_at = now;
   return item;
+}
+
+}  // namespace
+
+Result<store::OutboxItem> MafCredentialDelivery(const crypto::KeyEncryptionKey& kek, Rng& rng,
+                                                std::string_view km_id, const SecretBytes& km,
+                                                int64_t enrolee_id, int64_t generation,
+                                                int64_t expires_at, int64_t now) {
+  nlohmann::json payload = {
+      {"kmId", std::string(km_id)},
+      {"km", HexLower(km.Expose(SecretAccess::ForCrypto()))},
+      {"enroleeId", enrolee_id},
+      {"generation", generation},
+      {"expiresAt", expires_at},
+  };
+  return SealedMafItem(kek, rng, payload, enrolee_id, generation, now);
+}
+
+Result<store::OutboxItem> MafRetirement(const crypto::KeyEncryptionKey& kek, Rng& rng,
+                                        int64_t enrolee_id, int64_t generation, int64_t now) {
+  nlohmann::json payload = {{"retire", true}, {"enroleeId", enrolee_id}, {"generation", generation}};
+  return SealedMafItem(kek, rng, payload, enrolee_id, generation, now);
 }
 
 Result<Revocation> RevokeEnrolee(store::Store& store, const crypto::KeyEncryptionKey& kek, Rng& rng,

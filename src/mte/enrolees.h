@@ -28,6 +28,14 @@ Result<store::EnroleeRecord> ClaimDevice(store::Store& store,
                                          const SecretString& claim_code, std::string_view label,
                                          int64_t now);
 
+// The outbox item that delivers Km, under KmID `km_id`, of `enrolee_id` at `generation` to the MAF
+// (docs/protocol.md §10.1): the credential body, compact JSON with its members in alphabetical
+// order, sealed with aad "outbox|<enrolee id>|<generation>"; due at `now`.
+Result<store::OutboxItem> MafCredentialDelivery(const crypto::KeyEncryptionKey& kek, Rng& rng,
+                                                std::string_view km_id, const SecretBytes& km,
+                                                int64_t enrolee_id, int64_t generation,
+                                                int64_t expires_at, int64_t now);
+
 // The outbox item that tells the MAF to retire every credential of `enrolee_id` older than
 // `generation` (docs/protocol.md §10.1), sealed with aad "outbox|<enrolee id>|<generation>".
 Result<store::OutboxItem> MafRetirement(const crypto::KeyEncryptionKey& kek, Rng& rng,

@@ -384,9 +384,16 @@ class SqliteStore final : public Store {
   Result<std::optional<OutboxItem>> GetOutboxItem(int64_t outbox_id) override;
 
   Result<bool> PutMafCredential(const MafCredential& credential, const AuditEntry& audit) override;
+  Result<std::vector<Result<bool>>> ApplyMafDeliveries(
+      const std::vector<MafDelivery>& deliveries) override;
   Result<bool> RetireMafCredentials(int64_t enrolee_id, int64_t generation,
                                     const AuditEntry& audit) override;
   Result<int64_t> NewestMafGeneration(std::string_view op, int64_t enrolee_id);
+  // The bodies of PutMafCredential and RetireMafCredentials, inside a write transaction.
+  Result<bool> PutMafIn(std::string_view op, const MafCredential& credential,
+                        const AuditEntry& audit);
+  Result<bool> RetireMafIn(std::string_view op, int64_t enrolee_id, int64_t generation,
+                           const AuditEntry& audit);
   Result<std::optional<MafCredential>> FindMafCredential(std::string_view km_id) override;
   Result<std::vector<MafCredential>> ListMafCredentials() override;
 
@@ -1846,52 +1853,81 @@ Result<int64_t> SqliteStore::NewestMafGeneration(std::string_view op, int64_t en
 Result<bool> SqliteStore::RetireMafCredentials(int64_t enrolee_id, int64_t generation,
                                                const AuditEntry& audit) {
   constexpr std::string_view kOp = "retire maf credentials";
-  return Write(kOp, [&]() -> Result<bool> {
-    MTE_TRY_ASSIGN(const int64_t newest, NewestMafGeneration(kOp, enrolee_id));
-    if (newest >= generation) return false;
-    MTE_TRY_ASSIGN(auto remove, Prepare("DELETE FROM maf_credentials WHERE enrolee_id = ?1", kOp));
-    MTE_TRY(remove.BindAll(enrolee_id));
-    MTE_TRY(remove.Run());
-    MTE_TRY_ASSIGN(auto mark, Prepare("INSERT INTO maf_retired (enrolee_id, generation)"
-                                      " VALUES (?1, ?2) ON CONFLICT (enrolee_id)"
-                                      " DO UPDATE SET generation = excluded.generation",
-                                      kOp));
-    MTE_TRY(mark.BindAll(enrolee_id, generation));
-    MTE_TRY(mark.Run());
-    MTE_TRY(AppendAudit(kOp, audit));
-    return true;
-  });
+  return Write(kOp,
+               [&]() -> Result<bool> { return RetireMafIn(kOp, enrolee_id, generation, audit); });
+}
+
+Result<bool> SqliteStore::RetireMafIn(std::string_view op, int64_t enrolee_id, int64_t generation,
+                                      const AuditEntry& audit) {
+  MTE_TRY_ASSIGN(const int64_t newest, NewestMafGeneration(op, enrolee_id));
+  if (newest >= generation) return false;
+  MTE_TRY_ASSIGN(auto remove, Prepare("DELETE FROM maf_credentials WHERE enrolee_id = ?1", op));
+  MTE_TRY(remove.BindAll(enrolee_id));
+  MTE_TRY(remove.Run());
+  MTE_TRY_ASSIGN(auto mark, Prepare("INSERT INTO maf_retired (enrolee_id, generation)"
+                                    " VALUES (?1, ?2) ON CONFLICT (enrolee_id)"
+                                    " DO UPDATE SET generation = excluded.generation",
+                                    op));
+  MTE_TRY(mark.BindAll(enrolee_id, generation));
+  MTE_TRY(mark.Run());
+  MTE_TRY(AppendAudit(op, audit));
+  return true;
 }
 
 Result<bool> SqliteStore::PutMafCredential(const MafCredential& credential,
                                            const AuditEntry& audit) {
   constexpr std::string_view kOp = "put maf credential";
-  return Write(kOp, [&]() -> Result<bool> {
-    MTE_TRY_ASSIGN(const int64_t newest, NewestMafGeneration(kOp, credential.enrolee_id));
-    if (newest >= credential.generation) {
-      return false;  // a repeat, or older than what is stored or retired
-    }
-    MTE_TRY_ASSIGN(auto remove, Prepare("DELETE FROM maf_credentials WHERE enrolee_id = ?1", kOp));
-    MTE_TRY(remove.BindAll(credential.enrolee_id));
-    MTE_TRY(remove.Run());
+  return Write(kOp, [&]() -> Result<bool> { return PutMafIn(kOp, credential, audit); });
+}
 
-    MTE_TRY_ASSIGN(auto owner,
-                   Prepare("SELECT enrolee_id FROM maf_credentials WHERE km_id = ?1", kOp));
-    MTE_TRY(owner.BindAll(credential.km_id));
-    MTE_TRY_ASSIGN(const bool taken, owner.Step());
-    if (taken) {
-      return Fail(ConflictError(std::string(kOp) + ": km_id " + Quoted(credential.km_id) +
-                                " belongs to enrolee " + std::to_string(owner.Int64(0))));
+Result<bool> SqliteStore::PutMafIn(std::string_view op, const MafCredential& credential,
+                                   const AuditEntry& audit) {
+  MTE_TRY_ASSIGN(const int64_t newest, NewestMafGeneration(op, credential.enrolee_id));
+  if (newest >= credential.generation) {
+    return false;  // a repeat, or older than what is stored or retired
+  }
+  MTE_TRY_ASSIGN(auto remove, Prepare("DELETE FROM maf_credentials WHERE enrolee_id = ?1", op));
+  MTE_TRY(remove.BindAll(credential.enrolee_id));
+  MTE_TRY(remove.Run());
+
+  MTE_TRY_ASSIGN(auto owner,
+                 Prepare("SELECT enrolee_id FROM maf_credentials WHERE km_id = ?1", op));
+  MTE_TRY(owner.BindAll(credential.km_id));
+  MTE_TRY_ASSIGN(const bool taken, owner.Step());
+  if (taken) {
+    return Fail(ConflictError(std::string(op) + ": km_id " + Quoted(credential.km_id) +
+                              " belongs to enrolee " + std::to_string(owner.Int64(0))));
+  }
+  MTE_TRY_ASSIGN(auto insert, Prepare("INSERT INTO maf_credentials (km_id, km_sealed,"
+                                      " enrolee_id, generation, expires_at,"
+                                      " received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                                      op));
+  MTE_TRY(insert.BindAll(credential.km_id, ByteSpan(credential.km_sealed), credential.enrolee_id,
+                         credential.generation, credential.expires_at, credential.received_at));
+  MTE_TRY(insert.Run());
+  MTE_TRY(AppendAudit(op, audit));
+  return true;
+}
+
+Result<std::vector<Result<bool>>> SqliteStore::ApplyMafDeliveries(
+    const std::vector<MafDelivery>& deliveries) {
+  constexpr std::string_view kOp = "apply maf deliveries";
+  return Write(kOp, [&]() -> Result<std::vector<Result<bool>>> {
+    std::vector<Result<bool>> results;
+    results.reserve(deliveries.size());
+    for (const MafDelivery& d : deliveries) {
+      MTE_TRY(statements_.Run("SAVEPOINT maf_delivery", kOp));
+      Result<bool> applied =
+          d.retire ? RetireMafIn(kOp, d.credential.enrolee_id, d.credential.generation, d.audit)
+                   : PutMafIn(kOp, d.credential, d.audit);
+      if (!applied) {
+        // This item changes nothing; the transaction goes on with the next one.
+        MTE_TRY(statements_.Run("ROLLBACK TO maf_delivery", kOp));
+      }
+      MTE_TRY(statements_.Run("RELEASE maf_delivery", kOp));
+      results.push_back(std::move(applied));
     }
-    MTE_TRY_ASSIGN(auto insert, Prepare("INSERT INTO maf_credentials (km_id, km_sealed,"
-                                        " enrolee_id, generation, expires_at,"
-                                        " received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                                        kOp));
-    MTE_TRY(insert.BindAll(credential.km_id, ByteSpan(credential.km_sealed), credential.enrolee_id,
-                           credential.generation, credential.expires_at, credential.received_at));
-    MTE_TRY(insert.Run());
-    MTE_TRY(AppendAudit(kOp, audit));
-    return true;
+    return results;
   });
 }
 

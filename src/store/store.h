@@ -237,6 +237,14 @@ struct MafCredential {
   int64_t received_at = 0;
 };
 
+// One delivery to the MAF (docs/protocol.md §10.1): a credential, or with `retire` the retirement
+// of the enrolee's credentials below `credential.generation` (then only credential.enrolee_id
+// and credential.generation count). `audit` is written when it changes something.
+struct MafDelivery {
+  bool retire = false;
+  MafCredential credential;
+  AuditEntry audit;
+};
 
 // Every method that changes state takes an optional audit entry (docs/conventions.md §3), written in the
 // same transaction when its action is non-empty, and only when the method changed something
@@ -436,6 +444,13 @@ class Store {
   // repeat (nothing newer than what is known). Idempotent.
   virtual Result<bool> RetireMafCredentials(int64_t enrolee_id, int64_t generation,
                                             const AuditEntry& audit = {}) = 0;
+  // Applies deliveries in order in ONE transaction, so one durable commit for all of them: each as
+  // PutMafCredential or RetireMafCredentials would, inside its own savepoint, so that an item that
+  // fails (a KmID held by another enrolee) changes nothing and the others still apply. Fails as a
+  // whole only when the transaction does; otherwise one result per delivery, as the single
+  // method would have returned it.
+  virtual Result<std::vector<Result<bool>>> ApplyMafDeliveries(
+      const std::vector<MafDelivery>& deliveries) = 0;
   // Case-insensitive on km_id.
   virtual Result<std::optional<MafCredential>> FindMafCredential(std::string_view km_id) = 0;
   virtual Result<std::vector<MafCredential>> ListMafCredentials() = 0;

@@ -11,13 +11,9 @@
 source "$(dirname "$0")/lib.sh"
 
 init_mte
-# Fixed ports: in (b) the MEF and the MAF run in separate processes, so the MEF needs the MAF's
-# delivery port from the configuration, and the MAF port must not change across restarts.
-read -r -d '' P_MEF P_MAF P_DELIVERY P_PORTAL < <(free_ports 4) || true
-set_config mefPort "$P_MEF"
-set_config mafPort "$P_MAF"
-set_config mafDeliveryPort "$P_DELIVERY"
-set_config portalPort "$P_PORTAL"
+# Fixed ports: in (b) the MEF and the MAF run in separate processes, and the MAF port must not
+# change across restarts.
+fixed_ports
 add_stakeholder dora "pw-$(openssl rand -hex 8)"
 for d in a b c; do
   eval "KPM_$d=\$(openssl rand -hex 32)"

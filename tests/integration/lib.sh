@@ -70,12 +70,12 @@ stop_servers() {
 
 enrolee_json() { "$MTE" admin --data "$DATA" enrolee list --json; }
 
-# wait_for 'shell condition' [tries of 0.1 s]
+# wait_for 'shell condition' [tries] [seconds between tries, 0.1]
 wait_for() {
   local i
   for i in $(seq "${2:-100}"); do
     if eval "$1"; then return 0; fi
-    sleep 0.1
+    sleep "${3:-0.1}"
   done
   return 1
 }
@@ -119,6 +119,18 @@ config[key] = value
 with open(path, "w") as f:
     json.dump(config, f, indent=2)
 EOF
+}
+
+# fixed_ports: four free ports written into DATA/mte.json (before the servers start) as mefPort,
+# mafPort, mafDeliveryPort and portalPort, and set as P_MEF, P_MAF, P_DELIVERY and P_PORTAL: for
+# roles in separate processes (a MEF finds the MAF's delivery port in the configuration) and for
+# restarts on the same ports.
+fixed_ports() {
+  read -r -d '' P_MEF P_MAF P_DELIVERY P_PORTAL < <(free_ports 4) || true
+  set_config mefPort "$P_MEF"
+  set_config mafPort "$P_MAF"
+  set_config mafDeliveryPort "$P_DELIVERY"
+  set_config portalPort "$P_PORTAL"
 }
 
 # reap_server PID: waits for a server process that is expected to exit (crash point, kill -9),
@@ -267,12 +279,15 @@ exporter_hex() {
 # keid_of EXPORT_HEX: TS-0003 §10.3.1/§10.3.4 by hand: UPPERCASE-HEX(octets 0-15) "@" MEF-FQDN.
 keid_of() { echo "${1:0:32}@$MEF_FQDN"; }
 
-# km_of EXPORT_HEX [MAF_ID]: Km = HMAC-SHA-256(Ke = octets 16-47, label || MAF-ID), computed by
-# openssl dgst (TS-0003 §10.3.2), lower-case hex.
-km_of() {
+# km_from_ke KE_HEX [MAF_ID]: Km = HMAC-SHA-256(Ke, label || MAF-ID), computed by openssl dgst
+# (TS-0003 §10.3.2), lower-case hex.
+km_from_ke() {
   printf '%s' "oneM2M Enrolment Key to Master Credential derivation${2:-$MAF_FQDN}" |
-    openssl dgst -sha256 -mac HMAC -macopt "hexkey:${1:32:64}" | awk '{print $NF}'
+    openssl dgst -sha256 -mac HMAC -macopt "hexkey:$1" | awk '{print $NF}'
 }
+
+# km_of EXPORT_HEX [MAF_ID]: the same with Ke = octets 16-47 of the exporter output.
+km_of() { km_from_ke "${1:32:64}" "${2:-$MAF_FQDN}"; }
 
 # flip_hex HEX: the same key with its last hex digit changed.
 flip_hex() { local h=$1 last=${1: -1}; [[ "$last" == 0 ]] && echo "${h%?}1" || echo "${h%?}0"; }

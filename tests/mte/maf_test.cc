@@ -218,6 +218,52 @@ TEST_F(MafTest, NewerGenerationReplacesOlder) {
   ExpectLookup(new_credential);
 }
 
+// POST /maf/v1/credentials/batch: one answer per delivery, in order, each what the single
+// delivery would have answered; a malformed item is refused alone.
+TEST_F(MafTest, BatchAnswersEachDeliveryAsASingleDeliveryWould) {
+  Credential a = NewCredential(7, 1), b = NewCredential(8, 1);
+  ASSERT_EQ(Deliver(Payload(a).dump()).status, 201);
+  nlohmann::json malformed = Payload(NewCredential(9, 1));
+  malformed["km"] = "00";
+  nlohmann::json batch = {{"deliveries",
+                           {Payload(b),
+                            Payload(a),
+                            malformed,
+                            {{"retire", true}, {"enroleeId", 7}, {"generation", 2}}}}};
+  proto::HttpResponse response = Deliver(batch.dump(), "mef", "/maf/v1/credentials/batch");
+  ASSERT_EQ(response.status, 200) << response.body;
+  nlohmann::json results = JsonBody(response)["results"];
+  ASSERT_EQ(results.size(), 4u) << response.body;
+  EXPECT_EQ(results[0], (nlohmann::json{{"status", 201}, {"kmId", b.km_id}, {"stored", true}}));
+  EXPECT_EQ(results[1], (nlohmann::json{{"status", 200}, {"kmId", a.km_id}, {"stored", false}}));
+  EXPECT_EQ(results[2],
+            (nlohmann::json{{"status", 400}, {"error", "km must be 32 octets in hex"}}));
+  EXPECT_EQ(results[3], (nlohmann::json{{"status", 201}, {"enroleeId", 7}, {"retired", true}}));
+  ExpectLookup(b);
+  EXPECT_FALSE(world_.maf.LookupKm(a.km_id).has_value()) << "retired in the same batch";
+  EXPECT_EQ(StoredCredentials(), 1u);
+  EXPECT_EQ(AuditCount("credential.receive"), 2);
+  EXPECT_EQ(AuditCount("credential.retire"), 1);
+}
+
+TEST_F(MafTest, MalformedBatchesAre400AndStoreNothing) {
+  nlohmann::json one = Payload(NewCredential(7, 1));
+  nlohmann::json too_many = {{"deliveries", nlohmann::json::array()}};
+  for (size_t i = 0; i <= Maf::kMaxBatch; ++i) too_many["deliveries"].push_back(one);
+  for (const std::string& body :
+       {std::string(R"({"deliveries":[]})"), std::string(R"({"deliveries":{}})"),
+        std::string(R"([{"deliveries":[]}])"),
+        nlohmann::json{{"deliveries", {one}}, {"extra", 1}}.dump(), too_many.dump()}) {
+    proto::HttpResponse response = Deliver(body, "mef", "/maf/v1/credentials/batch");
+    EXPECT_EQ(response.status, 400) << body.substr(0, 80) << ": " << response.body;
+  }
+  EXPECT_EQ(
+      Deliver(nlohmann::json{{"deliveries", {one}}}.dump(), "intruder", "/maf/v1/credentials/batch")
+          .status,
+      403);
+  EXPECT_EQ(StoredCredentials(), 0u);
+}
+
 TEST_F(MafTest, ExpiredCredentialIsNotUsable) {
   Credential c = NewCredential(3, 1, /*lifetime=*/100);
   ASSERT_EQ(Deliver(Payload(c).dump()).status, 201);

@@ -42,6 +42,24 @@ class OutboxTest : public ::testing::Test {
     return {};
   }
 
+  // Imports, claims and enrols `n` devices named urn:dev:acme:<stem>-<i> (Flow A); their KeIDs.
+  std::vector<std::string> EnrolMany(int n, const std::string& stem) {
+    auto stakeholder = world_.AddStakeholder(stem + "-owner", stem + "'s passphrase");
+    std::vector<std::string> ke_ids;
+    for (int i = 0; i < n; ++i) {
+      std::string id = "urn:dev:acme:" + stem + "-" + std::to_string(i);
+      TestDevice device =
+          world_.ImportDevice(id, "kpm-" + stem + "-" + std::to_string(i), "CODE-" + id);
+      EXPECT_GT(world_.Claim(stakeholder, device).id, 0);
+      auto response = world_.CallMef(device, JsonRequest("POST", "/enrolment", "{}"));
+      EXPECT_TRUE(Ok(response));
+      if (!response) return ke_ids;
+      EXPECT_EQ(response->status, 201) << response->body;
+      ke_ids.push_back(JsonBody(*response).value("keId", ""));
+    }
+    return ke_ids;
+  }
+
   store::DeliveryStatus Delivery() {
     auto e = world_.store->GetEnrolee(enrolee_.id);
     EXPECT_TRUE(Ok(e));
@@ -161,15 +179,7 @@ TEST_F(OutboxTest, AnOlderGenerationDeliveredLateDoesNotReplaceTheNewer) {
 // first failure instead of costing one attempt deadline per queued item.
 TEST_F(OutboxTest, FullBatchesFollowAtOnceAndAFailedTargetEndsThePass) {
   const int n = OutboxWorker::kBatch + 6;
-  auto stakeholder = world_.AddStakeholder("dave", "dave's passphrase");
-  for (int i = 0; i < n; ++i) {
-    std::string id = "urn:dev:acme:pump-" + std::to_string(i);
-    TestDevice device = world_.ImportDevice(id, "kpm-pump-" + std::to_string(i), "PUMP-" + id);
-    ASSERT_GT(world_.Claim(stakeholder, device).id, 0);
-    auto response = world_.CallMef(device, JsonRequest("POST", "/enrolment", "{}"));
-    ASSERT_TRUE(Ok(response));
-    ASSERT_EQ(response->status, 201) << response->body;
-  }
+  ASSERT_EQ(EnrolMany(n, "pump").size(), static_cast<size_t>(n));
   bool maf_up = false;
   int calls = 0;
   OutboxWorker worker(*world_.store, world_.kek, world_.clock,
@@ -196,6 +206,64 @@ TEST_F(OutboxTest, FullBatchesFollowAtOnceAndAFailedTargetEndsThePass) {
   auto due = world_.store->DueOutbox(world_.clock.seconds() + 3600, 10);
   ASSERT_TRUE(Ok(due));
   EXPECT_TRUE(due->empty());
+}
+
+// A pass sends its due items to the MAF as one batch, which the MAF applies in one transaction.
+TEST_F(OutboxTest, APassSendsItsDueItemsAsOneBatchRequest) {
+  const std::vector<std::string> ke_ids = EnrolMany(3, "fan");
+  ASSERT_EQ(ke_ids.size(), 3u);
+  std::vector<size_t> batch_sizes;
+  OutboxWorker worker(*world_.store, world_.kek, world_.clock,
+                      [&](const std::vector<SecretBytes>& payloads) -> BatchOutcome {
+                        batch_sizes.push_back(payloads.size());
+                        std::string body = BatchBody(payloads);
+                        auto answer = world_.Deliver(body, "mef", "/maf/v1/credentials/batch");
+                        SecureWipe(body.data(), body.size());
+                        if (!answer) return {{Fail(answer.error())}, true};
+                        auto outcome = BatchResult(answer->status, answer->body, payloads.size());
+                        EXPECT_TRUE(outcome.has_value()) << answer->body;
+                        return outcome ? *outcome : BatchOutcome{};
+                      });
+  auto pass = worker.RunPass();
+  EXPECT_EQ(pass.delivered, 3);
+  EXPECT_FALSE(pass.target_failed);
+  EXPECT_EQ(batch_sizes, std::vector<size_t>{3});
+  for (const auto& ke_id : ke_ids) EXPECT_TRUE(world_.maf.LookupKm(ke_id).has_value()) << ke_id;
+  auto due = world_.store->DueOutbox(world_.clock.seconds() + 3600, 10);
+  ASSERT_TRUE(Ok(due));
+  EXPECT_TRUE(due->empty());
+}
+
+// Per item, a batch answer means what a single answer would: a refused item backs off alone; an
+// answer that does not say which items the MAF took, or a 5xx, marks none.
+TEST_F(OutboxTest, BatchAnswersAreReadPerItem) {
+  auto mixed = BatchResult(
+      200,
+      R"({"results":[{"status":201,"kmId":"A","stored":true},{"status":400,"error":"bad km"},)"
+      R"({"status":500,"error":"internal error"},{"status":200,"kmId":"B","stored":false}]})",
+      4);
+  ASSERT_TRUE(mixed.has_value());
+  EXPECT_FALSE(mixed->target_failed);
+  ASSERT_EQ(mixed->results.size(), 4u);
+  EXPECT_TRUE(Ok(mixed->results[0]));
+  ASSERT_FALSE(mixed->results[1].has_value());
+  EXPECT_EQ(mixed->results[1].error().code, Errc::kForbidden);
+  EXPECT_NE(mixed->results[1].error().detail.find("bad km"), std::string::npos);
+  ASSERT_FALSE(mixed->results[2].has_value());
+  EXPECT_NE(mixed->results[2].error().code, Errc::kForbidden);
+  EXPECT_TRUE(Ok(mixed->results[3]));
+
+  for (auto [status, body] :
+       {std::pair{200, R"({"results":[{"status":201}]})"}, std::pair{200, "not json"},
+        std::pair{503, "{}"}, std::pair{429, "{}"}}) {
+    auto failed = BatchResult(status, body, 2);
+    ASSERT_TRUE(failed.has_value()) << status << " " << body;
+    EXPECT_TRUE(failed->target_failed) << status << " " << body;
+    ASSERT_EQ(failed->results.size(), 1u);
+    EXPECT_FALSE(failed->results[0].has_value());
+  }
+  EXPECT_FALSE(BatchResult(400, R"({"m2m:dbg":"duplicate member in body"})", 2).has_value())
+      << "a batch refused as a whole is sent one by one";
 }
 
 }  // namespace

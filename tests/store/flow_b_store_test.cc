@@ -549,6 +549,65 @@ TEST_P(FlowBStoreTest, RetireRemovesOlderCredentialsAndIsIdempotent) {
   EXPECT_EQ(listed->size(), 2u);
 }
 
+// A batch is one transaction in which each delivery behaves as its single method would; the one
+// that fails leaves nothing behind (its savepoint), and the others still apply.
+TEST_P(FlowBStoreTest, ApplyMafDeliveriesTreatsEachAsItsSingleMethodWould) {
+  ASSERT_TRUE(Ok(store().PutMafCredential(MakeCredential("KMA@mef", 7, 1))));
+  ASSERT_TRUE(Ok(store().PutMafCredential(MakeCredential("KM9@mef", 9, 1))));
+  auto receipt = [](const MafCredential& c) {
+    return AuditEntry{0, 5000, "maf", "credential.receive", "KmID " + c.km_id, ""};
+  };
+  std::vector<MafDelivery> batch;
+  for (const MafCredential& c : {MakeCredential("KMB@mef", 8, 1),     // new
+                                 MakeCredential("KMA@mef", 7, 1),     // a repeat
+                                 MakeCredential("KMA@mef", 9, 2)}) {  // KmID of enrolee 7
+    batch.push_back({false, c, receipt(c)});
+  }
+  MafDelivery retire;
+  retire.retire = true;
+  retire.credential.enrolee_id = 8;
+  retire.credential.generation = 2;
+  retire.audit = {0, 5000, "maf", "credential.retire", "enrolee 8", ""};
+  batch.push_back(retire);
+  const size_t audit_before = store().ListAudit()->size();
+
+  auto applied = store().ApplyMafDeliveries(batch);
+  ASSERT_TRUE(Ok(applied));
+  ASSERT_EQ(applied->size(), 4u);
+  ASSERT_TRUE(Ok((*applied)[0]));
+  EXPECT_TRUE(*(*applied)[0]);
+  ASSERT_TRUE(Ok((*applied)[1]));
+  EXPECT_FALSE(*(*applied)[1]) << "a repeat changes nothing";
+  ASSERT_FALSE((*applied)[2].has_value());
+  EXPECT_EQ((*applied)[2].error().code, Errc::kConflict);
+  ASSERT_TRUE(Ok((*applied)[3]));
+  EXPECT_TRUE(*(*applied)[3]);
+
+  auto kept = store().FindMafCredential("KM9@mef");
+  ASSERT_TRUE(Ok(kept));
+  EXPECT_TRUE(kept->has_value()) << "the failed item's delete was rolled back";
+  auto retired = store().FindMafCredential("KMB@mef");
+  ASSERT_TRUE(Ok(retired));
+  EXPECT_FALSE(retired->has_value()) << "the retirement after it in the batch removed it";
+  auto owner = store().FindMafCredential("KMA@mef");
+  ASSERT_TRUE(Ok(owner));
+  ASSERT_TRUE(owner->has_value());
+  EXPECT_EQ((*owner)->enrolee_id, 7);
+  auto audit = store().ListAudit();
+  ASSERT_TRUE(Ok(audit));
+  ASSERT_EQ(audit->size(), audit_before + 2) << "one entry per change: KMB stored, 8 retired";
+  EXPECT_EQ((*audit)[audit_before].action, "credential.receive");
+  EXPECT_EQ((*audit)[audit_before + 1].action, "credential.retire");
+
+  auto again = store().ApplyMafDeliveries(batch);
+  ASSERT_TRUE(Ok(again));
+  for (size_t i : {0u, 1u, 3u}) {
+    ASSERT_TRUE(Ok((*again)[i]));
+    EXPECT_FALSE(*(*again)[i]) << "item " << i << " repeated";
+  }
+  EXPECT_EQ(store().ListAudit()->size(), audit_before + 2);
+}
+
 TEST_P(FlowBStoreTest, RetireDoesNotRemoveANewerOrEqualCredential) {
   ASSERT_TRUE(Ok(store().PutMafCredential(MakeCredential("KM3@mef", 5, 3))));
   auto retired = store().RetireMafCredentials(5, 2);
