@@ -18,9 +18,9 @@ Error ConfigError(const std::filesystem::path& file, const std::string& what) {
 }  // namespace
 
 Result<Config> LoadConfig(const std::filesystem::path& data_dir) {
-  Config config;
-  config.data_dir = data_dir;
-  auto file = config.config_file();
+  Config where;
+  where.data_dir = data_dir;
+  auto file = where.config_file();
   std::ifstream in(file);
   if (!in) {
     return Fail(ConfigError(file, "cannot read (run 'mte init --data " + data_dir.string() +
@@ -28,7 +28,14 @@ Result<Config> LoadConfig(const std::filesystem::path& data_dir) {
   }
   std::stringstream text;
   text << in.rdbuf();
-  auto j = nlohmann::json::parse(text.str(), nullptr, false);
+  return ParseConfig(text.str(), data_dir);
+}
+
+Result<Config> ParseConfig(std::string_view text, const std::filesystem::path& data_dir) {
+  Config config;
+  config.data_dir = data_dir;
+  auto file = config.config_file();
+  auto j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return Fail(ConfigError(file, "not a JSON object"));
   try {
     config.mef_fqdn = j.at("mefFqdn").get<std::string>();
