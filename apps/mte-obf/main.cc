@@ -154,14 +154,12 @@ int main(int argc, char** argv) {
     }
     return Die(mte::Describe(result.error()));
   }
-  auto body = nlohmann::json::parse(result->response.body, nullptr, false);
-  if (!body.is_object()) return Die("the device sent an unreadable answer");
-  if (result->response.status == 200 && body.value("outcome", "") == "enrolled") {
-    Say("outcome: device " + body.value("deviceId", "?") + " enrolled with KeID " +
-        body.value("keId", "?") + " (RSPF " + body.value("rspf", "?") + ", enrolee " +
-        std::to_string(body.value("enroleeId", 0)) + ")");
+  auto outcome = mte::proto::ParseObfOutcome(result->response);
+  if (!outcome) return Die(outcome.error().detail);
+  if (outcome->enrolled) {
+    Say("outcome: device " + outcome->device_id + " enrolled with KeID " + outcome->ke_id +
+        " (RSPF " + outcome->rspf + ", enrolee " + std::to_string(outcome->enrolee_id) + ")");
     return 0;
   }
-  return Die("outcome: device " + body.value("deviceId", std::string("?")) +
-             " could not enrol: " + body.value("error", std::string("unknown error")));
+  return Die("outcome: device " + outcome->device_id + " could not enrol: " + outcome->error);
 }

@@ -1,5 +1,7 @@
 #include "proto/obf_link.h"
 
+#include <nlohmann/json.hpp>
+
 #include "crypto/hkdf.h"
 
 namespace mte::proto {
@@ -22,6 +24,24 @@ Result<SecretBytes> ParseSetupCode(std::string_view text) {
   SecretBytes code(*raw, SecretAccess::ForCrypto());
   SecureWipe(raw->data(), raw->size());
   return code;
+}
+
+Result<ObfOutcome> ParseObfOutcome(const HttpResponse& response) {
+  auto body = nlohmann::json::parse(response.body, nullptr, false);
+  if (!body.is_object()) {
+    return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, "the device sent an unreadable answer");
+  }
+  ObfOutcome outcome;
+  outcome.device_id = body.value("deviceId", outcome.device_id);
+  outcome.enrolled = response.status == 200 && body.value("outcome", "") == "enrolled";
+  if (outcome.enrolled) {
+    outcome.ke_id = body.value("keId", outcome.ke_id);
+    outcome.rspf = body.value("rspf", outcome.rspf);
+    outcome.enrolee_id = body.value("enroleeId", outcome.enrolee_id);
+  } else {
+    outcome.error = body.value("error", outcome.error);
+  }
+  return outcome;
 }
 
 Result<SecretBytes> ObfLinkPsk(const SecretBytes& setup_code) {
