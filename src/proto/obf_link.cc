@@ -2,7 +2,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
+
 #include "crypto/hkdf.h"
+#include "proto/onem2m.h"
 
 namespace mte::proto {
 
@@ -26,20 +29,34 @@ Result<SecretBytes> ParseSetupCode(std::string_view text) {
   return code;
 }
 
+namespace {
+
+// A member of the device's answer that must be a string; `fallback` when it is absent or of
+// another type (json::value would throw type_error for the latter).
+std::string StringMember(const nlohmann::json& body, const char* name, std::string fallback) {
+  auto it = body.find(name);
+  if (it == body.end() || !it->is_string()) return fallback;
+  return it->get<std::string>();
+}
+
+}  // namespace
+
 Result<ObfOutcome> ParseObfOutcome(const HttpResponse& response) {
   auto body = nlohmann::json::parse(response.body, nullptr, false);
   if (!body.is_object()) {
     return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, "the device sent an unreadable answer");
   }
   ObfOutcome outcome;
-  outcome.device_id = body.value("deviceId", outcome.device_id);
-  outcome.enrolled = response.status == 200 && body.value("outcome", "") == "enrolled";
+  outcome.device_id = StringMember(body, "deviceId", outcome.device_id);
+  outcome.enrolled = response.status == 200 && StringMember(body, "outcome", "") == "enrolled";
   if (outcome.enrolled) {
-    outcome.ke_id = body.value("keId", outcome.ke_id);
-    outcome.rspf = body.value("rspf", outcome.rspf);
-    outcome.enrolee_id = body.value("enroleeId", outcome.enrolee_id);
+    outcome.ke_id = StringMember(body, "keId", outcome.ke_id);
+    outcome.rspf = StringMember(body, "rspf", outcome.rspf);
+    if (auto it = body.find("enroleeId"); it != body.end()) {
+      outcome.enrolee_id = JsonInteger(*it, 1, INT64_MAX).value_or(0);
+    }
   } else {
-    outcome.error = body.value("error", outcome.error);
+    outcome.error = StringMember(body, "error", outcome.error);
   }
   return outcome;
 }
