@@ -126,8 +126,12 @@ int main(int argc, char** argv) {
   auto engine = mte::crypto::TlsEngine::Client(*context, std::move(*psk));
   if (!engine) return Die(mte::Describe(engine.error()));
 
+  // The bundle file is the user's: an expiresAt of another type is shown as unknown.
+  const auto expires = parsed.find("expiresAt");
+  const std::string expires_at =
+      expires != parsed.end() && expires->is_string() ? expires->get<std::string>() : "?";
   Say("step 9: token bundle for MEF " + parsed["mefUri"].get<std::string>() + " (expires " +
-      parsed.value("expiresAt", std::string("?")) + ")" +
+      expires_at + ")" +
       (bundle_qr.empty() ? "" : ", from the QR code in " + bundle_qr) +
       (parsed.contains("mefTrustAnchorPins") ? "; the MEF is trusted by pinned keys" : ""));
   Say("step 10: opening the setup-code-authenticated link to the device at " + device);
