@@ -15,6 +15,9 @@ name=$(basename "$binary")
 mkdir -p "$work/corpus"
 # An input that takes more than 10 s, or a run above 2 GiB, is a bug of its own.
 common=(-artifact_prefix="$work/" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1)
+# Tokens of the input's language (fuzz/dict/NAME.dict), which mutations alone find slowly.
+dict="$(dirname "$0")/dict/$name.dict"
+if [[ -f $dict ]]; then common+=(-dict="$dict"); fi
 
 shopt -s nullglob
 seed_files=("$seeds"/*)
