@@ -128,8 +128,9 @@ struct MefWorld::Parts {
 
 MefWorld& MefWorld::Get() {
   static MefWorld* world = [] {
-    // One log line per refused request would cost more than the request.
-    spdlog::set_level(spdlog::level::off);
+    // One log line per refused request would cost more than the request; MTE_FUZZ_LOG=1 keeps
+    // the log, to see why an input crashed.
+    if (getenv("MTE_FUZZ_LOG") == nullptr) spdlog::set_level(spdlog::level::off);
     auto parts = std::make_unique<Parts>();
     parts->ImportDevice(kFlowADevice, kFlowAKpmId, 0x11);
     parts->ImportDevice(kFlowBDevice, kFlowBKpmId, 0x22);
