@@ -5,9 +5,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string_view>
+#include <vector>
 
 #include "base/bytes.h"
+#include "base/error.h"
 
 namespace mte::fuzz {
 
@@ -39,6 +42,43 @@ void ForEachChunk(ByteSpan input, Fn&& fn) {
     fn(input.subspan(at, length));
     at += length;
   }
+}
+
+// The messages an HTTP decoder (proto::RequestDecoder, ResponseDecoder) completed from a stream,
+// and how the stream ended.
+template <class Message>
+struct Decoded {
+  std::vector<Message> messages;
+  std::optional<Error> error;
+  bool partial = false;  // the stream ended inside a message (set by `finish`, below)
+};
+
+// Feeds `data`, then takes every message the decoder can complete from what it holds.
+template <class Decoder, class Message>
+void FeedAndDrain(Decoder& decoder, ByteSpan data, Decoded<Message>& out) {
+  auto next = decoder.Feed(data);
+  while (next && next->has_value()) {
+    out.messages.push_back(std::move(**next));
+    next = decoder.Feed({});
+  }
+  if (!next) out.error = next.error();
+}
+
+// Decodes `input` with a fresh Decoder, fed whole or in chunks the input chooses (ForEachChunk);
+// `finish(decoder, out)` runs at the end of the stream.
+template <class Decoder, class Message, class Finish>
+Decoded<Message> Decode(ByteSpan input, bool in_chunks, Finish&& finish) {
+  Decoded<Message> out;
+  Decoder decoder;
+  if (in_chunks) {
+    ForEachChunk(input, [&](ByteSpan chunk) {
+      if (!out.error) FeedAndDrain(decoder, chunk, out);
+    });
+  } else {
+    FeedAndDrain(decoder, input, out);
+  }
+  finish(decoder, out);
+  return out;
 }
 
 // A fatal setup failure in LLVMFuzzerInitialize: the fixture could not be built.

@@ -25,38 +25,12 @@ using mte::ByteSpan;
 using mte::proto::HttpRequest;
 using mte::proto::RequestDecoder;
 
-struct Outcome {
-  std::vector<HttpRequest> requests;
-  std::optional<mte::Error> error;
-  bool partial = false;  // the input ended inside a request
-};
+using Outcome = mte::fuzz::Decoded<HttpRequest>;
 
-// Takes every request the decoder can complete from what it holds.
-void Drain(RequestDecoder& decoder, ByteSpan data, Outcome& out) {
-  auto next = decoder.Feed(data);
-  while (next && next->has_value()) {
-    out.requests.push_back(std::move(**next));
-    next = decoder.Feed({});
-  }
-  if (!next) out.error = next.error();
-}
-
-Outcome DecodeWhole(ByteSpan input) {
-  Outcome out;
-  RequestDecoder decoder;
-  Drain(decoder, input, out);
-  out.partial = decoder.HasPartialMessage();
-  return out;
-}
-
-Outcome DecodeChunked(ByteSpan input) {
-  Outcome out;
-  RequestDecoder decoder;
-  mte::fuzz::ForEachChunk(input, [&](ByteSpan chunk) {
-    if (!out.error) Drain(decoder, chunk, out);
-  });
-  out.partial = decoder.HasPartialMessage();
-  return out;
+Outcome Decode(ByteSpan input, bool in_chunks) {
+  return mte::fuzz::Decode<RequestDecoder, HttpRequest>(
+      input, in_chunks,
+      [](const RequestDecoder& decoder, Outcome& out) { out.partial = decoder.HasPartialMessage(); });
 }
 
 bool SameRequest(const HttpRequest& a, const HttpRequest& b) {
@@ -90,15 +64,15 @@ void CheckRoundTrip(const HttpRequest& request) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ByteSpan input = mte::fuzz::Input(data, size);
-  Outcome whole = DecodeWhole(input);
+  Outcome whole = Decode(input, /*in_chunks=*/false);
   // Below the decoder's input bound the split cannot matter; above it the whole feed is refused
   // at once while small chunks are not.
   if (size <= mte::proto::kMaxHeaderBytes + mte::proto::kMaxBodyBytes) {
-    Outcome chunked = DecodeChunked(input);
-    mte::fuzz::Require(whole.requests.size() == chunked.requests.size(),
+    Outcome chunked = Decode(input, /*in_chunks=*/true);
+    mte::fuzz::Require(whole.messages.size() == chunked.messages.size(),
                        "the same number of requests whole and in chunks");
-    for (size_t i = 0; i < whole.requests.size(); ++i) {
-      mte::fuzz::Require(SameRequest(whole.requests[i], chunked.requests[i]),
+    for (size_t i = 0; i < whole.messages.size(); ++i) {
+      mte::fuzz::Require(SameRequest(whole.messages[i], chunked.messages[i]),
                          "the same requests whole and in chunks");
     }
     if (whole.error.has_value() != chunked.error.has_value()) {
@@ -109,6 +83,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                          "the same error whole and in chunks");
     }
   }
-  for (const auto& request : whole.requests) CheckRoundTrip(request);
+  for (const auto& request : whole.messages) CheckRoundTrip(request);
   return 0;
 }

@@ -19,19 +19,7 @@ using mte::ByteSpan;
 using mte::proto::HttpResponse;
 using mte::proto::ResponseDecoder;
 
-struct Outcome {
-  std::vector<HttpResponse> responses;
-  std::optional<mte::Error> error;
-};
-
-void Drain(ResponseDecoder& decoder, ByteSpan data, Outcome& out) {
-  auto next = decoder.Feed(data);
-  while (next && next->has_value()) {
-    out.responses.push_back(std::move(**next));
-    next = decoder.Feed({});
-  }
-  if (!next) out.error = next.error();
-}
+using Outcome = mte::fuzz::Decoded<HttpResponse>;
 
 // The peer closed: a response delimited by the end of the stream completes now.
 void Close(ResponseDecoder& decoder, Outcome& out) {
@@ -42,25 +30,11 @@ void Close(ResponseDecoder& decoder, Outcome& out) {
     if (last.error().code != mte::Errc::kClosed) out.error = last.error();
     return;
   }
-  if (last->has_value()) out.responses.push_back(std::move(**last));
+  if (last->has_value()) out.messages.push_back(std::move(**last));
 }
 
-Outcome DecodeWhole(ByteSpan input) {
-  Outcome out;
-  ResponseDecoder decoder;
-  Drain(decoder, input, out);
-  Close(decoder, out);
-  return out;
-}
-
-Outcome DecodeChunked(ByteSpan input) {
-  Outcome out;
-  ResponseDecoder decoder;
-  mte::fuzz::ForEachChunk(input, [&](ByteSpan chunk) {
-    if (!out.error) Drain(decoder, chunk, out);
-  });
-  Close(decoder, out);
-  return out;
+Outcome Decode(ByteSpan input, bool in_chunks) {
+  return mte::fuzz::Decode<ResponseDecoder, HttpResponse>(input, in_chunks, Close);
 }
 
 bool SameResponse(const HttpResponse& a, const HttpResponse& b) {
@@ -72,13 +46,13 @@ bool SameResponse(const HttpResponse& a, const HttpResponse& b) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ByteSpan input = mte::fuzz::Input(data, size);
-  Outcome whole = DecodeWhole(input);
+  Outcome whole = Decode(input, /*in_chunks=*/false);
   if (size > mte::proto::kMaxHeaderBytes + mte::proto::kMaxBodyBytes) return 0;
-  Outcome chunked = DecodeChunked(input);
-  mte::fuzz::Require(whole.responses.size() == chunked.responses.size(),
+  Outcome chunked = Decode(input, /*in_chunks=*/true);
+  mte::fuzz::Require(whole.messages.size() == chunked.messages.size(),
                      "the same number of responses whole and in chunks");
-  for (size_t i = 0; i < whole.responses.size(); ++i) {
-    mte::fuzz::Require(SameResponse(whole.responses[i], chunked.responses[i]),
+  for (size_t i = 0; i < whole.messages.size(); ++i) {
+    mte::fuzz::Require(SameResponse(whole.messages[i], chunked.messages[i]),
                        "the same responses whole and in chunks");
   }
   mte::fuzz::Require(whole.error.has_value() == chunked.error.has_value(),
