@@ -12,9 +12,9 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto config = mte::ParseConfig(mte::fuzz::InputText(data, size), "/nonexistent/mte");
   if (!config) return 0;
-  mte::fuzz::Require(!config->mef_fqdn.empty() && !config->maf_fqdn.empty() &&
-                         !config->maf_id.empty(),
-                     "an accepted configuration names the MEF, the MAF and the MAF-ID");
+  mte::fuzz::Require(
+      !config->mef_fqdn.empty() && !config->maf_fqdn.empty() && !config->maf_id.empty(),
+      "an accepted configuration names the MEF, the MAF and the MAF-ID");
   mte::fuzz::Require(config->enrolment_expiry_seconds > 0 && config->handshake_timeout_ms > 0 &&
                          config->idle_timeout_ms > 0 && config->request_timeout_ms > 0 &&
                          config->io_threads >= 1 && config->worker_threads >= 1,

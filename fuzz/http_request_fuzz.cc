@@ -30,8 +30,9 @@ using Outcome = mte::fuzz::Decoded<HttpRequest>;
 
 Outcome Decode(ByteSpan input, bool in_chunks) {
   return mte::fuzz::Decode<RequestDecoder, HttpRequest>(
-      input, in_chunks,
-      [](const RequestDecoder& decoder, Outcome& out) { out.partial = decoder.HasPartialMessage(); });
+      input, in_chunks, [](const RequestDecoder& decoder, Outcome& out) {
+        out.partial = decoder.HasPartialMessage();
+      });
 }
 
 bool SameRequest(const HttpRequest& a, const HttpRequest& b) {

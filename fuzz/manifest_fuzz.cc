@@ -28,11 +28,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     mte::fuzz::Require(!device.device_id.empty(), "an imported device has an identifier");
     mte::fuzz::Require(!device.claim_code.empty() && device.claim_code.size() <= 128,
                        "an imported device has a claim code of 1..128 octets");
-    mte::fuzz::Require(!device.kpm_id.empty() || !device.cert_sha256.empty() ||
-                           !device.spki_sha256.empty(),
-                       "an imported device has a credential");
-    mte::fuzz::Require(device.kpm_id.empty() || (device.kpm.size() >= 16 && device.kpm.size() <= 64),
-                       "an imported Kpm has 16..64 octets");
+    mte::fuzz::Require(
+        !device.kpm_id.empty() || !device.cert_sha256.empty() || !device.spki_sha256.empty(),
+        "an imported device has a credential");
+    mte::fuzz::Require(
+        device.kpm_id.empty() || (device.kpm.size() >= 16 && device.kpm.size() <= 64),
+        "an imported Kpm has 16..64 octets");
     for (const auto* digest : {&device.cert_sha256, &device.spki_sha256}) {
       mte::fuzz::Require(digest->empty() || IsLowerHexSha256(*digest),
                          "an imported digest is 64 lowercase hex digits");

@@ -49,12 +49,12 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string body(mte::fuzz::InputText(data, size));
   mte::Mef& mef = MefWorld::Get().mef();
-  RequireAnswered(mef.Handle(JsonPost(mte::proto::kEnrolmentPath, body),
-                             flow_a->mef->session().tls()));
+  RequireAnswered(
+      mef.Handle(JsonPost(mte::proto::kEnrolmentPath, body), flow_a->mef->session().tls()));
   mte::MefConnectionState state;
   state.peer_address = std::string(mte::fuzz::kPeerAddress);
-  auto reply =
-      mef.HandleRequest(JsonPost(mte::proto::kTokenPath, body), flow_b_outer->mef->session(), state);
+  auto reply = mef.HandleRequest(JsonPost(mte::proto::kTokenPath, body),
+                                 flow_b_outer->mef->session(), state);
   mte::fuzz::Require(reply.pending == nullptr && reply.upgrade == nullptr,
                      "a token presentation answers at once, without an upgrade");
   RequireAnswered(reply.response);

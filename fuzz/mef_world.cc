@@ -77,8 +77,8 @@ struct MefWorld::Parts {
   void AddEnrolees() {
     int64_t stakeholder = Must(store->AddStakeholder("fuzz", "not used", kNow), "stakeholder");
     Must(store->AddEnrolee(stakeholder, kFlowADevice, "Flow A", kNow), "Flow A enrolee");
-    auto entry = Must(store->AddEnroleeEntry(stakeholder, kFlowBDevice, "Flow B", "", kNow),
-                      "Flow B entry");
+    auto entry =
+        Must(store->AddEnroleeEntry(stakeholder, kFlowBDevice, "Flow B", "", kNow), "Flow B entry");
     auto hash = crypto::Sha256(AsBytes(kFlowBToken));
     Must(store->IssueToken(entry.id, hash, kNow, kNow + kTenYears), "Enrolment-Token");
   }
@@ -148,10 +148,10 @@ MefWorld::MefWorld(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {
 
 MefConnection MefWorld::Connect(Flow flow) {
   Mef* mef = mef_;
-  auto server = Must(crypto::TlsEngine::Server(
-                         parts_->mef_port,
-                         [mef](std::string_view identity) { return mef->LookupPsk(identity); }),
-                     "MEF engine");
+  auto server = Must(
+      crypto::TlsEngine::Server(
+          parts_->mef_port, [mef](std::string_view identity) { return mef->LookupPsk(identity); }),
+      "MEF engine");
   MefConnection connection;
   connection.device =
       flow == Flow::kA

@@ -40,7 +40,8 @@ Result<ParsedBundle> ParseBundle(const std::string& text) {
     }
   } else {
     const auto& list = j["mefTrustAnchorPins"];
-    if (!list.is_array() || list.empty()) return bad("mefTrustAnchorPins must be a non-empty array");
+    if (!list.is_array() || list.empty())
+      return bad("mefTrustAnchorPins must be a non-empty array");
     for (const auto& pin : list) {
       if (!pin.is_string()) return bad("mefTrustAnchorPins must be strings");
       auto digest = qr::DecodePin(pin.get<std::string>());
@@ -59,7 +60,8 @@ Result<ParsedBundle> ParseBundle(const std::string& text) {
   out.bundle.mef_fqdn = j.contains("mefFqdn") && j["mefFqdn"].is_string()
                             ? j["mefFqdn"].get<std::string>()
                             : endpoint->host;
-  SecureWipe(j["token"].get_ptr<std::string*>()->data(), j["token"].get_ptr<std::string*>()->size());
+  SecureWipe(j["token"].get_ptr<std::string*>()->data(),
+             j["token"].get_ptr<std::string*>()->size());
   return out;
 }
 

@@ -1,8 +1,7 @@
 #include "mte/manifest.h"
 
-#include <nlohmann/json.hpp>
-
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <utility>
@@ -33,8 +32,8 @@ std::optional<std::string> ParseSha256Hex(const std::string& text) {
 // member, a missing required member or credential. True when there are none.
 bool CheckShape(const nlohmann::json& item, const std::string& where,
                 std::vector<std::string>& problems) {
-  static const std::set<std::string> kKnown = {"deviceId",  "claimCode",  "kpmId",
-                                               "kpmHex",    "certSha256", "spkiSha256"};
+  static const std::set<std::string> kKnown = {"deviceId", "claimCode",  "kpmId",
+                                               "kpmHex",   "certSha256", "spkiSha256"};
   if (!item.is_object()) {
     problems.push_back(where + ": not an object");
     return false;
@@ -62,10 +61,10 @@ bool CheckShape(const nlohmann::json& item, const std::string& where,
                        "' missing (a Kpm credential needs both kpmId and kpmHex)");
     ok = false;
   }
-  if (!has_kpm_id && !has_kpm_hex && !item.contains("certSha256") &&
-      !item.contains("spkiSha256")) {
-    problems.push_back(where + ": no credential (give kpmId and kpmHex, certSha256 or "
-                               "spkiSha256)");
+  if (!has_kpm_id && !has_kpm_hex && !item.contains("certSha256") && !item.contains("spkiSha256")) {
+    problems.push_back(where +
+                       ": no credential (give kpmId and kpmHex, certSha256 or "
+                       "spkiSha256)");
     ok = false;
   }
   return ok;

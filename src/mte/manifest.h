@@ -21,8 +21,8 @@ namespace mte {
 struct ManifestDevice {
   std::string device_id;
   std::string claim_code;
-  std::string kpm_id;  // "" = no PPSK credential
-  SecretBytes kpm;     // with kpm_id
+  std::string kpm_id;                    // "" = no PPSK credential
+  SecretBytes kpm;                       // with kpm_id
   std::string cert_sha256, spki_sha256;  // 64 lowercase hex digits; "" = none
 };
 

@@ -31,8 +31,8 @@ TEST(ObfOutcomeTest, ReadsAnEnrolment) {
 }
 
 TEST(ObfOutcomeTest, ReadsAFailure) {
-  auto outcome = ParseObfOutcome(
-      Answer(502, R"({"deviceId":"sensor-0001","error":"MEF answered HTTP 403","outcome":"failed"})"));
+  auto outcome = ParseObfOutcome(Answer(
+      502, R"({"deviceId":"sensor-0001","error":"MEF answered HTTP 403","outcome":"failed"})"));
   ASSERT_TRUE(outcome.has_value());
   EXPECT_FALSE(outcome->enrolled);
   EXPECT_EQ(outcome->error, "MEF answered HTTP 403");
@@ -57,8 +57,8 @@ TEST(ObfOutcomeTest, RefusesABodyThatIsNotAnObject) {
 // of the OBF (found by fuzz/obf_link_fuzz.cc: {"deviceId":3} ended mte-obf with an uncaught
 // nlohmann::json::type_error).
 TEST(ObfOutcomeTest, MembersOfAnotherTypeReadAsAbsent) {
-  auto enrolled = ParseObfOutcome(Answer(
-      200, R"({"outcome":"enrolled","deviceId":3,"keId":[],"rspf":null,"enroleeId":"3"})"));
+  auto enrolled = ParseObfOutcome(
+      Answer(200, R"({"outcome":"enrolled","deviceId":3,"keId":[],"rspf":null,"enroleeId":"3"})"));
   ASSERT_TRUE(enrolled.has_value());
   EXPECT_TRUE(enrolled->enrolled);
   EXPECT_EQ(enrolled->device_id, "?");
@@ -75,8 +75,8 @@ TEST(ObfOutcomeTest, MembersOfAnotherTypeReadAsAbsent) {
 // An enroleeId that no integer holds is absent too, not converted (1e300 overflowed int64).
 TEST(ObfOutcomeTest, AnEnroleeIdOutOfRangeReadsAsAbsent) {
   for (const char* id : {"1e300", "-1", "2.5", "18446744073709551615"}) {
-    auto outcome =
-        ParseObfOutcome(Answer(200, std::string(R"({"outcome":"enrolled","enroleeId":)") + id + "}"));
+    auto outcome = ParseObfOutcome(
+        Answer(200, std::string(R"({"outcome":"enrolled","enroleeId":)") + id + "}"));
     ASSERT_TRUE(outcome.has_value()) << id;
     EXPECT_EQ(outcome->enrolee_id, 0) << id;
   }
