@@ -1,12 +1,17 @@
 # OpenMTE: the two commands of the README, plus the pieces they are made of.
 #   make demo   build, start the MTE on loopback, enrol two simulated devices (Flow A without an
 #               OBF, Flow B via the OBF), narrate
-#   make test   build and run the whole test suite (ctest)
+#   make test   build and run the whole test suite (ctest), then replay the fuzzing corpora
+#   make fuzz   run every libFuzzer target for FUZZ_SECONDS (docs/fuzzing.md)
 BUILD ?= build
 JOBS ?= 2
 BUILD_TYPE ?= RelWithDebInfo
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(notdir $(wildcard fuzz/corpus/*))
 
-.PHONY: all deps test-deps configure build test demo bench clean
+.PHONY: all deps test-deps fuzz-deps configure build test demo bench fuzz-build fuzz fuzz-check \
+	clean
 
 all: build
 
@@ -16,14 +21,18 @@ deps:
 test-deps:
 	@bash tools/install-deps.sh --test
 
+fuzz-deps:
+	@bash tools/install-deps.sh --fuzz
+
 configure: deps
 	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DMTE_WERROR=ON >/dev/null
 
 build: configure
 	@cmake --build $(BUILD) -j$(JOBS)
 
-test: test-deps build
+test: test-deps build fuzz-build
 	@ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS) --timeout 600
+	@ctest --test-dir $(FUZZ_BUILD) -L fuzz --output-on-failure -j$(JOBS) --timeout 600
 
 demo: build
 	@$(BUILD)/bin/mte demo
@@ -39,5 +48,24 @@ bench: deps
 	@bash bench/outbox_drain.sh $(BUILD)
 	@bash bench/run_bench.sh $(BUILD)
 
+# The libFuzzer targets (fuzz/, docs/fuzzing.md): clang with ASan and UBSan, in $(FUZZ_BUILD).
+fuzz-build: fuzz-deps
+	@cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DMTE_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j$(JOBS) --target mte_fuzz_all
+
+# make fuzz: each target in turn, FUZZ_SECONDS from its seeds and from what earlier runs found
+# ($(FUZZ_BUILD)/fuzz/work/NAME/corpus). A crashing input is left in $(FUZZ_BUILD)/fuzz/work/NAME/;
+# every target runs, and the command fails if any crashed.
+fuzz: fuzz-build
+	@status=0; for t in $(FUZZ_TARGETS); do \
+	  bash fuzz/run.sh $(FUZZ_BUILD)/fuzz/$$t fuzz/corpus/$$t $(FUZZ_SECONDS) \
+	    $(FUZZ_BUILD)/fuzz/work/$$t || status=1; \
+	done; exit $$status
+
+# make fuzz-check: what make test adds, the fuzz-labelled ctest tests (each corpus replayed, then a
+# few seconds of fuzzing).
+fuzz-check: fuzz-build
+	@ctest --test-dir $(FUZZ_BUILD) -L fuzz --output-on-failure -j$(JOBS) --timeout 600
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(FUZZ_BUILD)

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages OpenMTE needs to build, test and run its demo.
+#   install-deps.sh          build
+#   install-deps.sh --test   build, the test suite (which includes the fuzzing corpora's replay)
+#   install-deps.sh --fuzz   build and the libFuzzer targets
 # Idempotent: does nothing when every package is already installed. Needs root (or sudo).
 set -euo pipefail
 
@@ -15,7 +18,14 @@ test_pkgs=(gnutls-bin curl procps python3 jq
   qrencode zbar-tools netpbm libjpeg-turbo-progs librsvg2-bin file
   chromium tesseract-ocr tesseract-ocr-eng oathtool)
 
+# The libFuzzer targets (docs/fuzzing.md): clang and its runtimes (libFuzzer, ASan, UBSan), which
+# clang only recommends.
+fuzz_pkgs=(clang libclang-rt-14-dev)
+
 want=("${build_pkgs[@]}")
+if [[ "${1:-}" == "--test" || "${1:-}" == "--fuzz" ]]; then
+  want+=("${fuzz_pkgs[@]}")
+fi
 if [[ "${1:-}" == "--test" ]]; then
   want+=("${test_pkgs[@]}")
   # Node.js 20 or later comes with the machine; Debian's own is only a fallback.

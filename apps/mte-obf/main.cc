@@ -126,8 +126,12 @@ int main(int argc, char** argv) {
   auto engine = mte::crypto::TlsEngine::Client(*context, std::move(*psk));
   if (!engine) return Die(mte::Describe(engine.error()));
 
+  // The bundle file is the user's: an expiresAt of another type is shown as unknown.
+  const auto expires = parsed.find("expiresAt");
+  const std::string expires_at =
+      expires != parsed.end() && expires->is_string() ? expires->get<std::string>() : "?";
   Say("step 9: token bundle for MEF " + parsed["mefUri"].get<std::string>() + " (expires " +
-      parsed.value("expiresAt", std::string("?")) + ")" +
+      expires_at + ")" +
       (bundle_qr.empty() ? "" : ", from the QR code in " + bundle_qr) +
       (parsed.contains("mefTrustAnchorPins") ? "; the MEF is trusted by pinned keys" : ""));
   Say("step 10: opening the setup-code-authenticated link to the device at " + device);
@@ -154,14 +158,12 @@ int main(int argc, char** argv) {
     }
     return Die(mte::Describe(result.error()));
   }
-  auto body = nlohmann::json::parse(result->response.body, nullptr, false);
-  if (!body.is_object()) return Die("the device sent an unreadable answer");
-  if (result->response.status == 200 && body.value("outcome", "") == "enrolled") {
-    Say("outcome: device " + body.value("deviceId", "?") + " enrolled with KeID " +
-        body.value("keId", "?") + " (RSPF " + body.value("rspf", "?") + ", enrolee " +
-        std::to_string(body.value("enroleeId", 0)) + ")");
+  auto outcome = mte::proto::ParseObfOutcome(result->response);
+  if (!outcome) return Die(outcome.error().detail);
+  if (outcome->enrolled) {
+    Say("outcome: device " + outcome->device_id + " enrolled with KeID " + outcome->ke_id +
+        " (RSPF " + outcome->rspf + ", enrolee " + std::to_string(outcome->enrolee_id) + ")");
     return 0;
   }
-  return Die("outcome: device " + body.value("deviceId", std::string("?")) +
-             " could not enrol: " + body.value("error", std::string("unknown error")));
+  return Die("outcome: device " + outcome->device_id + " could not enrol: " + outcome->error);
 }

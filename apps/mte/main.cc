@@ -17,7 +17,6 @@
 #include <iostream>
 #include <map>
 #include <optional>
-#include <set>
 #include <sstream>
 
 #include "base/file.h"
@@ -41,6 +40,7 @@
 #include "mte/config.h"
 #include "mte/enrolees.h"
 #include "mte/lockout.h"
+#include "mte/manifest.h"
 #include "net/http_fetch.h"
 #include "net/server.h"
 #include "portal/portal.h"
@@ -546,23 +546,7 @@ Result<AdminContext> OpenAdmin(const std::string& data) {
   return AdminContext{std::move(config), std::move(store)};
 }
 
-// A manifest digest member (certSha256, spkiSha256): 64 hex characters of either case, kept
-// lowercase, the form the store holds.
-std::optional<std::string> ParseSha256Hex(const std::string& text) {
-  if (text.size() != 64) return std::nullopt;
-  std::string out = text;
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return std::nullopt;
-  }
-  return out;
-}
-
-// Reads a whole file of at most `limit` octets.
-// The manufacturer manifest (docs/protocol.md §16): a JSON array of entries, each a device with
-// its claim code and one or more bootstrap credentials: a Kpm (TS-0003 §8.3.2.1, kpmId + kpmHex),
-// a device certificate digest (certSha256) and a device key digest (spkiSha256, RFC 6920 style),
-// both for the certificate RSPF (TS-0003 §8.3.2.2).
+// The manufacturer manifest (docs/protocol.md §16.1, mte/manifest.h): all of it or nothing.
 int ImportDevices(const std::string& data, const std::string& file) {
   auto ctx = OpenAdmin(data);
   if (!ctx) return Die(ctx.error());
@@ -572,119 +556,23 @@ int ImportDevices(const std::string& data, const std::string& file) {
   if (!in) return Die("cannot read " + file);
   std::stringstream text;
   text << in.rdbuf();
-  auto manifest = nlohmann::json::parse(text.str(), nullptr, false);
-  if (manifest.is_discarded()) return Die(file + ": not valid JSON; nothing imported");
-  if (!manifest.is_array()) return Die(file + ": expected a JSON array; nothing imported");
-  std::vector<std::string> problems;
-  std::set<std::string> device_ids;
-  std::map<std::string, std::set<std::string>> seen;  // member -> values within the file
-  struct Entry {
-    std::string device_id, kpm_id;
-    Bytes kpm;  // empty: no PPSK credential
-    std::string claim;
-    std::string cert_sha256, spki_sha256;  // lowercase; "" = none
-  };
-  static const std::set<std::string> kKnown = {"deviceId",  "claimCode",  "kpmId",
-                                               "kpmHex",    "certSha256", "spkiSha256"};
-  std::vector<Entry> entries;
-  for (size_t i = 0; i < manifest.size(); ++i) {
-    const auto& item = manifest[i];
-    std::string where = "entry " + std::to_string(i);
-    if (!item.is_object()) {
-      problems.push_back(where + ": not an object");
-      continue;
+  auto manifest = ParseManifest(text.str());
+  if (!manifest) return Die(file + ": " + manifest.error().detail + "; nothing imported");
+  if (!manifest->problems.empty()) {
+    for (const auto& p : manifest->problems) {
+      std::fprintf(stderr, "mte: %s: %s\n", file.c_str(), p.c_str());
     }
-    bool ok = true;
-    for (auto it = item.begin(); it != item.end(); ++it) {
-      if (!kKnown.count(it.key())) {
-        problems.push_back(where + ": unknown member '" + it.key().substr(0, 64) + "'");
-        ok = false;
-      } else if (!it.value().is_string()) {
-        problems.push_back(where + ": member '" + it.key() + "' is not a string");
-        ok = false;
-      }
-    }
-    for (const char* name : {"deviceId", "claimCode"}) {
-      if (!item.contains(name)) {
-        problems.push_back(where + ": member '" + name + "' missing");
-        ok = false;
-      }
-    }
-    // A PPSK credential is the pair (kpmId, kpmHex).
-    const bool has_kpm_id = item.contains("kpmId"), has_kpm_hex = item.contains("kpmHex");
-    if (has_kpm_id != has_kpm_hex) {
-      problems.push_back(where + ": member '" + std::string(has_kpm_id ? "kpmHex" : "kpmId") +
-                         "' missing (a Kpm credential needs both kpmId and kpmHex)");
-      ok = false;
-    }
-    if (!has_kpm_id && !has_kpm_hex && !item.contains("certSha256") &&
-        !item.contains("spkiSha256")) {
-      problems.push_back(where + ": no credential (give kpmId and kpmHex, certSha256 or "
-                                 "spkiSha256)");
-      ok = false;
-    }
-    if (!ok) continue;
-    Entry entry;
-    entry.device_id = item["deviceId"].get<std::string>();
-    entry.claim = item["claimCode"].get<std::string>();
-    if (auto v = crypto::CheckIdentifier(entry.device_id, "deviceId"); !v) {
-      problems.push_back(where + ": member 'deviceId': " + v.error().detail);
-    }
-    if (entry.claim.empty() || entry.claim.size() > kMaxClaimCodeLength) {
-      problems.push_back(where + ": member 'claimCode' must be 1..128 characters");
-    }
-    if (!device_ids.insert(entry.device_id).second) {
-      problems.push_back(where + ": duplicate deviceId '" + entry.device_id + "'");
-    }
-    // Duplicates within the file, per member; the store also refuses them against its rows.
-    auto unique = [&](const char* member, const std::string& value) {
-      if (!seen[member].insert(value).second) {
-        problems.push_back(where + ": duplicate " + member + " '" + value + "'");
-      }
-    };
-    if (has_kpm_id) {
-      entry.kpm_id = item["kpmId"].get<std::string>();
-      if (auto v = crypto::CheckIdentifier(entry.kpm_id, "kpmId"); !v) {
-        problems.push_back(where + ": member 'kpmId': " + v.error().detail);
-      }
-      auto kpm = HexDecode(item["kpmHex"].get<std::string>());
-      if (!kpm || kpm->size() < 16 || kpm->size() > 64) {
-        problems.push_back(where + ": member 'kpmHex' must be 16..64 octets in hex");
-      } else {
-        entry.kpm = std::move(*kpm);
-      }
-      unique("kpmId", entry.kpm_id);
-    }
-    for (const auto& [member, out] : {std::pair{"certSha256", &entry.cert_sha256},
-                                      std::pair{"spkiSha256", &entry.spki_sha256}}) {
-      if (!item.contains(member)) continue;
-      auto digest = ParseSha256Hex(item[member].get<std::string>());
-      if (!digest) {
-        problems.push_back(where + ": member '" + member +
-                           "' must be 64 hex characters (a SHA-256 digest)");
-        continue;
-      }
-      *out = *digest;
-      unique(member, *out);
-    }
-    entries.push_back(std::move(entry));
-  }
-  if (!problems.empty()) {
-    for (auto& entry : entries) SecureWipe(entry.kpm.data(), entry.kpm.size());
-    for (const auto& p : problems) std::fprintf(stderr, "mte: %s: %s\n", file.c_str(), p.c_str());
-    return Die(std::to_string(problems.size()) + " problem(s); nothing imported");
+    return Die(std::to_string(manifest->problems.size()) + " problem(s); nothing imported");
   }
   crypto::SystemRng rng;
   int64_t now = UnixSeconds(std::chrono::system_clock::now());
   std::vector<store::DeviceRecord> records;
   size_t kpm_count = 0, cert_count = 0, spki_count = 0;
-  for (auto& entry : entries) {
+  for (auto& entry : manifest->devices) {
     store::DeviceRecord record;
     record.device_id = entry.device_id;
     if (!entry.kpm_id.empty()) {
-      SecretBytes kpm(entry.kpm, SecretAccess::ForCrypto());
-      SecureWipe(entry.kpm.data(), entry.kpm.size());
-      auto sealed = kek->Seal(kpm, "kpm|" + entry.device_id, rng);
+      auto sealed = kek->Seal(entry.kpm, "kpm|" + entry.device_id, rng);
       if (!sealed) return Die(sealed.error());
       record.credentials.push_back(
           {store::CredentialKind::kKpm, entry.kpm_id, std::move(*sealed)});
@@ -698,7 +586,7 @@ int ImportDevices(const std::string& data, const std::string& file) {
       record.credentials.push_back({store::CredentialKind::kSpkiSha256, entry.spki_sha256, {}});
       ++spki_count;
     }
-    SecretString claim(std::move(entry.claim));
+    SecretString claim(std::move(entry.claim_code));
     auto hash = crypto::HashPassword(claim, rng);
     if (!hash) return Die(hash.error());
     record.claim_hash = std::move(*hash);

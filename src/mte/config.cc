@@ -3,10 +3,12 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "base/file.h"
 #include "crypto/keys.h"
+#include "proto/onem2m.h"
 
 namespace mte {
 namespace {
@@ -15,12 +17,28 @@ Error ConfigError(const std::filesystem::path& file, const std::string& what) {
   return Error{ErrorKind::kLocalUsage, Errc::kConfig, file.string() + ": " + what};
 }
 
+// An integer member into `field`, which keeps its default when the member is absent. A number
+// with a fraction or an exponent, or one outside the field's type, is refused instead of
+// converted: json::value would round 2.5 to 2, wrap 4294967298 to 2 threads, and convert 1e300
+// with undefined behaviour.
+template <class T>
+Result<void> ReadInteger(const nlohmann::json& j, const char* name, T& field,
+                         const std::filesystem::path& file) {
+  auto it = j.find(name);
+  if (it == j.end()) return {};
+  auto value =
+      proto::JsonInteger(*it, std::numeric_limits<T>::min(), std::numeric_limits<T>::max());
+  if (!value) return Fail(ConfigError(file, std::string(name) + " must be an integer"));
+  field = static_cast<T>(*value);
+  return {};
+}
+
 }  // namespace
 
 Result<Config> LoadConfig(const std::filesystem::path& data_dir) {
-  Config config;
-  config.data_dir = data_dir;
-  auto file = config.config_file();
+  Config where;
+  where.data_dir = data_dir;
+  auto file = where.config_file();
   std::ifstream in(file);
   if (!in) {
     return Fail(ConfigError(file, "cannot read (run 'mte init --data " + data_dir.string() +
@@ -28,7 +46,14 @@ Result<Config> LoadConfig(const std::filesystem::path& data_dir) {
   }
   std::stringstream text;
   text << in.rdbuf();
-  auto j = nlohmann::json::parse(text.str(), nullptr, false);
+  return ParseConfig(text.str(), data_dir);
+}
+
+Result<Config> ParseConfig(std::string_view text, const std::filesystem::path& data_dir) {
+  Config config;
+  config.data_dir = data_dir;
+  auto file = config.config_file();
+  auto j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return Fail(ConfigError(file, "not a JSON object"));
   try {
     config.mef_fqdn = j.at("mefFqdn").get<std::string>();
@@ -48,20 +73,21 @@ Result<Config> LoadConfig(const std::filesystem::path& data_dir) {
       }
       *field = static_cast<uint16_t>(value.get<int64_t>());
     }
-    config.enrolment_expiry_seconds =
-        j.value("enrolmentExpirySeconds", config.enrolment_expiry_seconds);
-    config.portal_session_seconds = j.value("portalSessionSeconds", config.portal_session_seconds);
-    config.token_lifetime_seconds = j.value("tokenLifetimeSeconds", config.token_lifetime_seconds);
-    config.handshake_timeout_ms = j.value("handshakeTimeoutMs", config.handshake_timeout_ms);
-    config.idle_timeout_ms = j.value("idleTimeoutMs", config.idle_timeout_ms);
-    config.request_timeout_ms = j.value("requestTimeoutMs", config.request_timeout_ms);
-    config.max_connections = j.value("maxConnections", config.max_connections);
-    config.max_connections_per_address =
-        j.value("maxConnectionsPerAddress", config.max_connections_per_address);
-    config.io_threads = j.value("ioThreads", config.io_threads);
-    config.worker_threads = j.value("workerThreads", config.worker_threads);
+    for (auto [name, field] :
+         {std::pair{"enrolmentExpirySeconds", &config.enrolment_expiry_seconds},
+          std::pair{"portalSessionSeconds", &config.portal_session_seconds},
+          std::pair{"tokenLifetimeSeconds", &config.token_lifetime_seconds},
+          std::pair{"handshakeTimeoutMs", &config.handshake_timeout_ms},
+          std::pair{"idleTimeoutMs", &config.idle_timeout_ms},
+          std::pair{"requestTimeoutMs", &config.request_timeout_ms},
+          std::pair{"maxConnections", &config.max_connections},
+          std::pair{"maxConnectionsPerAddress", &config.max_connections_per_address},
+          std::pair{"ocspTimeoutMs", &config.ocsp_timeout_ms}}) {
+      MTE_TRY(ReadInteger(j, name, *field, file));
+    }
+    MTE_TRY(ReadInteger(j, "ioThreads", config.io_threads, file));
+    MTE_TRY(ReadInteger(j, "workerThreads", config.worker_threads, file));
     config.rspfs = j.value("rspfs", config.rspfs);
-    config.ocsp_timeout_ms = j.value("ocspTimeoutMs", config.ocsp_timeout_ms);
     config.mef_ocsp_url = j.value("mefOcspUrl", config.mef_ocsp_url);
   } catch (const nlohmann::json::exception& e) {
     return Fail(ConfigError(file, e.what()));

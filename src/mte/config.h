@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/result.h"
@@ -61,6 +62,8 @@ struct Config {
 
 // Reads DIR/mte.json. kLocalUsage/kConfig with the path and the problem on failure.
 Result<Config> LoadConfig(const std::filesystem::path& data_dir);
+// The configuration of DIR whose mte.json holds `text`; errors as LoadConfig.
+Result<Config> ParseConfig(std::string_view text, const std::filesystem::path& data_dir);
 // Writes DIR/mte.json atomically.
 Result<void> SaveConfig(const Config& config);
 

@@ -20,6 +20,7 @@
 #include "base/result.h"
 #include "base/secret.h"
 #include "crypto/tls_engine.h"
+#include "proto/http.h"
 
 namespace mte::proto {
 
@@ -35,6 +36,21 @@ std::string NewSetupCode(Rng& rng);
 Result<SecretBytes> ParseSetupCode(std::string_view text);
 // The link PSK for a setup code.
 Result<SecretBytes> ObfLinkPsk(const SecretBytes& setup_code);
+
+// The device's answer to POST /obf/v1/bundle, as the OBF reads it (docs/protocol.md §9.2). A
+// member of another type than the table gives reads as absent.
+struct ObfOutcome {
+  bool enrolled = false;        // 200 with "outcome":"enrolled"
+  std::string device_id = "?";  // "?" when the device did not say
+  // When enrolled:
+  std::string ke_id = "?";
+  std::string rspf = "?";
+  int64_t enrolee_id = 0;       // 0 when the device did not say
+  // When not: the device's one-line error message.
+  std::string error = "unknown error";
+};
+// kPeerProtocol/kMalformed when the body is not a JSON object.
+Result<ObfOutcome> ParseObfOutcome(const HttpResponse& response);
 
 // TLS 1.3-only contexts for the two ends of the link.
 Result<std::shared_ptr<const crypto::TlsContext>> ObfLinkServerContext();

@@ -89,7 +89,10 @@ HttpResponse MakeResponse(Rsc rsc, std::string json_body, std::string_view reque
 
 HttpResponse MakeErrorResponse(Rsc rsc, std::string_view message, std::string_view request_id) {
   nlohmann::json body = {{"m2m:dbg", std::string(message)}};
-  return MakeResponse(rsc, body.dump(), request_id);
+  // A message may quote the peer (a member name, a transfer coding), cut to a length that can
+  // split a UTF-8 sequence: such bytes become U+FFFD instead of making dump() throw.
+  return MakeResponse(rsc, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                      request_id);
 }
 
 std::string RequestIdOf(const HttpRequest& request) {

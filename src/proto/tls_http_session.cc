@@ -55,7 +55,9 @@ std::optional<HttpRequest> TlsHttpSession::NextRequest() {
 
 Result<void> TlsHttpSession::SendResponse(const HttpResponse& response) {
   MTE_TRY(stack_.WritePlaintext(AsBytes(response.Serialize())));
-  if (awaiting_upgrade_ && response.status != 101) {
+  // Decoding stops behind the Upgrade request, so it is the one answered here once no request is
+  // queued; the answer to a request before it settles nothing.
+  if (awaiting_upgrade_ && requests_.empty() && response.status != 101) {
     // The Upgrade was declined: whatever followed the request is parsed as HTTP again.
     awaiting_upgrade_ = false;
     MTE_TRY(DecodeTop({}));

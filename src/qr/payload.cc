@@ -139,6 +139,18 @@ std::string Encode(const json& object) {
 
 void Wipe(std::string& s) { SecureWipe(s.data(), s.size()); }
 
+// The CBOR item of a payload body, or a discarded value. strict: no bytes after the item; tags
+// are refused (the default handler). allow_exceptions=false does not cover everything: the DOM
+// builder of nlohmann/json 3.11 still throws out_of_range (408) for a map or an array that
+// declares more members than a container can hold, before reading any of them.
+json ParseCbor(const Bytes& cbor) {
+  try {
+    return json::from_cbor(cbor, /*strict=*/true, /*allow_exceptions=*/false);
+  } catch (const json::exception&) {
+    return json(json::value_t::discarded);
+  }
+}
+
 }  // namespace
 
 Result<std::string> SpkiPin(ByteSpan certificate_der) {
@@ -235,8 +247,7 @@ Result<json> DecodeBundlePayload(std::string_view payload) {
   MTE_TRY_ASSIGN(std::string_view body, Body(payload, "MTB", "token bundle"));
   auto cbor = Base45Decode(body);
   if (!cbor) return Fail(cbor.error());
-  // strict: no bytes after the map; tags are refused (the default handler).
-  json bundle = json::from_cbor(*cbor, /*strict=*/true, /*allow_exceptions=*/false);
+  json bundle = ParseCbor(*cbor);
   SecureWipe(cbor->data(), cbor->size());
   if (bundle.is_discarded()) {
     return Fail(ErrorKind::kPeerProtocol, Errc::kMalformed, "bad CBOR in the token bundle QR payload");

@@ -144,6 +144,18 @@ TEST_F(ConfigTest, BadRspfAndOcspSettingsAreRefused) {
   ExpectRefusedWith("mefOcspUrl", 7);
 }
 
+// Integer members must be integers of the field's range: nothing is rounded, wrapped or cast
+// (1e300 made the conversion to int undefined; found by fuzz/config_fuzz.cc's sanitizers).
+TEST_F(ConfigTest, IntegerMembersThatNoFieldHoldsAreRefused) {
+  ExpectRefusedWith("ioThreads", 1e300);
+  ExpectRefusedWith("ioThreads", 2.5);
+  ExpectRefusedWith("ioThreads", 4294967298LL);  // 2^32 + 2 would wrap to 2
+  ExpectRefusedWith("workerThreads", "2");
+  ExpectRefusedWith("handshakeTimeoutMs", 1e300);
+  ExpectRefusedWith("maxConnections", 18446744073709551615ULL);
+  ExpectRefusedWith("tokenLifetimeSeconds", true);
+}
+
 TEST_F(ConfigTest, MissingFileIsAConfigErrorNamingThePath) {
   auto loaded = LoadConfig(dir_.path() / "nowhere");
   ASSERT_FALSE(loaded.has_value());

@@ -161,5 +161,15 @@ TEST(OneM2mTest, JsonIntegerTakesOnlyIntegersInRange) {
   EXPECT_EQ(wide("1180591620717411303424"), std::nullopt);  // 2^70
 }
 
+// A message that quotes the peer may hold bytes that are not UTF-8, or a sequence cut short by a
+// length limit: the body is still valid JSON (found by fuzz/mef_json_fuzz.cc: a 64-octet cut of
+// an unknown member's name made json::dump throw out of Mef::Handle).
+TEST(OneM2mTest, ErrorBodiesReplaceBytesThatAreNotUtf8) {
+  HttpResponse r = MakeErrorResponse(Rsc::kBadRequest, "unknown member 'caf\xc3' \xff", "");
+  auto body = nlohmann::json::parse(r.body, nullptr, false);
+  ASSERT_TRUE(body.is_object()) << r.body;
+  EXPECT_EQ(body["m2m:dbg"], "unknown member 'caf\xef\xbf\xbd' \xef\xbf\xbd");
+}
+
 }  // namespace
 }  // namespace mte::proto

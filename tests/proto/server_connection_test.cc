@@ -1,7 +1,7 @@
 // proto::ServerConnection driven in memory by a PSK client engine: the one connection loop of
 // every listener (request -> response -> ... -> close), pipelined requests in order, a reply that
 // waits for work elsewhere, OnClose exactly once, requests that arrive with the client's
-// close_notify.
+// close_notify, bytes behind an Upgrade request.
 #include "proto/server_connection.h"
 
 #include <gtest/gtest.h>
@@ -165,6 +165,29 @@ TEST_F(ServerConnectionTest, AClosingResponseEndsTheConnectionAndLaterRequestsAr
 TEST_F(ServerConnectionTest, ARequestArrivingWithCloseNotifyIsStillAnswered) {
   Send(Request("/last"), /*close_notify=*/true);
   EXPECT_EQ(Bodies(), std::vector<std::string>{"\"/last\""});
+  EXPECT_TRUE(connection_->Finished());
+}
+
+// Bytes behind a request that carries Upgrade stay raw until THAT request is answered; the answer
+// to a request before it settles nothing (protocol.md §9.5). Found by fuzz/mef_connection_fuzz.cc:
+// a token presentation, GET /enrolment/rspf and the inner ClientHello in one write were refused
+// with 400 as soon as the token was answered, before the upgrade was handled.
+TEST_F(ServerConnectionTest, BytesBehindAnUpgradeRequestWaitForItsAnswer) {
+  HttpRequest upgrade;
+  upgrade.method = "GET";
+  upgrade.target = "/upgrade";
+  upgrade.headers.Add("Host", kFqdn);
+  upgrade.headers.Add("Upgrade", "test-protocol");
+  ASSERT_TRUE(client_->WritePlaintext(AsBytes(Request("/a") + upgrade.Serialize() +
+                                                  "\x16\x03\x01 not HTTP"))
+                  .has_value());
+  // Recorder declines the upgrade (200), so the bytes behind it are then read as HTTP: refused.
+  EXPECT_FALSE(connection_->FeedCiphertext(client_->TakeCiphertext()).has_value());
+  EXPECT_EQ(seen_, (std::vector<std::string>{"request /a", "request /upgrade"}));
+  auto bodies = Bodies();
+  ASSERT_EQ(bodies.size(), 3u);
+  EXPECT_EQ(bodies[0], "\"/a\"");
+  EXPECT_EQ(bodies[1], "\"/upgrade\"");
   EXPECT_TRUE(connection_->Finished());
 }
 

@@ -229,6 +229,12 @@ TEST_F(PayloadTest, DecoderRefusesEverythingElse) {
   refused(DecodeBundlePayload(Mtb1(Bytes{0xA0, 0x00})), Errc::kMalformed, "bad CBOR");
   refused(DecodeBundlePayload(Mtb1(Bytes{0x01})), Errc::kMalformed, "not a map");
   refused(DecodeBundlePayload(Mtb1(Bytes{0xA0})), Errc::kMalformed, "missing token");
+  // A map or an array that declares 2^63 - 1 members (RFC 8949 §3: additional information 27)
+  // is refused, not thrown out of the decoder (found by fuzz/token_bundle_fuzz.cc).
+  Bytes huge_map = {0xBB, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF};
+  refused(DecodeBundlePayload(Mtb1(huge_map)), Errc::kMalformed, "bad CBOR");
+  Bytes huge_array = {0xA1, 0x61, 'a', 0x9B, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF};
+  refused(DecodeBundlePayload(Mtb1(huge_array)), Errc::kMalformed, "bad CBOR");
   // A tagged item (RFC 8949 §3.4) is refused.
   refused(DecodeBundlePayload(Mtb1(Bytes{0xC1, 0x00})), Errc::kMalformed, "bad CBOR");
 
