@@ -1,7 +1,8 @@
 # OpenMTE: the two commands of the README, plus the pieces they are made of.
 #   make demo   build, start the MTE on loopback, enrol two simulated devices (Flow A without an
 #               OBF, Flow B via the OBF), narrate
-#   make test   build and run the whole test suite (ctest), then replay the fuzzing corpora
+#   make test   build and run the whole test suite (ctest) under ASan and UBSan, then replay the
+#               fuzzing corpora
 #   make fuzz   run every libFuzzer target for FUZZ_SECONDS (docs/fuzzing.md)
 BUILD ?= build
 JOBS ?= 2
@@ -10,8 +11,8 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := $(notdir $(wildcard fuzz/corpus/*))
 
-.PHONY: all deps test-deps fuzz-deps configure build test demo bench fuzz-build fuzz fuzz-check \
-	clean
+.PHONY: all deps test-deps fuzz-deps configure build test test-tsan check-plain demo bench \
+	fuzz-build fuzz fuzz-check clean
 
 all: build
 
@@ -30,9 +31,19 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD) -j$(JOBS)
 
-test: test-deps build fuzz-build
-	@ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS) --timeout 600
+# make test: the whole suite once, built with AddressSanitizer and UndefinedBehaviorSanitizer
+# (build-asan/; it fails on any sanitizer report of any process), then the fuzz corpora's replay.
+test: test-deps fuzz-build
+	@JOBS=$(JOBS) bash tools/sanitize.sh asan
 	@ctest --test-dir $(FUZZ_BUILD) -L fuzz --output-on-failure -j$(JOBS) --timeout 600
+
+# make test-tsan: the server-level tests built with ThreadSanitizer (build-tsan/).
+test-tsan: test-deps
+	@JOBS=$(JOBS) bash tools/sanitize.sh tsan
+
+# make check-plain: the whole suite on the ordinary build (build/, the one make demo runs).
+check-plain: test-deps build
+	@ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS) --timeout 600
 
 demo: build
 	@$(BUILD)/bin/mte demo
@@ -68,4 +79,4 @@ fuzz-check: fuzz-build
 	@ctest --test-dir $(FUZZ_BUILD) -L fuzz --output-on-failure -j$(JOBS) --timeout 600
 
 clean:
-	rm -rf $(BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(FUZZ_BUILD) build-asan build-tsan
