@@ -6,6 +6,7 @@
 #include <atomic>
 #include <boost/asio.hpp>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
@@ -471,19 +472,20 @@ void Server::Impl::BeginShutdown(std::chrono::milliseconds grace) {
     acceptor.close(ec);
   }
   // Let open connections finish, then stop the loop.
+  // The poll holds itself only weakly: the pending wait owns it, so it is freed once it stops
+  // rescheduling (a strong self-reference would leak it and the timer).
   auto timer = std::make_shared<asio::steady_timer>(ioc);
   auto deadline = Steady::now() + grace;
-  std::function<void()> poll;
-  auto poll_ptr = std::make_shared<std::function<void()>>();
-  *poll_ptr = [this, timer, deadline, poll_ptr]() {
+  auto poll = std::make_shared<std::function<void()>>();
+  *poll = [this, timer, deadline, self = std::weak_ptr<std::function<void()>>(poll)]() {
     if (sessions.load() == 0 || Steady::now() >= deadline) {
       ioc.stop();
       return;
     }
     timer->expires_after(std::chrono::milliseconds(50));
-    timer->async_wait([poll_ptr](const boost::system::error_code&) { (*poll_ptr)(); });
+    timer->async_wait([next = self.lock()](const boost::system::error_code&) { (*next)(); });
   };
-  asio::post(ioc, [poll_ptr] { (*poll_ptr)(); });
+  asio::post(ioc, [poll] { (*poll)(); });
 }
 
 void Server::Run(bool handle_signals, std::chrono::milliseconds grace) {
