@@ -32,7 +32,8 @@ proto::HttpResponse Json(int status, const nlohmann::json& body) {
   response.headers.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
   response.headers.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains");
   response.headers.Set("Referrer-Policy", "no-referrer");
-  response.body = body.dump();
+  // Peer-supplied text quoted in an answer (a member name cut at 64 octets) may not be UTF-8.
+  response.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   return response;
 }
 

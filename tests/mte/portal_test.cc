@@ -328,6 +328,19 @@ TEST_F(PortalTest, ExpiredSessionTokenIs401) {
   EXPECT_EQ(Header(expired, "WWW-Authenticate").rfind("Bearer", 0), 0u);
 }
 
+// An unknown member is quoted cut at 64 octets; cut inside a UTF-8 sequence (or not UTF-8 at all)
+// it still gives a JSON answer, with U+FFFD in its place.
+TEST_F(PortalTest, AnUnknownMemberThatIsNotUtf8WhenCutIsStillAnswered) {
+  const std::string token = TokenFor("alice", kAlicePassword);
+  const std::string name = std::string(63, 'm') + "\xc3\xa9";  // the cut falls inside "é"
+  proto::HttpResponse response = Handle(WithBearer(
+      JsonRequest("POST", "/api/v1/enrolees", "{\"" + name + "\":1}"), token));
+  EXPECT_EQ(response.status, 400);
+  auto body = nlohmann::json::parse(response.body, nullptr, false);
+  ASSERT_TRUE(body.is_object()) << response.body;
+  EXPECT_EQ(body.value("error", ""), "unknown member '" + std::string(63, 'm') + "\xef\xbf\xbd'");
+}
+
 TEST_F(PortalTest, MalformedRequestsAre400) {
   std::string token = TokenFor("alice", kAlicePassword);
   auto login = [&](std::string body, std::string content_type = "application/json") {
