@@ -11,8 +11,8 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := $(notdir $(wildcard fuzz/corpus/*))
 
-.PHONY: all deps test-deps fuzz-deps configure build test test-tsan check-plain demo bench \
-	fuzz-build fuzz fuzz-check clean
+.PHONY: all deps test-deps fuzz-deps bench-deps configure build test test-tsan check-plain demo \
+	bench bench-instructions fuzz-build fuzz fuzz-check clean
 
 all: build
 
@@ -24,6 +24,9 @@ test-deps:
 
 fuzz-deps:
 	@bash tools/install-deps.sh --fuzz
+
+bench-deps:
+	@bash tools/install-deps.sh --bench
 
 configure: deps
 	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DMTE_WERROR=ON >/dev/null
@@ -48,16 +51,26 @@ check-plain: test-deps build
 demo: build
 	@$(BUILD)/bin/mte demo
 
-# make bench: the MEF outbox drain (bench/outbox_drain.sh), then the bare nested-handshake floor
-# vs. Flow B enrolments through mte serve (bench/run_bench.sh, whose ratio stays the last line)
+# make bench: the MEF outbox drain (bench/outbox_drain.sh), 10,000 open outer sessions in one MEF
+# (bench/mef_sessions.sh), then the bare and socket nested-handshake floors vs. Flow B enrolments
+# through mte serve (bench/run_bench.sh, whose enrolment_vs_floor_ratio stays the last line)
 # (docs/performance.md). Builds only what it runs, in $(BUILD) with $(BUILD_TYPE) (Release or
 # RelWithDebInfo; run_bench.sh refuses a Debug build). MTE_WERROR stays as configured in $(BUILD).
-bench: deps
+BENCH_TARGETS := mte mte_bench_bare mte_bench_floor mte_bench_engine mte_bench_flowb mte_bench_outbox
+bench: bench-deps
 	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
-	@cmake --build $(BUILD) -j$(JOBS) --target mte mte_bench_bare mte_bench_engine mte_bench_flowb \
-	  mte_bench_outbox
+	@cmake --build $(BUILD) -j$(JOBS) --target $(BENCH_TARGETS)
 	@bash bench/outbox_drain.sh $(BUILD)
+	@bash bench/mef_sessions.sh $(BUILD)
 	@bash bench/run_bench.sh $(BUILD)
+
+# make bench-instructions: instructions per nested handshake (server side) and per Flow B
+# enrolment (the MEF process), counted by callgrind (bench/instructions.sh); its last line is
+# enrolment_vs_bare_instructions_ratio.
+bench-instructions: bench-deps
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS) --target mte mte_bench_bare mte_bench_flowb
+	@bash bench/instructions.sh $(BUILD)
 
 # The libFuzzer targets (fuzz/, docs/fuzzing.md): clang with ASan and UBSan, in $(FUZZ_BUILD).
 fuzz-build: fuzz-deps

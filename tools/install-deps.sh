@@ -3,6 +3,7 @@
 #   install-deps.sh          build
 #   install-deps.sh --test   build, the test suite (which includes the fuzzing corpora's replay)
 #   install-deps.sh --fuzz   build and the libFuzzer targets
+#   install-deps.sh --bench  build and the benchmarks (make bench, make bench-instructions)
 # Idempotent: does nothing when every package is already installed. Needs root (or sudo).
 set -euo pipefail
 
@@ -22,9 +23,16 @@ test_pkgs=(gnutls-bin curl procps python3 jq
 # clang only recommends.
 fuzz_pkgs=(clang libclang-rt-14-dev)
 
+# The benchmarks: valgrind's callgrind counts instructions (make bench-instructions); python3 and
+# openssl drive and prepare the loads.
+bench_pkgs=(valgrind python3 procps util-linux)
+
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" == "--test" || "${1:-}" == "--fuzz" ]]; then
   want+=("${fuzz_pkgs[@]}")
+fi
+if [[ "${1:-}" == "--bench" ]]; then
+  want+=("${bench_pkgs[@]}")
 fi
 if [[ "${1:-}" == "--test" ]]; then
   want+=("${test_pkgs[@]}")
