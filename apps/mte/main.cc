@@ -1120,11 +1120,11 @@ int ListStakeholders(const std::string& data, bool json) {
   return 0;
 }
 
-// The lockout keys of an account or an address (docs/protocol.md §12): its login and its claim
-// failures.
+// The lockout keys of an account or an address (docs/protocol.md §9.4, §12): its login and its
+// claim failures, and for an address also its Enrolment-Token guesses at the MEF.
 std::vector<std::string> LockoutKeys(const std::string& account, const std::string& address) {
   if (!account.empty()) return {"account:" + account, "claim-account:" + account};
-  return {"address:" + address, "claim:" + address};
+  return {"address:" + address, "claim:" + address, "mef-address:" + address};
 }
 
 // An IP address in the text form the portal records (RFC 5952 for IPv6); empty if it is none.
@@ -1391,16 +1391,21 @@ int main(int argc, char** argv) {
   enrolee_list->add_flag("--json", list_json, "JSON output");
 
   auto* lockout = admin->add_subcommand(
-      "lockout", "The portal's failed-login and failed-claim counters (shared by every process)");
+      "lockout",
+      "The failure counters: the portal's logins and claims, the MEF's Enrolment-Token guesses\n"
+      "and failed RSPF runs (in the store, shared by every process)");
   lockout->require_subcommand(1);
   bool lockout_json = false;
   std::string lockout_account, lockout_address;
   auto* lockout_list = lockout->add_subcommand(
-      "list", "Every counted key (account:, address:, claim-account:, claim:) and its lock");
+      "list",
+      "Every counted key (account:, address:, claim-account:, claim:, mef-address:, mef-token:)\n"
+      "and its lock");
   lockout_list->add_flag("--json", lockout_json, "JSON output");
   auto* lockout_clear = lockout->add_subcommand(
-      "clear", "End the lock and forget the failures of one account or one client address\n"
-               "(recorded in the audit log)");
+      "clear",
+      "End the lock and forget the failures of one account or one client address (an\n"
+      "address: its portal and its MEF keys) (recorded in the audit log)");
   auto* clear_account = lockout_clear->add_option("--account", lockout_account, "account name");
   lockout_clear->add_option("--address", lockout_address, "client IP address")
       ->excludes(clear_account);

@@ -82,10 +82,10 @@ Mef::Mef(store::Store& store, const crypto::KeyEncryptionKey& kek, Rng& rng, con
       rng_(rng),
       clock_(clock),
       settings_(std::move(settings)),
-      token_failures_({settings_.max_token_failures, settings_.token_lockout_seconds,
-                       settings_.token_lockout_seconds}),
-      rspf_failures_({settings_.max_rspf_failures, settings_.token_lockout_seconds,
-                      settings_.token_lockout_seconds}) {}
+      token_failures_(store, {settings_.max_token_failures, settings_.token_lockout_seconds,
+                              settings_.token_lockout_seconds}),
+      rspf_failures_(store, {settings_.max_rspf_failures, settings_.token_lockout_seconds,
+                             settings_.token_lockout_seconds}) {}
 
 Mef::~Mef() = default;
 
@@ -485,12 +485,34 @@ proto::HttpReply Mef::HandleRequest(const proto::HttpRequest& request,
   return Reply(proto::MakeErrorResponse(Rsc::kNotFound, "no such resource", request_id));
 }
 
+namespace {
+
+std::string AddressKey(const std::string& address) { return "mef-address:" + address; }
+std::string TokenKey(int64_t token_id) { return "mef-token:" + std::to_string(token_id); }
+
+}  // namespace
+
+bool Mef::Locked(StoredFailureLimiter& limiter, const std::string& key, int64_t now) {
+  auto retry_after = limiter.RetryAfter(key, now);
+  if (!retry_after) {
+    spdlog::error("mef: lockout lookup failed (refusing): {}", Describe(retry_after.error()));
+    return true;
+  }
+  return *retry_after > 0;
+}
+
+void Mef::RecordFailure(StoredFailureLimiter& limiter, const std::string& key, int64_t now) {
+  if (auto ok = limiter.RecordFailure(key, now); !ok) {
+    spdlog::error("mef: a failure could not be counted: {}", Describe(ok.error()));
+  }
+}
+
 void Mef::RecordRspfFailure(const MefConnectionState& state, int64_t now) {
   spdlog::info("mef: failed RSPF run from {} with the Enrolment-Token of enrolee {}",
                state.peer_address, state.enrolee_id);
   // Counted toward the token only: whoever presented a real token is not guessing, and devices
   // behind one NAT address must not lock each other out by dropped connections.
-  rspf_failures_.RecordFailure(state.token_id, now);
+  RecordFailure(rspf_failures_, TokenKey(state.token_id), now);
 }
 
 void Mef::ConnectionClosed(const proto::TlsHttpSession& session, const MefConnectionState& state) {
@@ -503,11 +525,11 @@ proto::HttpResponse Mef::PresentToken(const proto::HttpRequest& request, MefConn
                                       const std::string& request_id) {
   int64_t now = UnixSeconds(clock_.Now());
   auto refuse = [&](Rsc rsc, const std::string& message, bool count) {
-    if (count) token_failures_.RecordFailure(state.peer_address, now);
+    if (count) RecordFailure(token_failures_, AddressKey(state.peer_address), now);
     spdlog::info("mef: Enrolment-Token from {} refused: {}", state.peer_address, message);
     return proto::MakeErrorResponse(rsc, message, request_id);
   };
-  if (token_failures_.Locked(state.peer_address, now)) {
+  if (Locked(token_failures_, AddressKey(state.peer_address), now)) {
     return refuse(Rsc::kOriginatorHasNoPrivilege,
                   "too many failed Enrolment-Token attempts from this address; try later", false);
   }
@@ -558,7 +580,7 @@ proto::HttpResponse Mef::PresentToken(const proto::HttpRequest& request, MefConn
   if (record.expires_at <= now) {
     return refuse(Rsc::kOriginatorHasNoPrivilege, "the Enrolment-Token has expired", false);
   }
-  if (rspf_failures_.Locked(record.id, now)) {
+  if (Locked(rspf_failures_, TokenKey(record.id), now)) {
     return refuse(Rsc::kOriginatorHasNoPrivilege,
                   "too many failed RSPF runs with this Enrolment-Token; try later", false);
   }
@@ -651,7 +673,7 @@ proto::HttpReply Mef::StartRspf(const proto::HttpRequest& request, MefConnection
         proto::MakeErrorResponse(Rsc::kConflict, "the RSPF has already started", request_id);
     return reply;
   }
-  if (rspf_failures_.Locked(state.token_id, UnixSeconds(clock_.Now()))) {
+  if (Locked(rspf_failures_, TokenKey(state.token_id), UnixSeconds(clock_.Now()))) {
     reply.response = proto::MakeErrorResponse(
         Rsc::kOriginatorHasNoPrivilege,
         "too many failed RSPF runs with this Enrolment-Token; try later", request_id);

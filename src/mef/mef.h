@@ -143,8 +143,13 @@ class Mef {
   MefSettings settings_;
   std::function<void()> on_commit_;
   std::vector<std::unique_ptr<mef::Rspf>> rspfs_;
-  FailureLimiter<std::string> token_failures_;  // by client address
-  FailureLimiter<int64_t> rspf_failures_;       // by token id
+  // In the store, so that every MEF process on one database counts together (keys
+  // "mef-address:<ip>" and "mef-token:<token id>", docs/protocol.md §9.4, §9.5).
+  StoredFailureLimiter token_failures_;  // by client address
+  StoredFailureLimiter rspf_failures_;   // by token id
+  // Whether `key` is locked at `now`; a store failure counts as locked (and is logged).
+  bool Locked(StoredFailureLimiter& limiter, const std::string& key, int64_t now);
+  void RecordFailure(StoredFailureLimiter& limiter, const std::string& key, int64_t now);
 };
 
 }  // namespace mte

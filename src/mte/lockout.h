@@ -1,15 +1,13 @@
 // Failure counting with lockout (docs/conventions.md §3: per-account, per-address and per-token
-// attempt limits): the portal's login and claim failures (StoredFailureLimiter: in the store,
-// shared by every process and clearable by an operator), the MEF's Enrolment-Token guesses and
-// failed RSPF runs (FailureLimiter: in memory, per process; bounded).
+// attempt limits): the portal's login and claim failures and the MEF's Enrolment-Token guesses and
+// failed RSPF runs, all in the store (StoredFailureLimiter), so that every process on one database
+// counts together, a restart forgets nothing and an operator can clear a lock.
 // Thread-safety: safe to call concurrently.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <map>
-#include <mutex>
 #include <string>
 
 #include "base/result.h"
@@ -17,7 +15,7 @@
 
 namespace mte {
 
-// How failures lock a key: the rules both limiters apply to a key's store::FailureRecord.
+// How failures lock a key: the rules applied to a key's store::FailureRecord.
 struct FailurePolicy {
   int max_failures = 5;      // the max_failures-th counted failure locks the key ...
   int64_t lock_seconds = 0;  // ... for this long
@@ -62,53 +60,6 @@ struct FailurePolicy {
       ++r.locks;
     }
   }
-};
-
-// In memory, per process.
-template <class Key>
-class FailureLimiter {
- public:
-  using Policy = FailurePolicy;
-
-  // At most this many keys are tracked. When full, keys that lock nothing are dropped; if it is
-  // still full, a new key's failure is not recorded. An active lock is never dropped.
-  static constexpr size_t kMaxKeys = 100000;
-
-  explicit FailureLimiter(Policy policy) : policy_(policy) {}
-
-  bool Locked(const Key& key, int64_t now) const { return RetryAfter(key, now) > 0; }
-
-  int64_t RetryAfter(const Key& key, int64_t now) const {
-    std::lock_guard lock(mu_);
-    auto it = entries_.find(key);
-    return it == entries_.end() ? 0 : Policy::RetryAfter(it->second, now);
-  }
-
-  bool HasFailures(const Key& key, int64_t now) const {
-    std::lock_guard lock(mu_);
-    auto it = entries_.find(key);
-    return it != entries_.end() && policy_.HasFailures(it->second, now);
-  }
-
-  void RecordFailure(const Key& key, int64_t now) {
-    std::lock_guard lock(mu_);
-    if (entries_.size() >= kMaxKeys && !entries_.count(key)) {
-      std::erase_if(entries_,
-                    [now](const auto& entry) { return entry.second.locked_until <= now; });
-      if (entries_.size() >= kMaxKeys) return;
-    }
-    policy_.RecordFailure(entries_[key], now);
-  }
-
-  void Clear(const Key& key) {
-    std::lock_guard lock(mu_);
-    entries_.erase(key);
-  }
-
- private:
-  const Policy policy_;
-  mutable std::mutex mu_;
-  std::map<Key, store::FailureRecord> entries_;
 };
 
 // In the store (table login_failures), so that every process using the store counts together.

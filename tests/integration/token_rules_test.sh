@@ -97,8 +97,9 @@ assert_eq "$(db_query "SELECT count(*) FROM outbox WHERE enrolee_id = $E_RACE;")
 assert_eq "$(token_state "$TOKEN_RACE")" spent "the raced token"
 pass "32 concurrent devices, one token: exactly one enrolment (generation 1), 31 refusals"
 
-# The refusals above count as failed token attempts from 127.0.0.1: start with a fresh limiter.
-restart_server
+# The refusals above count as failed token attempts from 127.0.0.1 (kept in the store, like the
+# portal's): start with none.
+"$MTE" admin --data "$DATA" lockout clear --address 127.0.0.1 >/dev/null
 
 # --- revoked ---------------------------------------------------------------------------------------
 E_REV=$(flowb_entry '{"label":"revoked"}')
@@ -190,7 +191,7 @@ expect_refused retry-superseded "$T/retry.json" t3 "a newer one has been issued"
 pass "a spent token: refused for another device, and for its own once a newer token exists"
 
 # --- per-address limit on failed token attempts ------------------------------------------------
-restart_server
+"$MTE" admin --data "$DATA" lockout clear --address 127.0.0.1 >/dev/null
 E_LIMIT=$(flowb_entry '{"label":"limit"}')
 issue "$E_LIMIT" "$T/limit.json"
 TOKEN_LIMIT=${ISSUED[-1]}
@@ -201,11 +202,18 @@ for i in $(seq 10); do
 done
 expect_refused limited "$T/limit.json" t4 "too many failed" "valid token after 10 failures"
 assert_eq "$(token_state "$TOKEN_LIMIT")" active "token refused by the limiter"
-# The refusal was the limiter's: the lockout lives in the MEF process, a new one accepts it.
+# The lock is in the store: it survives a restart of the MEF, shows in `lockout list`, and the
+# operator's `lockout clear --address` ends it.
 restart_server
-assert_eq "$(enrol limit-ok "$T/limit.json" t4)" 0 "the valid token after the lockout is gone"
+expect_refused limited-after-restart "$T/limit.json" t4 "too many failed" \
+  "valid token after a restart of the MEF"
+assert_match "$("$MTE" admin --data "$DATA" lockout list)" "mef-address:127.0.0.1 +10 +1 " \
+  "lockout list shows the MEF's address key"
+"$MTE" admin --data "$DATA" lockout clear --address 127.0.0.1 >/dev/null
+assert_eq "$(enrol limit-ok "$T/limit.json" t4)" 0 "the valid token after the lockout is cleared"
 assert_eq "$(token_state "$TOKEN_LIMIT")" spent "token after the enrolment"
-pass "after 10 failed attempts from 127.0.0.1 a valid token is refused (too many failed)"
+pass "after 10 failed attempts from 127.0.0.1 a valid token is refused (too many failed), also after a restart, until the operator clears the address"
+
 
 # --- lifetime: a second MTE whose tokens live 2 seconds --------------------------------------------
 stop_servers

@@ -7,6 +7,7 @@
 // Ke is checked three ways: the enrolee's result, the exporter of the MEF's end of the inner
 // session, and the Ke the MEF sealed into the store. Km comes from OpenSSL's HMAC directly.
 // Every refusal must leave the entry pending, the token active and the outbox empty.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 
@@ -903,6 +904,61 @@ TEST_F(FlowBTest, TenFailedTokenAttemptsLockTheAddress) {
   world_.clock.Advance(1);
   EnrolOk(ToBundle(j), device_, kPeer);
   EXPECT_EQ(Enrolee(id).state, store::EnroleeState::kEnrolled);
+}
+
+// Several MEF processes on one database count together: token guesses spread over two MEFs lock
+// the address at both, failed RSPF runs spread over them lock the token at both, and a MEF
+// started afterwards (a restart) knows both locks.
+TEST_F(FlowBTest, LockoutsAreSharedByEveryMefOnTheStore) {
+  Mef second(*world_.store, world_.kek, world_.rng, world_.clock, world_.mef_settings);
+  world_.AddRspfs(second);
+  const int64_t id = AddEntry();
+  const nlohmann::json j = IssueBundle(id);
+  auto via = [&](int i) { return i % 2 == 0 ? &world_.mef : &second; };
+  for (int i = 0; i < 10; ++i) {
+    proto::TokenBundle bundle = ToBundle(j);
+    bundle.token = RandomTokenText();
+    auto link = world_.MefFlowBLink(Client(bundle, Credential(device_)), kPeer, "mef-server",
+                                    via(i));
+    ASSERT_NE(link, nullptr);
+    auto run = link->Run();
+    ASSERT_FALSE(run.has_value());
+    EXPECT_TRUE(Contains(run.error().detail, "unknown Enrolment-Token")) << run.error().detail;
+  }
+  Mef restarted(*world_.store, world_.kek, world_.rng, world_.clock, world_.mef_settings);
+  world_.AddRspfs(restarted);
+  for (Mef* mef : {&world_.mef, &second, &restarted}) {
+    auto link =
+        world_.MefFlowBLink(Client(ToBundle(j), Credential(device_)), kPeer, "mef-server", mef);
+    ASSERT_NE(link, nullptr);
+    auto run = link->Run();
+    ASSERT_FALSE(run.has_value());
+    ExpectLastResponse(*link, 403, "4103", "too many failed Enrolment-Token attempts");
+  }
+  // Failed RSPF runs with the real token, from other addresses, alternating between the MEFs.
+  SecretBytes wrong_kpm = crypto::RandomSecret(world_.rng, 32);
+  for (int i = 0; i < world_.mef_settings.max_rspf_failures; ++i) {
+    auto link = world_.MefFlowBLink(Client(ToBundle(j), {kKpmId, wrong_kpm.Clone()}),
+                                    "192.0.2." + std::to_string(40 + i), "mef-server", via(i));
+    ASSERT_NE(link, nullptr);
+    ASSERT_FALSE(link->Run().has_value());
+    EXPECT_EQ(link->last_phase_before_failure(), Phase::kRspfHandshake);
+  }
+  for (Mef* mef : {&world_.mef, &second, &restarted}) {
+    auto link = world_.MefFlowBLink(Client(ToBundle(j), Credential(device_)), kOtherPeer,
+                                    "mef-server", mef);
+    ASSERT_NE(link, nullptr);
+    ASSERT_FALSE(link->Run().has_value());
+    ExpectLastResponse(*link, 403, "4103", "too many failed RSPF runs");
+  }
+  ExpectNothingEnrolled(id, j["token"], "");
+  // The operator sees both keys.
+  auto failures = world_.store->ListFailures();
+  ASSERT_TRUE(Ok(failures));
+  std::vector<std::string> keys;
+  for (const auto& f : *failures) keys.push_back(f.key);
+  EXPECT_THAT(keys, ::testing::Contains(std::string("mef-address:") + kPeer));
+  EXPECT_THAT(keys, ::testing::Contains(::testing::StartsWith("mef-token:")));
 }
 
 // The outer session alone never enrols: POST /enrolment there is refused.

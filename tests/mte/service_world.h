@@ -255,16 +255,19 @@ class ServiceWorld {
     return *portal_;
   }
 
-  // One Flow B connection from `peer` to the MEF, whose outer certificate is `<stem>.crt`.
+  // One Flow B connection from `peer` to the MEF (or to `via`, another MEF on this world's
+  // store), whose outer certificate is `<stem>.crt`.
   std::unique_ptr<FlowBLink> MefFlowBLink(std::unique_ptr<proto::EnrolmentClient> client,
                                           const std::string& peer = "192.0.2.10",
-                                          const std::string& stem = "mef-server") {
+                                          const std::string& stem = "mef-server",
+                                          Mef* via = nullptr) {
+    Mef& target = via != nullptr ? *via : mef;
     auto server = crypto::TlsEngine::Server(
-        MefOuterContext(stem), [this](std::string_view id) { return mef.LookupPsk(id); });
+        MefOuterContext(stem), [&target](std::string_view id) { return target.LookupPsk(id); });
     EXPECT_TRUE(Ok(server));
     if (!server || !client) return nullptr;
     return std::make_unique<FlowBLink>(std::move(client), std::move(*server),
-                                       mef.NewConnection(peer));
+                                       target.NewConnection(peer));
   }
 
   crypto::SystemRng rng;
