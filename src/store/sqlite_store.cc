@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <limits>
@@ -280,6 +281,8 @@ class SqliteStore final : public Store {
   Result<std::optional<TokenRecord>> FindToken(ByteSpan token_hash) override;
 
   Result<std::vector<OutboxItem>> DueOutbox(int64_t now, int limit) override;
+  Result<std::vector<OutboxItem>> ClaimDueOutbox(int64_t now, int limit,
+                                                 int64_t lease_until) override;
   Result<OutboxStatus> GetOutboxStatus() override;
   Result<void> MarkDelivered(const std::vector<int64_t>& outbox_ids, int64_t now) override;
   Result<void> MarkAttemptFailed(int64_t outbox_id, int64_t next_attempt_at,
@@ -1632,6 +1635,34 @@ Result<std::vector<OutboxItem>> SqliteStore::DueOutbox(int64_t now, int limit) {
     items.push_back(ReadOutbox(stmt));
   }
   return items;
+}
+
+Result<std::vector<OutboxItem>> SqliteStore::ClaimDueOutbox(int64_t now, int limit,
+                                                            int64_t lease_until) {
+  constexpr std::string_view kOp = "claim due outbox";
+  MTE_TRY(internal::CheckLease(kOp, now, lease_until));
+  if (limit <= 0) return std::vector<OutboxItem>();
+  // One IMMEDIATE transaction: another connection's claim waits for this one's commit, then no
+  // longer finds these items due.
+  return Write(kOp, [&]() -> Result<std::vector<OutboxItem>> {
+    MTE_TRY_ASSIGN(auto claim,
+                   Prepare("UPDATE outbox SET next_attempt_at = ?3 WHERE id IN (SELECT id FROM"
+                           " outbox WHERE delivered_at = 0 AND next_attempt_at <= ?1"
+                           " ORDER BY id LIMIT ?2) RETURNING id, enrolee_id, generation, target,"
+                           " payload_sealed, attempts, next_attempt_at, delivered_at, last_error",
+                           kOp));
+    MTE_TRY(claim.BindAll(now, static_cast<int64_t>(limit), lease_until));
+    std::vector<OutboxItem> items;
+    while (true) {
+      MTE_TRY_ASSIGN(const bool row, claim.Step());
+      if (!row) break;
+      items.push_back(ReadOutbox(claim));
+    }
+    // RETURNING gives the rows in no promised order.
+    std::sort(items.begin(), items.end(),
+              [](const OutboxItem& a, const OutboxItem& b) { return a.id < b.id; });
+    return items;
+  });
 }
 
 Result<void> SqliteStore::MarkDelivered(const std::vector<int64_t>& outbox_ids, int64_t now) {

@@ -420,8 +420,19 @@ class Store {
   virtual Result<std::optional<TokenRecord>> FindToken(ByteSpan token_hash) = 0;
 
   // --- outbox ---
-  // Undelivered items with next_attempt_at <= now, oldest first.
+  // Undelivered items with next_attempt_at <= now, oldest first (by id), at most `limit` (none
+  // for limit <= 0). Reads only: two processes calling it at once get the same items.
   virtual Result<std::vector<OutboxItem>> DueOutbox(int64_t now, int limit) = 0;
+  // Claims due items for delivery by one of several processes sharing the outbox: atomically
+  // takes up to `limit` undelivered items with next_attempt_at <= now, oldest first (by id), sets
+  // their next_attempt_at to `lease_until` and returns them as they now are (next_attempt_at ==
+  // lease_until; attempts and last_error unchanged). Until the lease ends no other call claims
+  // them, and an item whose claimant died before MarkDelivered or MarkAttemptFailed becomes due
+  // again when it does. Items claimed at the same time by two calls (two processes or two
+  // threads) are disjoint; a delivered item is never claimed. limit <= 0 claims nothing.
+  // kLocalUsage/kInvariant unless lease_until > now.
+  virtual Result<std::vector<OutboxItem>> ClaimDueOutbox(int64_t now, int limit,
+                                                         int64_t lease_until) = 0;
   virtual Result<OutboxStatus> GetOutboxStatus() = 0;
   // Marks the items delivered, all in one transaction; also sets each enrolee's maf_delivery to
   // delivered when the item's generation is the enrolee's current one. Idempotent. An unknown id
