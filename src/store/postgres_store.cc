@@ -8,6 +8,7 @@
 #include <pqxx/result>
 #include <pqxx/subtransaction>
 #include <pqxx/transaction>
+#include <poll.h>
 
 #include <algorithm>
 #include <chrono>
@@ -348,6 +349,15 @@ Result<TokenRecord> ReadToken(const pqxx::row& row) {
 
 // --- the connection pool ------------------------------------------------------------------------
 
+// Whether an idle connection is still a live session. An idle session has nothing to read (the
+// store listens for no notifications): anything readable is the server's last words (FATAL, then
+// end of file) or an end of file.
+bool QuietWhileIdle(pqxx::connection& connection) {
+  if (!connection.is_open()) return false;
+  pollfd idle{connection.sock(), POLLIN, 0};
+  return ::poll(&idle, 1, 0) == 0;
+}
+
 // Up to kPoolSize connections, opened on demand. A caller borrows one for one transaction; a
 // connection that broke is closed instead of returned, and the next borrower opens a fresh one.
 class Pool {
@@ -380,11 +390,19 @@ class Pool {
   // cannot be opened.
   Result<Lease> Acquire() {
     std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return !idle_.empty() || open_ < kPoolSize; });
-    if (!idle_.empty()) {
+    while (true) {
+      cv_.wait(lock, [&] { return !idle_.empty() || open_ < kPoolSize; });
+      if (idle_.empty()) break;
       std::unique_ptr<PostgresConnection> connection = std::move(idle_.back());
       idle_.pop_back();
-      return Lease(*this, std::move(connection));
+      if (QuietWhileIdle(connection->get())) return Lease(*this, std::move(connection));
+      // The server ended the session while it was idle (a restart, an administrator): close it
+      // and look again. Found here, it costs no failed attempt (and libpqxx 6.4 leaks a result
+      // when its first statement meets a closed session).
+      --open_;
+      lock.unlock();
+      connection.reset();
+      lock.lock();
     }
     ++open_;
     lock.unlock();
@@ -404,7 +422,7 @@ class Pool {
     try {
       pqxx::nontransaction session(connection->get());
       session.exec(kSetLockTimeout);
-      // Commits must be durable (libpq §20.5.1): a server, database or role configured with
+      // Commits must be durable (PostgreSQL §20.5.1): a server, database or role configured with
       // synchronous_commit = off is overridden for this session; any other value flushes the
       // local WAL at commit.
       const pqxx::row sync = session.exec1("SELECT current_setting('synchronous_commit')");
