@@ -9,13 +9,15 @@ set -euo pipefail
 
 build_pkgs=(g++ cmake ninja-build make pkg-config
   libssl-dev openssl libboost1.81-dev libexpected-dev nlohmann-json3-dev
-  libsqlite3-dev sqlite3 libspdlog-dev libfmt-dev libcli11-dev libargon2-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libsqlite3-dev sqlite3 libpq-dev libpqxx-dev libspdlog-dev libfmt-dev libcli11-dev
+  libargon2-dev libgtest-dev libgmock-dev libbenchmark-dev
   libqrencode-dev libzbar-dev libpng-dev libjpeg62-turbo-dev)
 # Independent QR tools (qrencode, zbarimg, netpbm, cjpeg, rsvg-convert) for the QR tests; the
 # browser tests: Debian's Chromium driven by playwright-core (from npm, below), and tesseract to
-# read the screenshots back; oathtool (RFC 4226/6238) for the second-factor tests.
-test_pkgs=(gnutls-bin curl procps python3 jq
+# read the screenshots back; oathtool (RFC 4226/6238) for the second-factor tests; the PostgreSQL
+# 15 server that tests/testlib/with_postgres.sh starts for the store's PostgreSQL tests (the
+# versioned package: the `postgresql` metapackage would also pull in postgresql-contrib).
+test_pkgs=(gnutls-bin curl procps python3 jq postgresql-15
   qrencode zbar-tools netpbm libjpeg-turbo-progs librsvg2-bin file
   chromium tesseract-ocr tesseract-ocr-eng oathtool)
 

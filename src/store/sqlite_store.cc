@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <limits>
@@ -15,6 +16,7 @@
 #include <utility>
 
 #include "store/internal/migrate.h"
+#include "store/internal/rules.h"
 #include "store/internal/sqlite.h"
 #include "store/store.h"
 
@@ -27,28 +29,20 @@ using internal::Exec;
 using internal::Statement;
 using internal::Transaction;
 
+using internal::AsciiLower;
+using internal::AuditSubject;
+using internal::CheckDevice;
+using internal::ConflictError;
+using internal::IsCertificateKind;
+using internal::NotFoundError;
+using internal::ParseDeliveryStatus;
+using internal::ParseEnroleeState;
+using internal::ParseTokenState;
+using internal::Quoted;
+using internal::StorageError;
+
 constexpr int kBusyTimeoutMs = 5000;
-// An outbox error message is operator text from a failed delivery; keep rows bounded.
-constexpr size_t kMaxLastErrorBytes = 1024;
 
-Error StorageError(std::string detail) {
-  return Error{ErrorKind::kStorage, Errc::kDatabase, std::move(detail)};
-}
-
-Error ConflictError(std::string detail) {
-  return Error{ErrorKind::kLocalUsage, Errc::kConflict, std::move(detail)};
-}
-
-Error NotFoundError(std::string detail) {
-  return Error{ErrorKind::kLocalUsage, Errc::kNotFound, std::move(detail)};
-}
-
-std::string Quoted(std::string_view text) {
-  std::string out = "'";
-  out += text;
-  out += "'";
-  return out;
-}
 
 // --- file permissions -------------------------------------------------------------------------
 
@@ -86,33 +80,6 @@ Result<void> RestrictFileMode(const std::string& path, bool create) {
   return result;
 }
 
-// --- enums as stored --------------------------------------------------------------------------
-
-Result<EnroleeState> ParseEnroleeState(std::string_view text) {
-  if (text == ToString(EnroleeState::kPending)) {
-    return EnroleeState::kPending;
-  }
-  if (text == ToString(EnroleeState::kEnrolled)) {
-    return EnroleeState::kEnrolled;
-  }
-  if (text == ToString(EnroleeState::kRevoked)) {
-    return EnroleeState::kRevoked;
-  }
-  return Fail(StorageError("read enrolee: unknown state " + Quoted(text)));
-}
-
-Result<DeliveryStatus> ParseDeliveryStatus(std::string_view text) {
-  if (text == ToString(DeliveryStatus::kNone)) {
-    return DeliveryStatus::kNone;
-  }
-  if (text == ToString(DeliveryStatus::kPending)) {
-    return DeliveryStatus::kPending;
-  }
-  if (text == ToString(DeliveryStatus::kDelivered)) {
-    return DeliveryStatus::kDelivered;
-  }
-  return Fail(StorageError("read enrolee: unknown maf_delivery " + Quoted(text)));
-}
 
 // --- row readers ------------------------------------------------------------------------------
 
@@ -131,65 +98,6 @@ DeviceRecord ReadDevice(const Statement& row) {
   return device;
 }
 
-bool IsLowerHexSha256(std::string_view text) {
-  constexpr size_t kSha256HexLength = 64;
-  if (text.size() != kSha256HexLength) return false;
-  for (const char c : text) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
-}
-
-std::string AsciiLower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-bool IsCertificateKind(CredentialKind kind) { return kind != CredentialKind::kKpm; }
-
-// A device CA name: 1..64 of [A-Za-z0-9._-], so that it can appear in logs and file names as is.
-bool IsDeviceCaName(std::string_view name) {
-  if (name.empty() || name.size() > kMaxDeviceCaNameLength) return false;
-  for (const char c : name) {
-    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '_' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
-}
-
-Error MalformedError(std::string detail) {
-  return Error{ErrorKind::kLocalUsage, Errc::kMalformed, std::move(detail)};
-}
-
-// Checks one manifest device before anything is written.
-Result<void> CheckDevice(std::string_view op, const DeviceRecord& device) {
-  const std::string who = std::string(op) + ": device_id " + Quoted(device.device_id);
-  if (device.credentials.empty()) {
-    return Fail(MalformedError(who + " has no credentials"));
-  }
-  for (const DeviceCredential& credential : device.credentials) {
-    const std::string what = who + ": " + std::string(ToString(credential.kind)) + " credential";
-    if (credential.kind == CredentialKind::kKpm) {
-      if (credential.id.empty()) return Fail(MalformedError(what + " has an empty KpmID"));
-      if (credential.secret_sealed.empty()) {
-        return Fail(MalformedError(what + " " + Quoted(credential.id) + " has no sealed Kpm"));
-      }
-    } else {
-      if (!IsLowerHexSha256(credential.id)) {
-        return Fail(MalformedError(what + " " + Quoted(credential.id.substr(0, 80)) +
-                                   " is not 64 lowercase hex characters"));
-      }
-      if (!credential.secret_sealed.empty()) {
-        return Fail(MalformedError(what + " " + Quoted(credential.id) + " carries a secret"));
-      }
-    }
-  }
-  return {};
-}
 
 constexpr const char* kSelectDeviceCas =
     "SELECT name, cert_pem, cert_sha256, ocsp_url, crl_file, max_chain_depth, ocsp_fail_open,"
@@ -278,11 +186,7 @@ OutboxItem ReadOutbox(const Statement& row) {
   item.generation = row.Int64(2);
   item.target = row.Text(3);
   item.payload_sealed = row.Blob(4);
-  const int64_t attempts = row.Int64(5);
-  // The column is ours, but a database is still input: clamp instead of overflowing.
-  item.attempts = attempts < 0                                 ? 0
-                  : attempts > std::numeric_limits<int>::max() ? std::numeric_limits<int>::max()
-                                                               : static_cast<int>(attempts);
+  item.attempts = internal::ClampAttempts(row.Int64(5));
   item.next_attempt_at = row.Int64(6);
   item.delivered_at = row.Int64(7);
   item.last_error = row.Text(8);
@@ -377,6 +281,8 @@ class SqliteStore final : public Store {
   Result<std::optional<TokenRecord>> FindToken(ByteSpan token_hash) override;
 
   Result<std::vector<OutboxItem>> DueOutbox(int64_t now, int limit) override;
+  Result<std::vector<OutboxItem>> ClaimDueOutbox(int64_t now, int limit,
+                                                 int64_t lease_until) override;
   Result<OutboxStatus> GetOutboxStatus() override;
   Result<void> MarkDelivered(const std::vector<int64_t>& outbox_ids, int64_t now) override;
   Result<void> MarkAttemptFailed(int64_t outbox_id, int64_t next_attempt_at,
@@ -690,23 +596,8 @@ Result<std::optional<DeviceRecord>> SqliteStore::FindDeviceByCredential(Credenti
 
 Result<void> SqliteStore::AddDeviceCa(const DeviceCaRecord& ca, const AuditEntry& audit) {
   constexpr std::string_view kOp = "add device CA";
-  if (!IsDeviceCaName(ca.name)) {
-    return Fail(MalformedError(std::string(kOp) + ": name " + Quoted(ca.name.substr(0, 80)) +
-                               " is not 1.." + std::to_string(kMaxDeviceCaNameLength) +
-                               " of [A-Za-z0-9._-]"));
-  }
+  MTE_TRY(internal::CheckDeviceCa(kOp, ca));
   const std::string who = std::string(kOp) + " " + Quoted(ca.name);
-  if (ca.cert_pem.empty()) return Fail(MalformedError(who + ": no certificate"));
-  if (!IsLowerHexSha256(ca.cert_sha256)) {
-    return Fail(MalformedError(who + ": cert_sha256 is not 64 lowercase hex characters"));
-  }
-  if (ca.max_chain_depth < 0 || ca.max_chain_depth > kMaxDeviceCaChainDepth) {
-    return Fail(MalformedError(who + ": max_chain_depth must be 0.." +
-                               std::to_string(kMaxDeviceCaChainDepth)));
-  }
-  if (!ca.crl_file.empty() && ca.crl_file.front() != '/') {
-    return Fail(MalformedError(who + ": crl_file must be an absolute path"));
-  }
   return Write(kOp, [&]() -> Result<void> {
     MTE_TRY_ASSIGN(auto find, Prepare("SELECT name FROM device_cas"
                                       " WHERE name = ?1 OR cert_sha256 = ?2"
@@ -1089,8 +980,6 @@ FailureRecord ReadFailures(const Statement& row, int first = 0) {
   return r;
 }
 
-constexpr size_t kMaxFailureKeyLength = 300;
-
 }  // namespace
 
 // --- second factor -----------------------------------------------------------------------------
@@ -1242,11 +1131,7 @@ Result<void> SqliteStore::UpdateFailures(std::string_view key,
                                          const std::function<void(FailureRecord&)>& update,
                                          int64_t now, int64_t stale_before) {
   constexpr std::string_view kOp = "update failures";
-  if (key.empty() || key.size() > kMaxFailureKeyLength) {
-    return Fail(ErrorKind::kLocalUsage, Errc::kMalformed,
-                std::string(kOp) + ": key must be 1.." + std::to_string(kMaxFailureKeyLength) +
-                    " bytes");
-  }
+  MTE_TRY(internal::CheckFailureKey(kOp, key));
   return Write(kOp, [&]() -> Result<void> {
     MTE_TRY_ASSIGN(auto prune, Prepare("DELETE FROM login_failures WHERE last_failure < ?1"
                                        " AND locked_until <= ?2 AND key <> ?3",
@@ -1441,21 +1326,10 @@ Result<std::vector<EnroleeRecord>> SqliteStore::ListEnrolees(
 
 Result<EnroleeRecord> SqliteStore::CommitEnrolment(const EnrolmentCommit& commit) {
   constexpr std::string_view kOp = "commit enrolment";
+  MTE_TRY(internal::CheckCommit(kOp, commit));
   const std::string subject = "enrolee " + std::to_string(commit.enrolee_id);
-  if (commit.expected_generation < 0 ||
-      commit.expected_generation == std::numeric_limits<int64_t>::max()) {
-    return Fail(ErrorKind::kLocalUsage, Errc::kInvariant,
-                std::string(kOp) + ": " + subject + ": invalid expected_generation");
-  }
   const int64_t generation = commit.expected_generation + 1;
   const bool has_outbox = !commit.outbox.target.empty();
-  if (has_outbox &&
-      (commit.outbox.enrolee_id != commit.enrolee_id || commit.outbox.generation != generation)) {
-    return Fail(ErrorKind::kLocalUsage, Errc::kInvariant,
-                std::string(kOp) + ": " + subject +
-                    ": outbox item must carry the enrolee id and generation " +
-                    std::to_string(generation));
-  }
   return Write(kOp, [&]() -> Result<EnroleeRecord> {
     // The token first: a loser of a race for one token learns that the token is gone.
     if (commit.spend_token_id != 0) {
@@ -1575,14 +1449,9 @@ Result<bool> SqliteStore::RevokeEnrolee(int64_t enrolee_id, int64_t expected_gen
                                         const AuditEntry& audit) {
   constexpr std::string_view kOp = "revoke enrolee";
   const std::string subject = "enrolee " + std::to_string(enrolee_id);
+  MTE_TRY(internal::CheckRetire(kOp, enrolee_id, expected_generation, retire));
   const int64_t generation = expected_generation + 1;
   const bool has_outbox = !retire.target.empty();
-  if (has_outbox && (retire.enrolee_id != enrolee_id || retire.generation != generation)) {
-    return Fail(ErrorKind::kLocalUsage, Errc::kMalformed,
-                std::string(kOp) + ": " + subject +
-                    ": outbox item must carry the enrolee id and generation " +
-                    std::to_string(generation));
-  }
   return Write(kOp, [&]() -> Result<bool> {
     MTE_TRY_ASSIGN(auto current,
                    Prepare("SELECT generation, state FROM enrolees WHERE id = ?1", kOp));
@@ -1669,12 +1538,6 @@ Result<void> SqliteStore::DeleteEnrolee(int64_t enrolee_id, const AuditEntry& au
 
 namespace {
 
-Result<TokenState> ParseTokenState(std::string_view text) {
-  if (text == ToString(TokenState::kActive)) return TokenState::kActive;
-  if (text == ToString(TokenState::kSpent)) return TokenState::kSpent;
-  if (text == ToString(TokenState::kRevoked)) return TokenState::kRevoked;
-  return Fail(StorageError("read token: unknown state " + Quoted(text)));
-}
 
 // superseded: a newer token exists for the same enrolee.
 #define MTE_SELECT_TOKEN                                                                \
@@ -1774,6 +1637,34 @@ Result<std::vector<OutboxItem>> SqliteStore::DueOutbox(int64_t now, int limit) {
   return items;
 }
 
+Result<std::vector<OutboxItem>> SqliteStore::ClaimDueOutbox(int64_t now, int limit,
+                                                            int64_t lease_until) {
+  constexpr std::string_view kOp = "claim due outbox";
+  MTE_TRY(internal::CheckLease(kOp, now, lease_until));
+  if (limit <= 0) return std::vector<OutboxItem>();
+  // One IMMEDIATE transaction: another connection's claim waits for this one's commit, then no
+  // longer finds these items due.
+  return Write(kOp, [&]() -> Result<std::vector<OutboxItem>> {
+    MTE_TRY_ASSIGN(auto claim,
+                   Prepare("UPDATE outbox SET next_attempt_at = ?3 WHERE id IN (SELECT id FROM"
+                           " outbox WHERE delivered_at = 0 AND next_attempt_at <= ?1"
+                           " ORDER BY id LIMIT ?2) RETURNING id, enrolee_id, generation, target,"
+                           " payload_sealed, attempts, next_attempt_at, delivered_at, last_error",
+                           kOp));
+    MTE_TRY(claim.BindAll(now, static_cast<int64_t>(limit), lease_until));
+    std::vector<OutboxItem> items;
+    while (true) {
+      MTE_TRY_ASSIGN(const bool row, claim.Step());
+      if (!row) break;
+      items.push_back(ReadOutbox(claim));
+    }
+    // RETURNING gives the rows in no promised order.
+    std::sort(items.begin(), items.end(),
+              [](const OutboxItem& a, const OutboxItem& b) { return a.id < b.id; });
+    return items;
+  });
+}
+
 Result<void> SqliteStore::MarkDelivered(const std::vector<int64_t>& outbox_ids, int64_t now) {
   constexpr std::string_view kOp = "mark outbox delivered";
   return Write(
@@ -1815,7 +1706,7 @@ Result<void> SqliteStore::MarkDelivered(const std::vector<int64_t>& outbox_ids, 
 Result<void> SqliteStore::MarkAttemptFailed(int64_t outbox_id, int64_t next_attempt_at,
                                             std::string_view error) {
   constexpr std::string_view kOp = "mark outbox attempt failed";
-  const std::string_view bounded = error.substr(0, kMaxLastErrorBytes);
+  const std::string_view bounded = error.substr(0, internal::kMaxLastErrorBytes);
   return Write(kOp, [&]() -> Result<void> {
     MTE_TRY_ASSIGN(const bool found, Exists(kOp, "SELECT 1 FROM outbox WHERE id = ?1", outbox_id));
     if (!found) {
@@ -1957,11 +1848,7 @@ Result<std::vector<MafCredential>> SqliteStore::ListMafCredentials() {
 Result<void> SqliteStore::AppendAudit(std::string_view op, const AuditEntry& entry,
                                       int64_t new_id) {
   if (entry.action.empty()) return {};
-  std::string subject = entry.subject;
-  constexpr std::string_view kPlaceholder = "{id}";
-  if (auto at = subject.find(kPlaceholder); at != std::string::npos) {
-    subject.replace(at, kPlaceholder.size(), std::to_string(new_id));
-  }
+  const std::string subject = AuditSubject(entry, new_id);
   MTE_TRY_ASSIGN(auto insert, Prepare("INSERT INTO audit (at, actor, action, subject,"
                                       " detail) VALUES (?1, ?2, ?3, ?4, ?5)",
                                       op));

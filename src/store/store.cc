@@ -58,6 +58,13 @@ std::optional<CredentialKind> ParseCredentialKind(std::string_view text) {
   return std::nullopt;
 }
 
+Result<std::unique_ptr<Store>> OpenStore(const std::string& location) {
+  if (location.starts_with("postgresql://") || location.starts_with("postgres://")) {
+    return OpenPostgresStore(location);
+  }
+  return OpenSqliteStore(location);
+}
+
 const DeviceCredential* DeviceRecord::Find(CredentialKind kind) const {
   for (const DeviceCredential& credential : credentials) {
     if (credential.kind == kind) return &credential;

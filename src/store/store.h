@@ -1,13 +1,17 @@
-// The MTE database behind one interface (docs/architecture.md §5): SQLite now, PostgreSQL later; the same
-// conformance tests run against every implementation.
+// The MTE database behind one interface (docs/architecture.md §5), with two implementations:
+// SQLite (one file, the default) and PostgreSQL (a server several MTE processes share). The same
+// conformance tests run against both.
 //
 // The store holds only sealed secrets (AES-256-GCM blobs made by crypto::KeyEncryptionKey) and
 // hashes (Argon2id PHC strings, SHA-256 of random tokens); it never sees a plaintext secret.
 // Timestamps are Unix seconds. Every method is one transaction: it commits completely or changes
-// nothing. Blocking (short reads; a commit waits for one fdatasync): not for threads that must
-// never wait on the disk.
-// Thread-safety: a Store may be used from several threads at once (implementations serialise).
-// Several processes may open the same database (mte serve + mte admin).
+// nothing. Blocking (short reads; a commit waits for one fdatasync, or for the server's): not for
+// threads that must never wait on the disk or the network.
+// Thread-safety: a Store may be used from several threads at once (implementations serialise, or
+// give each call a connection of its own). Several processes may open the same database (mte
+// serve + mte admin; several mte serve on one PostgreSQL database).
+// Text is UTF-8 without NUL characters: PostgreSQL cannot hold a NUL in text, so that store refuses
+// such text (kLocalUsage/kMalformed) rather than cut it short; blobs (Bytes) may hold any octet.
 #pragma once
 
 #include <cstdint>
@@ -361,7 +365,8 @@ class Store {
   virtual Result<std::optional<FailureRecord>> FindFailures(std::string_view key) = 0;
   // In one transaction: applies `update` to the key's record (a zero record if it has none) and
   // stores the result; and drops the records of every key that is not locked at `now` and has
-  // not failed since `stale_before`.
+  // not failed since `stale_before`. `update` may run more than once (a transaction retried after
+  // a conflict runs it again on the record as then read), so it must only change the record.
   virtual Result<void> UpdateFailures(std::string_view key,
                                       const std::function<void(FailureRecord&)>& update,
                                       int64_t now, int64_t stale_before) = 0;
@@ -420,8 +425,19 @@ class Store {
   virtual Result<std::optional<TokenRecord>> FindToken(ByteSpan token_hash) = 0;
 
   // --- outbox ---
-  // Undelivered items with next_attempt_at <= now, oldest first.
+  // Undelivered items with next_attempt_at <= now, oldest first (by id), at most `limit` (none
+  // for limit <= 0). Reads only: two processes calling it at once get the same items.
   virtual Result<std::vector<OutboxItem>> DueOutbox(int64_t now, int limit) = 0;
+  // Claims due items for delivery by one of several processes sharing the outbox: atomically
+  // takes up to `limit` undelivered items with next_attempt_at <= now, oldest first (by id), sets
+  // their next_attempt_at to `lease_until` and returns them as they now are (next_attempt_at ==
+  // lease_until; attempts and last_error unchanged). Until the lease ends no other call claims
+  // them, and an item whose claimant died before MarkDelivered or MarkAttemptFailed becomes due
+  // again when it does. Items claimed at the same time by two calls (two processes or two
+  // threads) are disjoint; a delivered item is never claimed. limit <= 0 claims nothing.
+  // kLocalUsage/kInvariant unless lease_until > now.
+  virtual Result<std::vector<OutboxItem>> ClaimDueOutbox(int64_t now, int limit,
+                                                         int64_t lease_until) = 0;
   virtual Result<OutboxStatus> GetOutboxStatus() = 0;
   // Marks the items delivered, all in one transaction; also sets each enrolee's maf_delivery to
   // delivered when the item's generation is the enrolee's current one. Idempotent. An unknown id
@@ -463,5 +479,21 @@ class Store {
 // Opens (creating if needed) a SQLite database in WAL mode with synchronous=FULL and applies the
 // schema migrations. `path` may be ":memory:". kStorage/kDatabase on failure.
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+
+// Opens a PostgreSQL database that the operator created (empty, or migrated by this code) and
+// applies the schema migrations, serialised between processes by an advisory lock. `uri` is a
+// libpq connection URI, postgresql://[user[:password]@][host][:port][/dbname][?param=value&...]
+// (libpq §34.1.1: host, port, dbname, user, password, sslmode, host=/dir for a Unix socket, ...);
+// connect_timeout is 10 s unless the URI sets it. The store keeps a small pool of connections,
+// runs every method as a SERIALIZABLE transaction that it retries on serialization failures and
+// deadlocks, replaces a connection that broke (a server restart) on its next use, and commits
+// durably (a session whose synchronous_commit is off is set to on). kStorage/kDatabase on failure, for a URI that is
+// not a postgresql:// or postgres:// URI, and for a database whose schema is newer than this
+// build. Error details never contain the password.
+Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& uri);
+
+// Opens the store at `location`: a PostgreSQL database when it starts with "postgresql://" or
+// "postgres://" (OpenPostgresStore), otherwise a SQLite file or ":memory:" (OpenSqliteStore).
+Result<std::unique_ptr<Store>> OpenStore(const std::string& location);
 
 }  // namespace mte::store

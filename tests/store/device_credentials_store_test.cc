@@ -1,6 +1,6 @@
 // Conformance tests of the device credentials and device CAs of store::Store (TS-0003 §8.3.2.1
-// PPSK, §8.3.2.2 certificate; docs/architecture.md §5), run on SQLite ":memory:" and on a
-// database file: certificate-only and mixed devices, lookups by every credential kind, the
+// PPSK, §8.3.2.2 certificate; docs/architecture.md §5), run on SQLite ":memory:", a SQLite file
+// and PostgreSQL: certificate-only and mixed devices, lookups by every credential kind, the
 // all-or-nothing import, and adding, listing and removing device CAs with their audit entries.
 #include <gtest/gtest.h>
 
@@ -82,8 +82,8 @@ class DeviceCredentialStoreTest : public BackendTest {
 
 };
 
-INSTANTIATE_TEST_SUITE_P(Backends, DeviceCredentialStoreTest,
-                         ::testing::Values(Backend::kMemory, Backend::kFile), BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, DeviceCredentialStoreTest, test_support::AllBackends(),
+                         BackendName);
 
 TEST(CredentialKindTest, NamesRoundTrip) {
   EXPECT_EQ(ToString(CredentialKind::kKpm), "kpm");

@@ -1,5 +1,6 @@
-// Conformance tests for store::Store, run on SQLite ":memory:" and on a database file, plus
-// file-only tests: two connections, crash safety, file modes, migrations.
+// Conformance tests for store::Store, run on SQLite ":memory:", a SQLite file and PostgreSQL, plus
+// SQLite file-only tests (file modes, synchronous, locks, migrations) and the crash safety test
+// on a SQLite file and on PostgreSQL.
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -19,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -178,8 +180,7 @@ class StoreTest : public BackendTest {
   }
 };
 
-INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values(Backend::kMemory, Backend::kFile),
-                         BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, test_support::AllBackends(), BackendName);
 
 TEST(StoreEnumTest, ToStringNamesEveryValue) {
   EXPECT_EQ(ToString(EnroleeState::kPending), "pending");
@@ -886,6 +887,204 @@ TEST_P(StoreTest, DeliveryOfOlderGenerationLeavesCurrentPending) {
   EXPECT_EQ((*after_current)->maf_delivery, DeliveryStatus::kDelivered);
 }
 
+// Commits `count` enrolments of one enrolee, each with its outbox item due at `due`; returns the
+// items' ids, oldest first.
+std::vector<int64_t> CommitOutboxItems(Store& store, int64_t enrolee_id, int count, int64_t due) {
+  for (int g = 0; g < count; ++g) {
+    EnrolmentCommit commit = MakeCommit(enrolee_id, g, 50 + g);
+    commit.outbox.next_attempt_at = due;
+    EXPECT_TRUE(Ok(store.CommitEnrolment(commit)));
+  }
+  auto items = store.DueOutbox(std::numeric_limits<int64_t>::max(), INT_MAX);
+  EXPECT_TRUE(Ok(items));
+  std::vector<int64_t> ids;
+  if (items.has_value()) {
+    for (const OutboxItem& item : *items) ids.push_back(item.id);
+  }
+  return ids;
+}
+
+TEST_P(StoreTest, ClaimDueOutboxLeasesTheOldestDueItems) {
+  const int64_t alice = AddStakeholder("alice");
+  std::vector<int64_t> enrolees;
+  for (int n = 1; n <= 4; ++n) {
+    const EnroleeRecord enrolee = AddEnrolee(alice, n);
+    EnrolmentCommit commit = MakeCommit(enrolee.id, 0, 50);
+    commit.outbox.next_attempt_at = n == 3 ? 150 : 100 - n;  // the third is not due at 100
+    ASSERT_TRUE(Ok(store().CommitEnrolment(commit)));
+    enrolees.push_back(enrolee.id);
+  }
+  auto first = store().ClaimDueOutbox(100, 2, 400);
+  ASSERT_TRUE(Ok(first));
+  ASSERT_EQ(first->size(), 2U);
+  EXPECT_EQ((*first)[0].enrolee_id, enrolees[0]);
+  EXPECT_EQ((*first)[1].enrolee_id, enrolees[1]);
+  for (const OutboxItem& item : *first) {
+    EXPECT_EQ(item.next_attempt_at, 400) << "returned as leased";
+    EXPECT_EQ(item.attempts, 0);
+    EXPECT_EQ(item.delivered_at, 0);
+    EXPECT_EQ(item.payload_sealed, PayloadFor(item.enrolee_id, 1));
+    auto stored = store().GetOutboxItem(item.id);
+    ASSERT_TRUE(Ok(stored));
+    EXPECT_EQ((*stored)->next_attempt_at, 400);
+  }
+  // Leased items are no longer due; the next claim takes the rest that is due.
+  auto due = store().DueOutbox(100, 10);
+  ASSERT_TRUE(Ok(due));
+  ASSERT_EQ(due->size(), 1U);
+  EXPECT_EQ((*due)[0].enrolee_id, enrolees[3]);
+  auto second = store().ClaimDueOutbox(100, 10, 400);
+  ASSERT_TRUE(Ok(second));
+  ASSERT_EQ(second->size(), 1U);
+  EXPECT_EQ((*second)[0].enrolee_id, enrolees[3]);
+  auto none = store().ClaimDueOutbox(100, 10, 400);
+  ASSERT_TRUE(Ok(none));
+  EXPECT_THAT(*none, IsEmpty());
+
+  auto zero = store().ClaimDueOutbox(1000, 0, 2000);
+  ASSERT_TRUE(Ok(zero));
+  EXPECT_THAT(*zero, IsEmpty());
+  EXPECT_TRUE(IsError(store().ClaimDueOutbox(1000, 10, 1000), ErrorKind::kLocalUsage,
+                      Errc::kInvariant));
+  auto unchanged = store().DueOutbox(999, 10);
+  ASSERT_TRUE(Ok(unchanged));
+  EXPECT_EQ(unchanged->size(), 4U) << "a refused claim leases nothing";
+}
+
+TEST_P(StoreTest, AnExpiredLeaseMakesTheItemDueAgain) {
+  const int64_t alice = AddStakeholder("alice");
+  const EnroleeRecord enrolee = AddEnrolee(alice, 1);
+  const std::vector<int64_t> ids = CommitOutboxItems(store(), enrolee.id, 1, 100);
+  ASSERT_EQ(ids.size(), 1U);
+  auto claimed = store().ClaimDueOutbox(100, 5, 160);
+  ASSERT_TRUE(Ok(claimed));
+  ASSERT_EQ(claimed->size(), 1U);
+  // The claimant died: nobody marks it. Until the lease ends nobody else takes it.
+  auto during = store().ClaimDueOutbox(159, 5, 220);
+  ASSERT_TRUE(Ok(during));
+  EXPECT_THAT(*during, IsEmpty());
+  auto after = store().ClaimDueOutbox(160, 5, 220);
+  ASSERT_TRUE(Ok(after));
+  ASSERT_EQ(after->size(), 1U);
+  EXPECT_EQ((*after)[0].id, ids[0]);
+  EXPECT_EQ((*after)[0].next_attempt_at, 220);
+  // A failed attempt reported by the new claimant reschedules it as usual.
+  ASSERT_TRUE(Ok(store().MarkAttemptFailed(ids[0], 300, "refused")));
+  auto item = store().GetOutboxItem(ids[0]);
+  ASSERT_TRUE(Ok(item));
+  EXPECT_EQ((*item)->attempts, 1);
+  EXPECT_EQ((*item)->next_attempt_at, 300);
+}
+
+TEST_P(StoreTest, ADeliveredItemIsNeverClaimed) {
+  const int64_t alice = AddStakeholder("alice");
+  const EnroleeRecord enrolee = AddEnrolee(alice, 1);
+  const std::vector<int64_t> ids = CommitOutboxItems(store(), enrolee.id, 2, 100);
+  ASSERT_EQ(ids.size(), 2U);
+  auto claimed = store().ClaimDueOutbox(100, 5, 160);
+  ASSERT_TRUE(Ok(claimed));
+  ASSERT_EQ(claimed->size(), 2U);
+  ASSERT_TRUE(Ok(store().MarkDelivered({ids[0]}, 120)));
+  auto later = store().ClaimDueOutbox(std::numeric_limits<int64_t>::max() - 1, 5,
+                                      std::numeric_limits<int64_t>::max());
+  ASSERT_TRUE(Ok(later));
+  ASSERT_EQ(later->size(), 1U);
+  EXPECT_EQ((*later)[0].id, ids[1]);
+  auto item = store().GetOutboxItem(ids[0]);
+  ASSERT_TRUE(Ok(item));
+  EXPECT_EQ((*item)->delivered_at, 120);
+  EXPECT_EQ((*item)->next_attempt_at, 160) << "a delivered item is not leased again";
+}
+
+// Two stores (or, on ":memory:", two threads of one) stand for two outbox workers of two
+// processes: the items each is given never overlap, and together they are every due item.
+TEST_P(StoreTest, ConcurrentClaimsNeverTakeTheSameItem) {
+  const int64_t alice = AddStakeholder("alice");
+  const EnroleeRecord enrolee = AddEnrolee(alice, 1);
+  constexpr int kItems = 60;
+  const std::vector<int64_t> ids = CommitOutboxItems(store(), enrolee.id, kItems, 100);
+  ASSERT_EQ(ids.size(), static_cast<size_t>(kItems));
+  std::unique_ptr<Store> second = Shareable() ? OpenAnother() : nullptr;
+  Store& other = second != nullptr ? *second : store();
+
+  constexpr int kThreads = 6;
+  std::vector<std::vector<int64_t>> taken(kThreads);
+  std::atomic<int> errors{0};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Store& s = t % 2 == 0 ? store() : other;
+      while (!go.load()) std::this_thread::yield();
+      while (true) {
+        auto claimed = s.ClaimDueOutbox(100, 2, 1000);
+        if (!claimed.has_value()) {
+          ++errors;
+          return;
+        }
+        if (claimed->empty()) return;
+        for (const OutboxItem& item : *claimed) taken[static_cast<size_t>(t)].push_back(item.id);
+      }
+    });
+  }
+  go = true;
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(errors.load(), 0);
+  std::map<int64_t, int> times;
+  for (const auto& list : taken) {
+    for (const int64_t id : list) ++times[id];
+  }
+  EXPECT_EQ(times.size(), ids.size()) << "every due item was claimed";
+  for (const auto& [id, count] : times) EXPECT_EQ(count, 1) << "outbox item " << id;
+}
+
+// Concurrent failure reports on one key (the portal's lockout, from two processes) all count.
+TEST_P(StoreTest, ConcurrentFailureUpdatesOfOneKeyAllCount) {
+  std::unique_ptr<Store> second = Shareable() ? OpenAnother() : nullptr;
+  Store& other = second != nullptr ? *second : store();
+  constexpr int kThreads = 4;
+  constexpr int kEach = 5;
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Store& s = t % 2 == 0 ? store() : other;
+      for (int i = 0; i < kEach; ++i) {
+        auto updated = s.UpdateFailures(
+            "account:alice", [](FailureRecord& r) { ++r.count; }, 100, 0);
+        if (!updated.has_value()) ++errors;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(errors.load(), 0);
+  auto record = store().FindFailures("account:alice");
+  ASSERT_TRUE(Ok(record));
+  ASSERT_TRUE(record->has_value());
+  EXPECT_EQ((*record)->count, kThreads * kEach);
+}
+
+// A write the database refuses reports no value it was given: no hash, no blob, no row.
+TEST_P(StoreTest, RefusedWritesQuoteNoValues) {
+  const int64_t alice = AddStakeholder("alice");
+  const EnroleeRecord enrolee = AddEnrolee(alice, 1);
+  const Bytes hash(32, 0xc4);
+  ASSERT_TRUE(Ok(store().IssueToken(enrolee.id, hash, 10, 100)));
+  const EnroleeRecord other = AddEnrolee(alice, 2);
+  auto duplicate = store().IssueToken(other.id, hash, 11, 100);
+  ASSERT_FALSE(duplicate.has_value());
+  EXPECT_THAT(duplicate.error().detail, ::testing::Not(HasSubstr("c4c4")));
+  EXPECT_THAT(duplicate.error().detail, ::testing::Not(HasSubstr("C4C4")));
+  auto short_hash = store().AddApiToken(alice, "ci", Bytes(31, 0xd7), 12, 0);
+  ASSERT_FALSE(short_hash.has_value());
+  EXPECT_EQ(short_hash.error().kind, ErrorKind::kStorage);
+  EXPECT_THAT(short_hash.error().detail, ::testing::Not(HasSubstr("d7d7")));
+  EXPECT_THAT(short_hash.error().detail, ::testing::Not(HasSubstr("Failing row")));
+  auto tokens = store().ListApiTokens(alice);
+  ASSERT_TRUE(Ok(tokens));
+  EXPECT_THAT(*tokens, IsEmpty());
+}
+
 // MAF key store
 
 TEST_P(StoreTest, PutMafCredentialIsIdempotentPerGeneration) {
@@ -1091,9 +1290,10 @@ TEST_F(FileStoreTest, ADurableWriteFailsWhenSynchronousFullCannotBeSet) {
   EXPECT_TRUE(Ok(store->AddStakeholder("alice", "h", 1)));
 }
 
-TEST_F(FileStoreTest, TwoStoresOnOneFileSeeEachOthersWrites) {
-  auto serve = Open();
-  auto admin = Open();
+TEST_P(StoreTest, TwoStoresOnOneDatabaseSeeEachOthersWrites) {
+  if (!Shareable()) GTEST_SKIP() << "needs a database a second store can open";
+  auto serve = OpenAnother();
+  auto admin = OpenAnother();
   ASSERT_NE(serve, nullptr);
   ASSERT_NE(admin, nullptr);
 
@@ -1324,9 +1524,9 @@ struct CommitReport {
 
 // Runs in the forked child: re-enrols the enrolees round-robin and reports each commit that
 // returned success. Never returns.
-[[noreturn]] void CommitUntilKilled(const std::string& path, const std::vector<int64_t>& ids,
+[[noreturn]] void CommitUntilKilled(const std::string& location, const std::vector<int64_t>& ids,
                                     int report_fd) {
-  auto opened = OpenSqliteStore(path);
+  auto opened = OpenStore(location);
   if (!opened.has_value()) {
     ::_exit(2);
   }
@@ -1364,10 +1564,18 @@ void Drain(int fd, std::string& buffer, int timeout_ms) {
   }
 }
 
-TEST_F(FileStoreTest, KilledWriterLeavesNoPartialTransaction) {
+// Kills a writer (a child process) at random moments, five times, and checks after each kill that
+// every commit it was told of is there and no commit is there in part. `location` names an empty
+// database; `after_kill` runs before the store is reopened.
+void KillWritersAndCheck(const std::string& location, const std::function<void()>& after_kill) {
+  auto open = [&]() -> std::unique_ptr<Store> {
+    auto opened = OpenStore(location);
+    EXPECT_TRUE(Ok(opened));
+    return opened.has_value() ? std::move(*opened) : nullptr;
+  };
   std::vector<int64_t> ids;
   {
-    auto store = Open();
+    auto store = open();
     ASSERT_NE(store, nullptr);
     auto alice = store->AddStakeholder("alice", "h", 1);
     ASSERT_TRUE(Ok(alice));
@@ -1394,7 +1602,7 @@ TEST_F(FileStoreTest, KilledWriterLeavesNoPartialTransaction) {
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       ::close(fds[0]);
-      CommitUntilKilled(path_, ids, fds[1]);
+      CommitUntilKilled(location, ids, fds[1]);
     }
     ::close(fds[1]);
 
@@ -1430,10 +1638,8 @@ TEST_F(FileStoreTest, KilledWriterLeavesNoPartialTransaction) {
     }
 
     // Reopen after the crash and check every invariant of the enrolment transaction.
-    RawDb raw(path_);
-    ASSERT_TRUE(raw.ok());
-    EXPECT_EQ(raw.Scalar("PRAGMA integrity_check"), "ok");
-    auto store = Open();
+    after_kill();
+    auto store = open();
     ASSERT_NE(store, nullptr);
     auto enrolees = store->ListEnrolees(std::nullopt);
     ASSERT_TRUE(Ok(enrolees));
@@ -1474,7 +1680,7 @@ TEST_F(FileStoreTest, KilledWriterLeavesNoPartialTransaction) {
       ASSERT_TRUE(generation_of.count(item.enrolee_id) == 1) << "outbox item " << item.id;
       EXPECT_LE(item.generation, generation_of[item.enrolee_id]) << "outbox item " << item.id;
     }
-    if (HasFailure()) {
+    if (::testing::Test::HasFailure()) {
       break;
     }
   }
@@ -1482,8 +1688,23 @@ TEST_F(FileStoreTest, KilledWriterLeavesNoPartialTransaction) {
   for (const auto& [id, generation] : reported) {
     commits += generation;
   }
-  RecordProperty("commits", std::to_string(commits));
+  ::testing::Test::RecordProperty("commits", std::to_string(commits));
   EXPECT_GT(commits, 0) << "the child never committed: the test proved nothing";
+}
+
+TEST_F(FileStoreTest, KilledWriterLeavesNoPartialTransaction) {
+  KillWritersAndCheck(path_, [&] {
+    RawDb raw(path_);
+    ASSERT_TRUE(raw.ok());
+    EXPECT_EQ(raw.Scalar("PRAGMA integrity_check"), "ok");
+  });
+}
+
+// The same against PostgreSQL: the server rolls back the transaction of a client that died.
+TEST(PostgresStoreCrashTest, KilledWriterLeavesNoPartialTransaction) {
+  test_support::PostgresTestDatabase database;
+  ASSERT_TRUE(database.ok()) << database.error();
+  KillWritersAndCheck(database.uri(), [] {});
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Shared by the store conformance suites (sqlite_store_test.cc, flow_b_store_test.cc,
 // device_credentials_store_test.cc): the backends they run on, a fixture with a fresh store on
-// each, and the records they build.
+// each, and the records they build. The PostgreSQL instances are named ".../Postgres"; they need
+// the server of tests/testlib/with_postgres.sh and fail without it.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -11,6 +12,7 @@
 #include <string_view>
 
 #include "base/bytes.h"
+#include "store/postgres_test_support.h"
 #include "store/store.h"
 #include "testlib/result_assertions.h"
 #include "testlib/temp_dir.h"
@@ -21,32 +23,65 @@ using testlib::IsError;
 using testlib::Ok;
 using testlib::TempDir;
 
-// SQLite ":memory:" or a database file in a temporary directory.
-enum class Backend { kMemory, kFile };
+// SQLite ":memory:", a SQLite database file in a temporary directory, or a fresh PostgreSQL
+// database on the server of tests/testlib/with_postgres.sh (postgres_test_support.h).
+enum class Backend { kMemory, kFile, kPostgres };
 
 inline std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
-  return info.param == Backend::kMemory ? "Memory" : "File";
+  switch (info.param) {
+    case Backend::kMemory:
+      return "Memory";
+    case Backend::kFile:
+      return "File";
+    case Backend::kPostgres:
+      return "Postgres";
+  }
+  return "Unknown";
+}
+
+// Every backend, for INSTANTIATE_TEST_SUITE_P.
+inline auto AllBackends() {
+  return ::testing::Values(Backend::kMemory, Backend::kFile, Backend::kPostgres);
 }
 
 // A fresh store on the test's backend; suites derive from it (and call its SetUp first).
 class BackendTest : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
-    if (GetParam() == Backend::kFile) {
-      ASSERT_TRUE(dir_.ok());
-      path_ = dir_.File("mte.db");
-    } else {
-      path_ = ":memory:";
+    switch (GetParam()) {
+      case Backend::kMemory:
+        location_ = ":memory:";
+        break;
+      case Backend::kFile:
+        ASSERT_TRUE(dir_.ok());
+        location_ = dir_.File("mte.db");
+        break;
+      case Backend::kPostgres:
+        postgres_ = std::make_unique<PostgresTestDatabase>();
+        ASSERT_TRUE(postgres_->ok()) << postgres_->error();
+        location_ = postgres_->uri();
+        break;
     }
-    auto opened = OpenSqliteStore(path_);
+    auto opened = OpenStore(location_);
     ASSERT_TRUE(Ok(opened));
     store_ = std::move(*opened);
   }
 
   Store& store() { return *store_; }
 
+  // Whether a second store can open the same database (as a second process would).
+  bool Shareable() const { return GetParam() != Backend::kMemory; }
+
+  // A second store on the test's database, or nullptr (with a test failure).
+  std::unique_ptr<Store> OpenAnother() {
+    auto opened = OpenStore(location_);
+    EXPECT_TRUE(Ok(opened));
+    return opened.has_value() ? std::move(*opened) : nullptr;
+  }
+
   TempDir dir_;
-  std::string path_;
+  std::unique_ptr<PostgresTestDatabase> postgres_;  // before store_: outlives it
+  std::string location_;  // a SQLite path or a PostgreSQL URI, for OpenStore
   std::unique_ptr<Store> store_;
 };
 

@@ -10,14 +10,9 @@
 #include <string_view>
 
 #include "base/result.h"
+#include "store/internal/migration.h"
 
 namespace mte::store::internal {
-
-struct Migration {
-  int64_t version;        // 1, 2, 3, ... with no gaps
-  std::string_view name;  // file name, e.g. "0001_init.sql"
-  const char* sql;        // one or more statements, without BEGIN/COMMIT
-};
 
 // The first line of a migration that rebuilds a table (SQLite's procedure for schema changes
 // that ALTER TABLE cannot make: create the new table, copy, drop the old one, rename the new one).
