@@ -12,7 +12,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := $(notdir $(wildcard fuzz/corpus/*))
 
 .PHONY: all deps test-deps fuzz-deps bench-deps configure build test test-tsan check-plain demo \
-	bench bench-instructions fuzz-build fuzz fuzz-check clean
+	bench bench-instructions bench-scaling test-scale fuzz-build fuzz fuzz-check clean
 
 all: build
 
@@ -71,6 +71,20 @@ bench-instructions: bench-deps
 	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS) --target mte mte_bench_bare mte_bench_flowb
 	@bash bench/instructions.sh $(BUILD)
+
+# make bench-scaling: Flow B enrolments/s against 1, 2 and 4 MEF processes on one PostgreSQL
+# database, beside the embedded SQLite store (bench/scaling.sh, docs/scaling.md).
+bench-scaling: test-deps
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS) --target mte mte_bench_flowb
+	@bash bench/scaling.sh $(BUILD)
+
+# make test-scale: the scale-out test at full size (200 trials of 64 concurrent redemptions of one
+# token, 1,000 enrolments under kill -9 of MEF processes) on the ordinary build; make test runs it
+# smaller (tests/integration/scale_out_test.sh).
+test-scale: test-deps build
+	@MTE_BIN_DIR=$(CURDIR)/$(BUILD)/bin MTE_SOURCE_DIR=$(CURDIR) MTE_SCALE_TRIALS=200 \
+	  MTE_SCALE_ENROLMENTS=1000 MTE_SCALE_DEADLINE_S=3000 bash tests/integration/scale_out_test.sh
 
 # The libFuzzer targets (fuzz/, docs/fuzzing.md): clang with ASan and UBSan, in $(FUZZ_BUILD).
 fuzz-build: fuzz-deps

@@ -10,8 +10,13 @@
 //       ca.key, as `mte admin pki init-device-ca` makes it) into --cert-dir/<deviceId>/, and a
 //       manifest entry with its certSha256.
 //   mte_bench_flowb run --data DIR --manifest FILE --stakeholder NAME --password-file FILE
-//                       --mef-pid PID --other-pid PID --concurrency 4,8 --rounds R --per-round N
-//                       [--rspf ppsk|cert --cert-dir DIR]
+//                       --mef-pid PID[,PID...] --other-pid PID --concurrency 4,8 --rounds R
+//                       --per-round N [--rspf ppsk|cert --cert-dir DIR] [--db-pid PID,...]
+//                       [--mef-ports PORT,...]
+//       Several --mef-pid: several MEF processes, their CPU summed; --mef-ports: connect to these
+//       MEF ports in turn instead of the bundle's MEF URI; --db-pid: the database server's
+//       processes (PostgreSQL), whose CPU per enrolment is printed too. The store is the one
+//       DIR/mte.json names ("store"), SQLite or PostgreSQL.
 //       Preparation (not part of the enrolment figures): portal login, one Flow B entry and one
 //       Enrolment-Token per enrolment via the portal REST API, from --prep-threads [4] threads;
 //       the token issuances alone are timed and printed as <key>_token_issuance_per_s. Then,
@@ -23,7 +28,6 @@
 //       the enrolments, is the MEF CPU per enrolment. Figures are printed as flowb_* (ppsk) or
 //       flowb_cert_* (cert) key=value lines.
 #include <dirent.h>
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -53,6 +57,7 @@
 #include "proto/enrolment_client.h"
 #include "proto/rspf/cert_device.h"
 #include "proto/rspf/ppsk_device.h"
+#include "store/store.h"
 
 namespace {
 
@@ -318,26 +323,34 @@ struct RoundResult {
   double drained_s = 0;     // first connection .. every Km delivered to the MAF
   double mef_cpu_us = 0;    // per enrolment
   double other_cpu_us = 0;  // per enrolment (portal + MAF process)
+  double db_cpu_us = 0;     // per enrolment (the database server's processes, --db-pid)
   ThreadSplit mef_threads;  // per enrolment
   std::vector<double> latency_ms;
 };
 
-int64_t PendingOutbox(sqlite3* db) {
-  sqlite3_stmt* stmt = nullptr;
-  int64_t n = -1;
-  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM outbox WHERE delivered_at = 0", -1, &stmt,
-                         nullptr) == SQLITE_OK &&
-      sqlite3_step(stmt) == SQLITE_ROW) {
-    n = sqlite3_column_int64(stmt, 0);
+// Undelivered outbox items in the MTE's store (SQLite or PostgreSQL); -1 when it cannot be read.
+int64_t PendingOutbox(store::Store& store) {
+  auto status = store.GetOutboxStatus();
+  return status ? status->pending : -1;
+}
+
+// utime + stime of every process in `pids`, summed; -1 if one cannot be read.
+long long ProcessTicks(const std::vector<int>& pids) {
+  long long sum = 0;
+  for (int pid : pids) {
+    long long ticks = ProcessTicks(pid);
+    if (ticks < 0) return -1;
+    sum += ticks;
   }
-  sqlite3_finalize(stmt);
-  return n;
+  return sum;
 }
 
 std::once_flag g_print_once;
 
-RoundResult RunRound(std::vector<Job>& jobs, size_t begin, size_t end, int concurrency, int mef_pid,
-                     int other_pid, sqlite3* db, bool cert) {
+RoundResult RunRound(std::vector<Job>& jobs, size_t begin, size_t end, int concurrency,
+                     const std::vector<int>& mef_pids, int other_pid,
+                     const std::vector<int>& db_pids, store::Store& db, bool cert) {
+  const int mef_pid = mef_pids.front();
   RoundResult r;
   r.concurrency = concurrency;
   r.n = static_cast<int>(end - begin);
@@ -347,8 +360,9 @@ RoundResult RunRound(std::vector<Job>& jobs, size_t begin, size_t end, int concu
   std::mutex error_mu;
   std::string first_error;
   const auto threads0 = ThreadTicks(mef_pid);
-  const long long ticks0_mef = ProcessTicks(mef_pid);
+  const long long ticks0_mef = ProcessTicks(mef_pids);
   const long long ticks0_other = ProcessTicks(other_pid);
+  const long long ticks0_db = ProcessTicks(db_pids);
   const auto t0 = Clock::now();
   std::vector<std::thread> threads;
   for (int t = 0; t < concurrency; ++t) {
@@ -399,9 +413,10 @@ RoundResult RunRound(std::vector<Job>& jobs, size_t begin, size_t end, int concu
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   const auto t2 = Clock::now();
-  const long long ticks1_mef = ProcessTicks(mef_pid);
+  const long long ticks1_mef = ProcessTicks(mef_pids);
   const auto threads1 = ThreadTicks(mef_pid);
   const long long ticks1_other = ProcessTicks(other_pid);
+  const long long ticks1_db = ProcessTicks(db_pids);
   const double tick_us = 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
   r.failures = failures.load();
   int ok = r.n - r.failures;
@@ -409,6 +424,7 @@ RoundResult RunRound(std::vector<Job>& jobs, size_t begin, size_t end, int concu
   r.drained_s = std::chrono::duration<double>(t2 - t0).count();
   r.mef_cpu_us = ok > 0 ? (ticks1_mef - ticks0_mef) * tick_us / ok : 0;
   r.other_cpu_us = ok > 0 ? (ticks1_other - ticks0_other) * tick_us / ok : 0;
+  r.db_cpu_us = ok > 0 ? (ticks1_db - ticks0_db) * tick_us / ok : 0;
   r.mef_threads = SplitThreads(mef_pid, threads0, threads1, ok);
   if (!first_error.empty())
     std::printf("  FAILED enrolments: %d; first: %s\n", r.failures, first_error.c_str());
@@ -427,7 +443,28 @@ double Percentile(std::vector<double> v, double p) {
 
 int Run(const Args& args) {
   const std::string data = args.Get("data");
-  const int mef_pid = std::atoi(args.Get("mef-pid").c_str());
+  // One MEF process, or several (comma-separated: their CPU is summed; the per-thread split is
+  // the first one's).
+  auto pid_list = [](const std::string& text) {
+    std::vector<int> pids;
+    std::stringstream ss(text);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      if (!item.empty()) pids.push_back(std::atoi(item.c_str()));
+    }
+    return pids;
+  };
+  const std::vector<int> mef_pids = pid_list(args.Get("mef-pid"));
+  if (mef_pids.empty()) Die("bad --mef-pid");
+  // Optional: the database server's processes (PostgreSQL), whose CPU is printed beside.
+  const std::vector<int> db_pids = pid_list(args.Get("db-pid", ","));
+  // Optional: the MEF ports to connect to, in turn per enrolment, instead of the bundle's MEF
+  // URI (several MEF processes without a load balancer in front).
+  std::vector<uint16_t> mef_ports;
+  for (int port : pid_list(args.Get("mef-ports", ","))) {
+    if (port < 1 || port > 65535) Die("bad --mef-ports");
+    mef_ports.push_back(static_cast<uint16_t>(port));
+  }
   const int other_pid = std::atoi(args.Get("other-pid").c_str());
   const int rounds = std::atoi(args.Get("rounds", "3").c_str());
   const int per_round = std::atoi(args.Get("per-round", "200").c_str());
@@ -506,6 +543,7 @@ int Run(const Args& args) {
     auto endpoint = client::ParseEndpoint(uri.substr(std::string("https://").size()));
     if (!endpoint) Die("bad mefUri " + uri);
     job.mef = *endpoint;
+    if (!mef_ports.empty()) job.mef.port = mef_ports[i % mef_ports.size()];
     const auto& device = manifest[i];
     if (cert) {
       const std::string dir = CertDir(args, device.at("deviceId").get<std::string>());
@@ -527,12 +565,11 @@ int Run(const Args& args) {
       total, prep_threads, issue_s, total / issue_s);
   std::printf("%s_token_issuance_per_s=%.1f\n", key.c_str(), total / issue_s);
 
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2((data + "/mte.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) !=
-      SQLITE_OK) {
-    Die("cannot open the store read-only");
-  }
-  sqlite3_busy_timeout(db, 5000);
+  // The MTE's store, as mte.json names it ("store": a PostgreSQL URI; else DIR/mte.db).
+  const std::string location = config.value("store", std::string());
+  auto opened = store::OpenStore(location.empty() ? data + "/mte.db" : location);
+  if (!opened) Die("cannot open the store: " + Describe(opened.error()));
+  store::Store& db = **opened;
   if (PendingOutbox(db) != 0) Die("the outbox is not empty before the measured phase");
 
   // ---- measured phase
@@ -540,7 +577,8 @@ int Run(const Args& args) {
   std::vector<RoundResult> all;
   for (int level : levels) {
     for (int round = 0; round < rounds; ++round) {
-      auto r = RunRound(jobs, cursor, cursor + per_round, level, mef_pid, other_pid, db, cert);
+      auto r = RunRound(jobs, cursor, cursor + per_round, level, mef_pids, other_pid, db_pids, db,
+                        cert);
       cursor += per_round;
       std::printf(
           "  C=%d round %d: %d enrolments, %.0f enrolments/s (%.0f/s incl. Km delivered "
@@ -553,7 +591,6 @@ int Run(const Args& args) {
       all.push_back(std::move(r));
     }
   }
-  sqlite3_close(db);
 
   int failures = 0;
   for (const auto& r : all) failures += r.failures;
@@ -562,7 +599,7 @@ int Run(const Args& args) {
       "concurrency):\n",
       cert ? "certificate" : "PPSK", rounds, per_round);
   for (int level : levels) {
-    std::vector<double> rate, drained_rate, mef, other, latency, io, pool, outbox;
+    std::vector<double> rate, drained_rate, mef, other, db_cpu, latency, io, pool, outbox;
     for (const auto& r : all) {
       if (r.concurrency != level) continue;
       int ok = r.n - r.failures;
@@ -570,6 +607,7 @@ int Run(const Args& args) {
       drained_rate.push_back(ok / r.drained_s);
       mef.push_back(r.mef_cpu_us);
       other.push_back(r.other_cpu_us);
+      db_cpu.push_back(r.db_cpu_us);
       io.push_back(r.mef_threads.io_us);
       pool.push_back(r.mef_threads.pool_us);
       outbox.push_back(r.mef_threads.outbox_us);
@@ -588,6 +626,12 @@ int Run(const Args& args) {
         Median(io), Median(pool), Median(outbox));
     std::printf("%s_c%d_enrolments_per_s=%.1f\n", key.c_str(), level, Median(rate));
     std::printf("%s_c%d_mef_cpu_us=%.1f\n", key.c_str(), level, Median(mef));
+    std::printf("%s_c%d_other_cpu_us=%.1f\n", key.c_str(), level, Median(other));
+    if (!db_pids.empty()) {
+      std::printf("        database server CPU %.0f us per enrolment\n", Median(db_cpu));
+      std::printf("%s_c%d_db_cpu_us=%.1f\n", key.c_str(), level, Median(db_cpu));
+    }
+    std::printf("%s_c%d_delivered_per_s=%.1f\n", key.c_str(), level, Median(drained_rate));
     std::printf("%s_c%d_p50_ms=%.2f\n", key.c_str(), level, Percentile(latency, 50));
     std::printf("%s_c%d_p99_ms=%.2f\n", key.c_str(), level, Percentile(latency, 99));
   }

@@ -12,6 +12,8 @@ build_pkgs=(g++ cmake ninja-build make pkg-config
   libsqlite3-dev sqlite3 libpq-dev libpqxx-dev libspdlog-dev libfmt-dev libcli11-dev
   libargon2-dev libgtest-dev libgmock-dev libbenchmark-dev
   libqrencode-dev libzbar-dev libpng-dev libjpeg62-turbo-dev)
+# nginx with its stream module is the plain TCP load balancer of the scale-out test (the test
+# starts its own instance on loopback; the packaged service is stopped and disabled below).
 # Independent QR tools (qrencode, zbarimg, netpbm, cjpeg, rsvg-convert) for the QR tests; the
 # browser tests: Debian's Chromium driven by playwright-core (from npm, below), and tesseract to
 # read the screenshots back; oathtool (RFC 4226/6238) for the second-factor tests; the PostgreSQL
@@ -19,7 +21,8 @@ build_pkgs=(g++ cmake ninja-build make pkg-config
 # versioned package: the `postgresql` metapackage would also pull in postgresql-contrib).
 test_pkgs=(gnutls-bin curl procps python3 jq postgresql-15
   qrencode zbar-tools netpbm libjpeg-turbo-progs librsvg2-bin file
-  chromium tesseract-ocr tesseract-ocr-eng oathtool)
+  chromium tesseract-ocr tesseract-ocr-eng oathtool
+  nginx libnginx-mod-stream)
 
 # The libFuzzer targets (docs/fuzzing.md): clang and its runtimes (libFuzzer, ASan, UBSan), which
 # clang only recommends.
@@ -55,6 +58,12 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   export DEBIAN_FRONTEND=noninteractive
   "${sudo_cmd[@]}" apt-get update -qq
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Packages that start a system service (nginx on port 80): the tests start their own.
+  for service in nginx; do
+    if [[ " ${missing[*]} " == *" $service "* ]] && command -v systemctl >/dev/null; then
+      "${sudo_cmd[@]}" systemctl disable --now "$service" >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 # The Node test packages, pinned by tests/browser/package-lock.json: playwright-core (it uses

@@ -76,6 +76,7 @@ struct InitArgs {
   int64_t token_lifetime_seconds = 7LL * 24 * 3600;
   std::vector<std::string> portal_names{"localhost"};
   uint16_t mef_port = 8443, maf_port = 8444, maf_delivery_port = 8445, portal_port = 8446;
+  std::string store;  // "" = the embedded SQLite database; or a postgresql:// URI
   bool force = false;
 };
 
@@ -96,6 +97,8 @@ int Init(const InitArgs& args) {
   config.maf_port = args.maf_port;
   config.maf_delivery_port = args.maf_delivery_port;
   config.portal_port = args.portal_port;
+  config.store = args.store;
+  if (auto ok = CheckStoreLocation(config.store); !ok) return Die("--store: " + ok.error().detail);
   for (const auto* id : {&config.mef_fqdn, &config.maf_fqdn, &config.maf_id}) {
     if (auto ok = crypto::CheckIdentifier(*id, "FQDN"); !ok) return Die(ok.error());
     if (id->find('*') != std::string::npos) return Die("wildcard names are not allowed: " + *id);
@@ -139,7 +142,9 @@ int Init(const InitArgs& args) {
     return Die(ok.error());
   }
   {
-    auto store = store::OpenSqliteStore(staged.db_file().string());
+    // The embedded database is created here; a PostgreSQL database (which the operator created)
+    // gets the schema migrations, or is found up to date.
+    auto store = store::OpenStore(staged.store_location());
     if (!store) return Die(store.error());
   }
   if (auto ok = SaveConfig(staged); !ok) return Die(ok.error());
@@ -258,7 +263,7 @@ int Serve(const ServeArgs& args) {
   }
   auto kek = crypto::KeyEncryptionKey::LoadFile(config->kek_file());
   if (!kek) return Die(kek.error());
-  auto store = store::OpenSqliteStore(config->db_file().string());
+  auto store = store::OpenStore(config->store_location());
   if (!store) return Die(store.error());
   crypto::SystemRng rng;
   SystemClock clock;
@@ -473,6 +478,8 @@ int Serve(const ServeArgs& args) {
       return outcome ? std::move(*outcome) : DeliverEach(deliver_one, payloads);
     };
     outbox = std::make_unique<OutboxWorker>(**store, *kek, clock, deliver);
+    // A PostgreSQL store may have several MEF processes: each pass claims its items.
+    if (!config->store.empty()) outbox->set_claim_lease(config->outbox_lease_seconds);
     mef->set_on_commit([o = outbox.get()] { o->Wake(); });
   }
 
@@ -542,7 +549,7 @@ struct AdminContext {
 
 Result<AdminContext> OpenAdmin(const std::string& data) {
   MTE_TRY_ASSIGN(auto config, LoadConfig(data));
-  MTE_TRY_ASSIGN(auto store, store::OpenSqliteStore(config.db_file().string()));
+  MTE_TRY_ASSIGN(auto store, store::OpenStore(config.store_location()));
   return AdminContext{std::move(config), std::move(store)};
 }
 
@@ -1222,6 +1229,12 @@ int main(int argc, char** argv) {
   init_cmd->add_option("--token-lifetime", init.token_lifetime_seconds,
                        "Enrolment-Token lifetime in seconds")
       ->default_val(7LL * 24 * 3600);
+  init_cmd->add_option(
+      "--store", init.store,
+      "the store: a PostgreSQL libpq URI (postgresql://[user@]host[:port]/dbname[?param=...],\n"
+      "no password: use a libpq password file) of an existing database, which gets the schema;\n"
+      "several data directories may share one database (docs/scaling.md). Default: the\n"
+      "embedded SQLite database DIR/mte.db");
   init_cmd->add_flag("--force", init.force, "replace an existing data directory");
 
   ServeArgs serve;

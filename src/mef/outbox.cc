@@ -134,7 +134,9 @@ void OutboxWorker::RecordFailure(const store::OutboxItem& item, int64_t now, con
 OutboxWorker::Pass OutboxWorker::RunPass() {
   Pass pass;
   int64_t now = UnixSeconds(clock_.Now());
-  auto due = store_.DueOutbox(now, kBatch);
+  auto due = claim_lease_seconds_ > 0
+                 ? store_.ClaimDueOutbox(now, kBatch, now + claim_lease_seconds_)
+                 : store_.DueOutbox(now, kBatch);
   if (!due) {
     spdlog::error("outbox: cannot read: {}", Describe(due.error()));
     return pass;

@@ -66,6 +66,13 @@ class OutboxWorker {
   void Stop();
   void Wake();
 
+  // Several MEF processes sharing one store (PostgreSQL): each pass claims its items for this
+  // many seconds (Store::ClaimDueOutbox), so that no other process sends them meanwhile, and a
+  // process that dies mid-pass leaves them to the others once the lease ends. 0 (the default):
+  // this process is the store's only MEF, and a pass reads the due items without claiming them.
+  // Call before Start.
+  void set_claim_lease(int64_t seconds) { claim_lease_seconds_ = seconds; }
+
   // Items one pass reads and sends (one batch, one MarkDelivered transaction).
   static constexpr int kBatch = 64;
 
@@ -89,6 +96,7 @@ class OutboxWorker {
   const crypto::KeyEncryptionKey& kek_;
   const Clock& clock_;
   DeliverBatchFn deliver_;
+  int64_t claim_lease_seconds_ = 0;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;

@@ -82,13 +82,15 @@ Result<Config> ParseConfig(std::string_view text, const std::filesystem::path& d
           std::pair{"requestTimeoutMs", &config.request_timeout_ms},
           std::pair{"maxConnections", &config.max_connections},
           std::pair{"maxConnectionsPerAddress", &config.max_connections_per_address},
-          std::pair{"ocspTimeoutMs", &config.ocsp_timeout_ms}}) {
+          std::pair{"ocspTimeoutMs", &config.ocsp_timeout_ms},
+          std::pair{"outboxLeaseSeconds", &config.outbox_lease_seconds}}) {
       MTE_TRY(ReadInteger(j, name, *field, file));
     }
     MTE_TRY(ReadInteger(j, "ioThreads", config.io_threads, file));
     MTE_TRY(ReadInteger(j, "workerThreads", config.worker_threads, file));
     config.rspfs = j.value("rspfs", config.rspfs);
     config.mef_ocsp_url = j.value("mefOcspUrl", config.mef_ocsp_url);
+    config.store = j.value("store", config.store);
   } catch (const nlohmann::json::exception& e) {
     return Fail(ConfigError(file, e.what()));
   }
@@ -122,7 +124,56 @@ Result<Config> ParseConfig(std::string_view text, const std::filesystem::path& d
   if (!config.mef_ocsp_url.empty() && config.mef_ocsp_url.rfind("http://", 0) != 0) {
     return Fail(ConfigError(file, "mefOcspUrl must be an http:// URL (RFC 6960 Appendix A)"));
   }
+  if (config.outbox_lease_seconds < 1 || config.outbox_lease_seconds > 3600) {
+    return Fail(ConfigError(file, "outboxLeaseSeconds must be 1..3600"));
+  }
+  if (auto ok = CheckStoreLocation(config.store); !ok) {
+    return Fail(ConfigError(file, ok.error().detail));
+  }
   return config;
+}
+
+Result<void> CheckStoreLocation(std::string_view store) {
+  auto refuse = [](std::string detail) {
+    return Fail(Error{ErrorKind::kLocalUsage, Errc::kMalformed, std::move(detail)});
+  };
+  if (store.empty()) return {};
+  std::string_view rest;
+  for (std::string_view scheme : {"postgresql://", "postgres://"}) {
+    if (store.substr(0, scheme.size()) == scheme) rest = store.substr(scheme.size());
+  }
+  if (rest.data() == nullptr) {
+    return refuse("store must be \"\" (the embedded SQLite database mte.db) or a PostgreSQL URI "
+                  "postgresql://...");
+  }
+  if (store.size() > 1024) return refuse("store: the URI is longer than 1024 characters");
+  for (char c : store) {
+    if (static_cast<unsigned char>(c) < 0x21 || static_cast<unsigned char>(c) > 0x7e) {
+      return refuse("store: the URI must be printable ASCII without spaces (percent-encode)");
+    }
+  }
+  // No password in the URI: mte.json is not a secret (libpq reads passwords from a password
+  // file: passfile=, PGPASSFILE or ~/.pgpass).
+  const std::string_view authority = rest.substr(0, rest.find_first_of("/?"));
+  const size_t at = authority.rfind('@');
+  const bool userinfo_password =
+      at != std::string_view::npos && authority.substr(0, at).find(':') != std::string_view::npos;
+  const size_t query = rest.find('?');
+  bool query_password = false;
+  if (query != std::string_view::npos) {
+    std::string_view params = rest.substr(query + 1);
+    while (!params.empty()) {
+      const size_t amp = params.find('&');
+      std::string_view param = params.substr(0, amp);
+      if (param.substr(0, param.find('=')) == "password") query_password = true;
+      params = amp == std::string_view::npos ? std::string_view{} : params.substr(amp + 1);
+    }
+  }
+  if (userinfo_password || query_password) {
+    return refuse("store: the URI must not carry a password (mte.json is not a secret); put it "
+                  "in a libpq password file (passfile=FILE in the URI, PGPASSFILE or ~/.pgpass)");
+  }
+  return {};
 }
 
 Result<void> SaveConfig(const Config& config) {
@@ -152,6 +203,10 @@ Result<void> SaveConfig(const Config& config) {
       {"ocspTimeoutMs", config.ocsp_timeout_ms},
       {"mefOcspUrl", config.mef_ocsp_url},
   };
+  if (!config.store.empty()) {
+    j["store"] = config.store;
+    j["outboxLeaseSeconds"] = config.outbox_lease_seconds;
+  }
   std::string text = j.dump(2) + "\n";
   return ReplaceFile(config.config_file(), AsBytes(text), 0644);
 }

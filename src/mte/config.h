@@ -47,9 +47,20 @@ struct Config {
   // AIA OCSP URL; no stapling when neither exists.
   std::string mef_ocsp_url;
 
+  // Where the store is: "" = the embedded SQLite database mte.db in the data directory; or a
+  // PostgreSQL libpq URI "postgresql://..." (several MTE processes, each with its own data
+  // directory, may share one database). The URI never carries a password (mte.json is not a
+  // secret): libpq takes it from a password file (passfile=, PGPASSFILE, ~/.pgpass) or the
+  // server authenticates by other means (peer, client certificates).
+  std::string store;
+  // With a PostgreSQL store: how long an outbox pass claims its items (mef/outbox.h).
+  int64_t outbox_lease_seconds = 60;
+
   std::filesystem::path config_file() const { return data_dir / "mte.json"; }
   std::filesystem::path kek_file() const { return data_dir / "kek"; }
   std::filesystem::path db_file() const { return data_dir / "mte.db"; }
+  // What store::OpenStore opens: `store`, or db_file() when it is empty.
+  std::string store_location() const { return store.empty() ? db_file().string() : store; }
   std::filesystem::path pki_dir() const { return data_dir / "pki"; }
   std::filesystem::path ca_cert() const { return pki_dir() / "ca.crt"; }
   std::filesystem::path cert(std::string_view stem) const {
@@ -66,5 +77,8 @@ Result<Config> LoadConfig(const std::filesystem::path& data_dir);
 Result<Config> ParseConfig(std::string_view text, const std::filesystem::path& data_dir);
 // Writes DIR/mte.json atomically.
 Result<void> SaveConfig(const Config& config);
+// Whether `store` is a valid Config::store: "" or a postgresql:// (postgres://) URI of printable
+// ASCII, at most 1024 characters, without a password. kLocalUsage/kMalformed naming the fault.
+Result<void> CheckStoreLocation(std::string_view store);
 
 }  // namespace mte

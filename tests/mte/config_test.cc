@@ -144,6 +144,42 @@ TEST_F(ConfigTest, BadRspfAndOcspSettingsAreRefused) {
   ExpectRefusedWith("mefOcspUrl", 7);
 }
 
+// The store: "" (the embedded SQLite file) or a PostgreSQL URI without a password; a URI round
+// trips with its outbox lease.
+TEST_F(ConfigTest, StoreIsAPostgresUriWithoutAPassword) {
+  for (const std::string uri :
+       {"postgresql:///mte?host=/run/pg", "postgres://mte@db.example:5433/mte",
+        "postgresql://db.example/mte?sslmode=verify-full&passfile=/etc/mte/pgpass"}) {
+    nlohmann::json j = SampleJson();
+    j["store"] = uri;
+    j["outboxLeaseSeconds"] = 15;
+    Write(j.dump());
+    auto loaded = LoadConfig(dir_.path());
+    ASSERT_TRUE(Ok(loaded)) << uri;
+    EXPECT_EQ(loaded->store, uri);
+    EXPECT_EQ(loaded->store_location(), uri);
+    EXPECT_EQ(loaded->outbox_lease_seconds, 15);
+    ASSERT_TRUE(Ok(SaveConfig(*loaded)));
+    auto again = LoadConfig(dir_.path());
+    ASSERT_TRUE(Ok(again));
+    EXPECT_EQ(again->store, uri);
+    EXPECT_EQ(again->outbox_lease_seconds, 15);
+  }
+  Write(SampleJson().dump());
+  auto embedded = LoadConfig(dir_.path());
+  ASSERT_TRUE(Ok(embedded));
+  EXPECT_EQ(embedded->store_location(), (dir_.path() / "mte.db").string());
+  ExpectRefusedWith("store", "postgresql://mte:secret@db.example/mte");
+  ExpectRefusedWith("store", "postgresql://db.example/mte?sslmode=require&password=secret");
+  ExpectRefusedWith("store", "/var/lib/mte/other.db");
+  ExpectRefusedWith("store", "mysql://db.example/mte");
+  ExpectRefusedWith("store", "postgresql://db.example/m te");
+  ExpectRefusedWith("store", "postgresql://db.example/" + std::string(1100, 'x'));
+  ExpectRefusedWith("store", 5);
+  ExpectRefusedWith("outboxLeaseSeconds", 0);
+  ExpectRefusedWith("outboxLeaseSeconds", 3601);
+}
+
 // Integer members must be integers of the field's range: nothing is rounded, wrapped or cast
 // (1e300 made the conversion to int undefined; found by fuzz/config_fuzz.cc's sanitizers).
 TEST_F(ConfigTest, IntegerMembersThatNoFieldHoldsAreRefused) {

@@ -5,7 +5,9 @@
 #
 # The server lives in a new temporary directory (data, log and Unix socket) and listens on that
 # socket only; --tcp also makes it listen on 127.0.0.1, on a free port. It trusts every local
-# connection (initdb -A trust) and runs without fsync: it is for tests only. Nothing is created in
+# connection (initdb -A trust) and runs without fsync: it is for tests only (with
+# MTE_POSTGRES_DURABLE=1 it keeps PostgreSQL's durable defaults, for benchmarks; put TMPDIR on a
+# real disk then). Nothing is created in
 # it but the cluster itself (databases postgres, template0 and template1; superuser postgres).
 # CMD runs with these variables set:
 #   MTE_TEST_POSTGRES_URI      postgresql:///postgres?host=<dir>&port=<port>&user=postgres
@@ -89,6 +91,8 @@ if [[ ${#as_server[@]} -gt 0 ]]; then chown postgres: "$pg_dir"; fi
 
 # The socket's name carries the port, so inside a private directory any port serves; with --tcp
 # the port must also be free on 127.0.0.1: try random ones until the server binds one.
+durability="-c fsync=off -c full_page_writes=off"
+if [[ "${MTE_POSTGRES_DURABLE:-0}" == 1 ]]; then durability="-c max_connections=200"; fi
 port=5432
 attempts=1
 if [[ $tcp -eq 1 ]]; then attempts=8; fi
@@ -101,7 +105,7 @@ for ((try = 1; try <= attempts; try++)); do
   : >"$pg_dir/server.log"
   if [[ ${#as_server[@]} -gt 0 ]]; then chown postgres: "$pg_dir/server.log"; fi
   if "${as_server[@]}" "$bindir/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -t 30 \
-    -o "-c listen_addresses=$listen -p $port -k $pg_dir -c fsync=off -c full_page_writes=off" \
+    -o "-c listen_addresses=$listen -p $port -k $pg_dir $durability" \
     start >/dev/null 2>&1; then
     started=1
     break
