@@ -96,10 +96,14 @@ run() {
   local front=${SERVER_PIDS[-1]}
   for (( i = 1; i <= k; i++ )); do
     dir="$T/$name-mef$i"
-    rm -rf "$dir"
-    cp -a "$base" "$dir"
-    rm -f "$dir/serve.json" "$dir"/serve-*.lock
-    set_key "$dir" mefPort "$(free_port)"
+    if [[ "$name" == sqlite ]]; then
+      dir=$base  # SQLite is a file in the data directory: the MEF must serve that directory
+    else
+      rm -rf "$dir"
+      cp -a "$base" "$dir"
+      rm -f "$dir/serve.json" "$dir"/serve-*.lock
+      set_key "$dir" mefPort "$(free_port)"
+    fi
     ports+=("$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["mefPort"])' "$dir/mte.json")")
     DATA=$dir
     start mef "$T/$name-mef$i.log"

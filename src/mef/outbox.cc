@@ -166,6 +166,15 @@ OutboxWorker::Pass OutboxWorker::RunPass() {
     }
   }
   pass.target_failed = outcome.target_failed;
+  if (claim_lease_seconds_ > 0 && outcome.target_failed) {
+    // Claimed but not sent (the target failed before them): back off with the failed one rather
+    // than wait for the lease's end.
+    const Error unsent = Error{ErrorKind::kIo, Errc::kUnavailable,
+                               "not sent: the target failed earlier in the batch"};
+    for (size_t i = outcome.results.size(); i < sent_items.size(); ++i) {
+      RecordFailure(*sent_items[i], now, unsent);
+    }
+  }
   if (delivered.empty()) return pass;
   MTE_FAILPOINT_HIT("outbox-after-send");
   // One transaction for the whole batch. Should it fail, the items stay due and are delivered

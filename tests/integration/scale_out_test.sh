@@ -5,11 +5,11 @@
 # through unchanged). The PostgreSQL server is started for the test (tests/testlib/
 # with_postgres.sh) in a temporary directory and stopped afterwards.
 #
-# 1. Races: in each of MTE_SCALE_TRIALS trials (default 10; `make test-scale` runs 200), 64
+# 1. Races: in each of MTE_SCALE_TRIALS trials (default 6; `make test-scale` runs 200), 64
 #    devices redeem one Enrolment-Token at once through the load balancer, so that the MEF
 #    processes race each other: exactly one device enrols, the 63 others are refused, the entry
 #    has generation 1, one outbox row, one audited commit, and the token is spent.
-# 2. Chaos: MTE_SCALE_ENROLMENTS Flow B devices (default 120; `make test-scale` runs 1000),
+# 2. Chaos: MTE_SCALE_ENROLMENTS Flow B devices (default 96; `make test-scale` runs 1000),
 #    `mte-enrolee --retry-for`, enrol through the load balancer while a random MEF process is
 #    killed with SIGKILL and restarted, again and again. Then: every device enrolled, one entry
 #    and one outbox row per committed generation, every current Km at the MAF exactly once (one
@@ -24,9 +24,9 @@ source "$(dirname "$0")/lib.sh"
 
 START=$(now_ms)
 elapsed_s() { awk -v ms=$(( $(now_ms) - START )) 'BEGIN { printf "%.1f", ms / 1000 }'; }
-TRIALS=${MTE_SCALE_TRIALS:-10}
+TRIALS=${MTE_SCALE_TRIALS:-6}
 RACERS=64
-N_CHAOS=${MTE_SCALE_ENROLMENTS:-120}
+N_CHAOS=${MTE_SCALE_ENROLMENTS:-96}
 N_MEF=3
 N_PORTAL=2
 command -v nginx >/dev/null || fail "nginx is not installed (tools/install-deps.sh --test)"

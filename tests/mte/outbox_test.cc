@@ -208,6 +208,37 @@ TEST_F(OutboxTest, FullBatchesFollowAtOnceAndAFailedTargetEndsThePass) {
   EXPECT_TRUE(due->empty());
 }
 
+// With claims (several MEF processes on one store): a pass claims its items for the lease; the
+// items a failed target left unsent back off like the failed one instead of waiting for the
+// lease's end, and a claimed item is not claimed again while its lease runs.
+TEST_F(OutboxTest, AClaimingPassReleasesWhatAFailedTargetLeftUnsent) {
+  ASSERT_EQ(EnrolMany(3, "claim").size(), 3u);
+  bool maf_up = false;
+  OutboxWorker worker(*world_.store, world_.kek, world_.clock,
+                      [&](const SecretBytes& p) -> Result<void> {
+                        if (!maf_up) return Fail(ErrorKind::kTimeout, Errc::kDeadline, "timed out");
+                        return SendToMaf(p);
+                      });
+  worker.set_claim_lease(600);
+  const int64_t now = world_.clock.seconds();
+  auto failed = worker.RunPass();
+  EXPECT_TRUE(failed.target_failed);
+  EXPECT_EQ(failed.delivered, 0);
+  // Nothing is due now, and nothing is left under the 600 s lease: all three back off (1 s).
+  auto due_now = world_.store->DueOutbox(now, 10);
+  ASSERT_TRUE(Ok(due_now));
+  EXPECT_TRUE(due_now->empty());
+  auto due_soon = world_.store->DueOutbox(now + 1, 10);
+  ASSERT_TRUE(Ok(due_soon));
+  EXPECT_EQ(due_soon->size(), 3u);
+  maf_up = true;
+  world_.clock.Advance(1);
+  EXPECT_EQ(worker.RunPass().delivered, 3);
+  auto left = world_.store->DueOutbox(world_.clock.seconds() + 3600, 10);
+  ASSERT_TRUE(Ok(left));
+  EXPECT_TRUE(left->empty());
+}
+
 // A pass sends its due items to the MAF as one batch, which the MAF applies in one transaction.
 TEST_F(OutboxTest, APassSendsItsDueItemsAsOneBatchRequest) {
   const std::vector<std::string> ke_ids = EnrolMany(3, "fan");
