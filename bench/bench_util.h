@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -42,6 +43,14 @@ inline long long ProcessTicks(int pid) {
     while (*p != ' ' && *p != '\0') ++p;
   }
   return utime < 0 || stime < 0 ? -1 : utime + stime;
+}
+
+// Nearest-rank percentile (p in 0..100); 0 for no values.
+inline double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
+  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
 }
 
 inline double Median(std::vector<double> v) {

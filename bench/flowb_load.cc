@@ -91,12 +91,22 @@ void WriteFile(const std::string& path, const std::string& text) {
 
 struct Args {
   std::vector<std::pair<std::string, std::string>> kv;
-  std::string Get(const std::string& key, const std::string& fallback = "") const {
+  // The value of --key, or nullptr when it is not given.
+  const std::string* Find(const std::string& key) const {
     for (const auto& [k, v] : kv) {
-      if (k == key) return v;
+      if (k == key) return &v;
     }
+    return nullptr;
+  }
+  std::string Get(const std::string& key, const std::string& fallback = "") const {
+    if (const std::string* v = Find(key)) return *v;
     if (fallback.empty()) Die("missing --" + key);
     return fallback;
+  }
+  // The value of an optional --key; "" when it is not given.
+  std::string Optional(const std::string& key) const {
+    const std::string* v = Find(key);
+    return v != nullptr ? *v : "";
   }
 };
 
@@ -432,14 +442,7 @@ RoundResult RunRound(std::vector<Job>& jobs, size_t begin, size_t end, int concu
 }
 
 using mte::bench::Median;
-
-// Nearest-rank percentile.
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
-  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
-}
+using mte::bench::Percentile;
 
 int Run(const Args& args) {
   const std::string data = args.Get("data");
@@ -457,11 +460,11 @@ int Run(const Args& args) {
   const std::vector<int> mef_pids = pid_list(args.Get("mef-pid"));
   if (mef_pids.empty()) Die("bad --mef-pid");
   // Optional: the database server's processes (PostgreSQL), whose CPU is printed beside.
-  const std::vector<int> db_pids = pid_list(args.Get("db-pid", ","));
+  const std::vector<int> db_pids = pid_list(args.Optional("db-pid"));
   // Optional: the MEF ports to connect to, in turn per enrolment, instead of the bundle's MEF
   // URI (several MEF processes without a load balancer in front).
   std::vector<uint16_t> mef_ports;
-  for (int port : pid_list(args.Get("mef-ports", ","))) {
+  for (int port : pid_list(args.Optional("mef-ports"))) {
     if (port < 1 || port > 65535) Die("bad --mef-ports");
     mef_ports.push_back(static_cast<uint16_t>(port));
   }

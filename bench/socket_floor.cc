@@ -60,6 +60,7 @@ using mte::bench::Inner;
 using mte::bench::Layer;
 using mte::bench::Median;
 using mte::bench::NewLayer;
+using mte::bench::Percentile;
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kRequestSize = 256;
@@ -258,13 +259,6 @@ Round RunRound(SSL_CTX* outer, SSL_CTX* inner, uint16_t port, int concurrency, i
   if (failures.load() != 0) Die(std::to_string(failures.load()) + " nested connections failed");
   r.server_cpu_us = (ticks1 - ticks0) * (1e6 / static_cast<double>(sysconf(_SC_CLK_TCK))) / n;
   return r;
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
-  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
 }
 
 int IntOption(const std::string& text, int lo, int hi, const char* name) {
