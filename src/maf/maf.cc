@@ -220,9 +220,7 @@ proto::HttpResponse Maf::HandleDelivery(const proto::HttpRequest& request,
     if (!delivery) {
       answer = Refusal(delivery.error());
     } else {
-      std::unique_lock lock(apply_mu_);
       auto applied = store_.ApplyMafDeliveries({*delivery});
-      lock.unlock();
       answer = !applied ? Refusal(applied.error()) : AnswerFor(*delivery, (*applied)[0]);
     }
     if (!answer.error.empty()) {
@@ -249,9 +247,7 @@ proto::HttpResponse Maf::HandleDelivery(const proto::HttpRequest& request,
     positions.push_back(i);
   }
   if (!deliveries.empty()) {
-    std::unique_lock lock(apply_mu_);
     auto applied = store_.ApplyMafDeliveries(deliveries);
-    lock.unlock();
     if (!applied) {
       spdlog::warn("maf: batch of {} deliveries refused: {}", deliveries.size(),
                    Describe(applied.error()));

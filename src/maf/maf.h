@@ -5,7 +5,6 @@
 #pragma once
 
 #include <optional>
-#include <mutex>
 #include <string>
 
 #include "base/clock.h"
@@ -46,9 +45,6 @@ class Maf {
   Rng& rng_;
   const Clock& clock_;
   MafSettings settings_;
-  // Deliveries are applied one transaction at a time: on a shared store (PostgreSQL,
-  // SERIALIZABLE) concurrent ones abort each other; each is one commit either way.
-  std::mutex apply_mu_;
 };
 
 }  // namespace mte

@@ -723,6 +723,10 @@ class PostgresStore final : public Store {
   static Result<void> AppendAudit(Tx& tx, const AuditEntry& entry, int64_t new_id = 0);
 
   Pool pool_;
+  // This process's MAF deliveries are applied one transaction at a time: concurrent batches
+  // (the MAF answers deliveries from several MEF processes at once) would abort each other as
+  // SERIALIZABLE conflicts on maf_credentials until the retries gave up; each is one commit.
+  std::mutex maf_apply_mu_;
 };
 
 // --- helpers inside a transaction ---------------------------------------------------------------
@@ -1804,6 +1808,7 @@ Result<bool> PostgresStore::PutMafIn(Tx& tx, const MafCredential& credential,
 Result<std::vector<Result<bool>>> PostgresStore::ApplyMafDeliveries(
     const std::vector<MafDelivery>& deliveries) {
   constexpr std::string_view kOp = "apply maf deliveries";
+  std::lock_guard serialised(maf_apply_mu_);
   return Write(kOp, [&](Tx& tx) -> Result<std::vector<Result<bool>>> {
     std::vector<Result<bool>> results;
     results.reserve(deliveries.size());
